@@ -1,0 +1,171 @@
+//! Extraction: file bytes → pages of text blocks (headings kept), per format.
+
+mod docx;
+mod html;
+mod markdown;
+mod pdf;
+pub mod text;
+
+use serde::{Deserialize, Serialize};
+
+pub use pdf::is_cjk as is_cjk_char;
+
+/// Supported formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Pdf,
+    Docx,
+    Txt,
+    Markdown,
+    Html,
+}
+
+impl Format {
+    /// The format for a file name, by extension.
+    pub fn from_name(file_name: &str) -> Option<Self> {
+        let ext = file_name.rsplit_once('.')?.1.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "pdf" => Self::Pdf,
+            "docx" => Self::Docx,
+            "txt" | "text" | "log" | "csv" => Self::Txt,
+            "md" | "markdown" => Self::Markdown,
+            "html" | "htm" => Self::Html,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pdf => "pdf",
+            Self::Docx => "docx",
+            Self::Txt => "txt",
+            Self::Markdown => "markdown",
+            Self::Html => "html",
+        }
+    }
+}
+
+/// Extensions that [`Format::from_name`] recognises.
+pub const SUPPORTED_EXTENSIONS: &[&str] = &[
+    "pdf", "docx", "txt", "text", "log", "csv", "md", "markdown", "html", "htm",
+];
+
+/// A block of text: a heading (level 1–9) or a paragraph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub heading_level: Option<u8>,
+    pub text: String,
+}
+
+impl Block {
+    pub fn para(text: impl Into<String>) -> Self {
+        Self {
+            heading_level: None,
+            text: text.into(),
+        }
+    }
+    pub fn heading(level: u8, text: impl Into<String>) -> Self {
+        Self {
+            heading_level: Some(level.clamp(1, 9)),
+            text: text.into(),
+        }
+    }
+}
+
+/// One page (formats without pages have exactly one, numbered 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// 1-based page number.
+    pub number: u32,
+    pub blocks: Vec<Block>,
+}
+
+/// What extraction found in a file.
+#[derive(Debug, Clone)]
+pub struct Extracted {
+    pub format: Format,
+    pub title: Option<String>,
+    pub pages: Vec<Page>,
+    /// Problems that did not stop the file (a garbled or empty page, …).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("unsupported format `{extension}` (supported: pdf, docx, txt, md, html)")]
+    Unsupported { extension: String },
+    #[error("empty file")]
+    Empty,
+    #[error("binary content in a text file (is it really {format}?)")]
+    Binary { format: &'static str },
+    #[error("cannot decode the text: {0}")]
+    Encoding(String),
+    #[error("corrupt or unreadable PDF: {0}")]
+    Pdf(String),
+    #[error("password-protected PDF: remove the password and ingest it again")]
+    Encrypted,
+    #[error("corrupt or unreadable DOCX: {0}")]
+    Docx(String),
+    #[error("no text found: {0}")]
+    NoText(String),
+    #[error("the extractor crashed on this file ({0}); the file was skipped")]
+    Panicked(String),
+}
+
+/// Extract one file. The format comes from the name's extension; the content is checked.
+pub fn extract(bytes: &[u8], file_name: &str) -> Result<Extracted, ExtractError> {
+    let format = Format::from_name(file_name).ok_or_else(|| ExtractError::Unsupported {
+        extension: file_name
+            .rsplit_once('.')
+            .map(|(_, e)| e.to_string())
+            .unwrap_or_else(|| "(none)".into()),
+    })?;
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ExtractError::Empty);
+    }
+    let run = || -> Result<Extracted, ExtractError> {
+        match format {
+            Format::Pdf => pdf::extract(bytes),
+            Format::Docx => docx::extract(bytes),
+            Format::Txt => text::extract_txt(bytes),
+            Format::Markdown => markdown::extract(bytes),
+            Format::Html => html::extract(bytes),
+        }
+    };
+    // Third-party parsers meet hostile input: a panic becomes this file's error.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(r) => r,
+        Err(p) => Err(ExtractError::Panicked(panic_message(&p))),
+    }
+}
+
+pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
+/// Split plain text into paragraph blocks at blank lines (single newlines are kept).
+pub(crate) fn paragraphs(text: &str) -> Vec<Block> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if !cur.trim().is_empty() {
+                out.push(Block::para(std::mem::take(&mut cur)));
+            }
+            cur.clear();
+        } else {
+            if !cur.is_empty() {
+                cur.push('\n');
+            }
+            cur.push_str(line);
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(Block::para(cur));
+    }
+    out
+}

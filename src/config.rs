@@ -1,0 +1,367 @@
+//! Configuration: one `zhiku.toml` plus environment overrides, every key with a default.
+//!
+//! A file holds only the keys it changes. Precedence, lowest first: built-in defaults, the
+//! file (`--config`, env `ZHIKU_CONFIG`, else `./zhiku.toml` when present), environment
+//! variables `ZHIKU_<SECTION>__<KEY>` (e.g. `ZHIKU_VECTOR__URL=http://qdrant:6334`,
+//! `ZHIKU_RETRIEVE__FUSION=rrf`), then command-line flags (`--data-dir` / `ZHIKU_DATA_DIR`).
+//! Values in environment variables are read as TOML scalars when they parse as one
+//! (numbers, booleans) and as strings otherwise.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration. See README "Configuration" for every key and its default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Folder holding all state: SQLite metadata, the embedded vector store, the keyword
+    /// index. Default `./data`.
+    pub data_dir: PathBuf,
+    pub embed: EmbedConfig,
+    pub vector: VectorConfig,
+    pub keyword: KeywordConfig,
+    pub ingest: zhiku_ingest::Options,
+    pub retrieve: RetrieveConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            embed: EmbedConfig::default(),
+            vector: VectorConfig::default(),
+            keyword: KeywordConfig::default(),
+            ingest: zhiku_ingest::Options::default(),
+            retrieve: RetrieveConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// A Hugging Face BERT / XLM-R folder (config.json, tokenizer.json, model.safetensors).
+    /// Default `models/multilingual-e5-small` (written by `scripts/fetch-models.sh`).
+    pub model: PathBuf,
+    /// Passages per forward pass. Default 16.
+    pub batch_size: usize,
+    /// Prefix for queries; default chosen by model family ("query: " for e5, none otherwise).
+    pub query_prefix: Option<String>,
+    /// Prefix for passages; default chosen by model family ("passage: " for e5).
+    pub passage_prefix: Option<String>,
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        Self {
+            model: PathBuf::from("models/multilingual-e5-small"),
+            batch_size: 16,
+            query_prefix: None,
+            passage_prefix: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VectorConfig {
+    /// Qdrant server gRPC URL (e.g. `http://127.0.0.1:6334`). Unset (default): the embedded
+    /// engine under `<data_dir>/vectors`.
+    pub url: Option<String>,
+    /// API key for the Qdrant server, if it requires one.
+    pub api_key: Option<String>,
+    /// Collection name on the server. Default `zhiku_chunks`.
+    pub collection: String,
+    /// Per-request timeout for the server, seconds. Default 10.
+    pub timeout_secs: u64,
+}
+
+impl Default for VectorConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            api_key: None,
+            collection: "zhiku_chunks".into(),
+            timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeywordConfig {
+    /// jieba user dictionary (one term a line: `word [freq] [tag]`) for company terms.
+    /// Default: `<data_dir>/userdict.txt` when that file exists, else none.
+    pub user_dict: Option<PathBuf>,
+}
+
+/// How the dense and keyword rankings are fused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// Reciprocal rank fusion: score = Σ w / (k + rank).
+    Rrf,
+    /// Min-max normalised scores, weighted sum.
+    Weighted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrieveConfig {
+    /// `weighted` (default, chosen by measurement on CMRC 2018 trial) or `rrf`.
+    pub fusion: Fusion,
+    /// RRF constant k. Default 60.
+    pub rrf_k: f32,
+    /// Weight of the dense ranking, 0–1; the keyword ranking gets 1 − this. Default 0.5.
+    pub dense_weight: f32,
+    /// Candidates taken from each index before fusion. Default 50.
+    pub candidates: usize,
+    /// Results returned when the caller does not say. Default 5.
+    pub top_k: usize,
+}
+
+impl Default for RetrieveConfig {
+    fn default() -> Self {
+        Self {
+            fusion: Fusion::Weighted,
+            rrf_k: 60.0,
+            dense_weight: 0.5,
+            candidates: 50,
+            top_k: 5,
+        }
+    }
+}
+
+impl Config {
+    /// Load defaults ← file ← environment. `file` is the explicit `--config`; without it,
+    /// `./zhiku.toml` is read when present.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(file, &vars)
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        vars: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let default_path = Path::new("zhiku.toml");
+        let (path, required) = match file {
+            Some(p) => (Some(p.to_path_buf()), true),
+            None if default_path.exists() => (Some(default_path.to_path_buf()), false),
+            None => (None, false),
+        };
+        let mut table = toml::Table::new();
+        if let Some(path) = &path {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    table = text
+                        .parse::<toml::Table>()
+                        .map_err(|e| ConfigError::Parse {
+                            path: path.clone(),
+                            message: e.to_string(),
+                        })?;
+                }
+                Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(ConfigError::Read {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        // Validate the file alone first, so an error names the file rather than a variable.
+        if let Some(path) = &path {
+            toml::Value::Table(table.clone())
+                .try_into::<Config>()
+                .map_err(|e| ConfigError::Parse {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+        }
+        for (var, value) in vars {
+            apply_env(&mut table, var, value)?;
+        }
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Env {
+                    var: "ZHIKU_*".into(),
+                    message: e.to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let r = &self.retrieve;
+        if !(0.0..=1.0).contains(&r.dense_weight) {
+            return Err(ConfigError::Invalid(format!(
+                "retrieve.dense_weight must be between 0 and 1, got {}",
+                r.dense_weight
+            )));
+        }
+        if r.rrf_k <= 0.0 {
+            return Err(ConfigError::Invalid(
+                "retrieve.rrf_k must be positive".into(),
+            ));
+        }
+        if r.candidates == 0 || r.top_k == 0 {
+            return Err(ConfigError::Invalid(
+                "retrieve.candidates and retrieve.top_k must be at least 1".into(),
+            ));
+        }
+        if self.embed.batch_size == 0 {
+            return Err(ConfigError::Invalid(
+                "embed.batch_size must be at least 1".into(),
+            ));
+        }
+        let c = &self.ingest.chunk;
+        if c.max_tokens < 16 || c.overlap_tokens >= c.max_tokens {
+            return Err(ConfigError::Invalid(format!(
+                "ingest.chunk: max_tokens must be at least 16 and overlap_tokens below it (got {} and {})",
+                c.max_tokens, c.overlap_tokens
+            )));
+        }
+        Ok(())
+    }
+
+    /// The jieba user dictionary in force: the configured one, or `<data_dir>/userdict.txt`.
+    pub fn user_dict(&self) -> Option<PathBuf> {
+        self.keyword.user_dict.clone().or_else(|| {
+            let p = self.data_dir.join("userdict.txt");
+            p.exists().then_some(p)
+        })
+    }
+
+    /// The configuration as TOML, every key shown (for `zhiku config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Top-level keys and sections an environment variable may set.
+const ENV_ROOTS: &[&str] = &[
+    "data_dir", "embed", "vector", "keyword", "ingest", "retrieve",
+];
+
+fn apply_env(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+    let Some(rest) = var.strip_prefix("ZHIKU_") else {
+        return Ok(());
+    };
+    let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+    if !ENV_ROOTS.contains(&path[0].as_str()) || path.iter().any(|p| p.is_empty()) {
+        return Ok(());
+    }
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !v.is_table())
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let mut cursor = table;
+    for key in &path[..path.len() - 1] {
+        let entry = cursor
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cursor = entry.as_table_mut().ok_or_else(|| ConfigError::Env {
+            var: var.to_string(),
+            message: format!("`{key}` is not a section"),
+        })?;
+    }
+    cursor.insert(path[path.len() - 1].clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let c = Config::load_with_env(None, &[]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert_eq!(c.retrieve.fusion, Fusion::Weighted);
+        assert_eq!(c.vector.url, None);
+        assert!(c.ingest.mask.enabled);
+    }
+
+    #[test]
+    fn partial_file_and_env_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("zhiku.toml");
+        std::fs::write(&f, "[retrieve]\ntop_k = 9\n[vector]\ncollection = \"c1\"\n").unwrap();
+        let c = Config::load_with_env(
+            Some(&f),
+            &env(&[
+                ("ZHIKU_VECTOR__URL", "http://127.0.0.1:6334"),
+                ("ZHIKU_RETRIEVE__DENSE_WEIGHT", "0.7"),
+                ("ZHIKU_DATA_DIR", "/tmp/zk"),
+                ("ZHIKU_UNRELATED", "x"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.retrieve.top_k, 9);
+        assert_eq!(c.vector.collection, "c1");
+        assert_eq!(c.vector.url.as_deref(), Some("http://127.0.0.1:6334"));
+        assert!((c.retrieve.dense_weight - 0.7).abs() < 1e-6);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/zk"));
+        assert_eq!(c.retrieve.candidates, 50, "untouched keys keep defaults");
+    }
+
+    #[test]
+    fn unknown_key_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("zhiku.toml");
+        std::fs::write(&f, "[retreive]\ntop_k = 9\n").unwrap();
+        let e = Config::load_with_env(Some(&f), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("retreive") && e.contains("zhiku.toml"), "{e}");
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let e = Config::load_with_env(Some(Path::new("/nonexistent/zhiku.toml")), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/zhiku.toml"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_rejected() {
+        let e = Config::load_with_env(None, &env(&[("ZHIKU_RETRIEVE__DENSE_WEIGHT", "1.5")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dense_weight"), "{e}");
+        let e = Config::load_with_env(None, &env(&[("ZHIKU_RETRIEVE__FUSION", "magic")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("magic") || e.contains("variant"), "{e}");
+    }
+}

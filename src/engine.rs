@@ -1,0 +1,140 @@
+//! The engine: the stores, the embedder and the configuration opened together from one data
+//! folder. The CLI and (later) the server are thin shells over it.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::embed::{Embedder, candle::CandleEmbedder};
+use crate::store::keyword::KeywordIndex;
+use crate::store::meta::MetaStore;
+use crate::store::vector::{VectorStore, edge::EdgeVectorStore, server::ServerVectorStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot create data folder {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Meta(#[from] crate::store::meta::MetaError),
+    #[error(transparent)]
+    Keyword(#[from] crate::store::keyword::KeywordError),
+    #[error(transparent)]
+    Vector(#[from] crate::store::vector::VectorError),
+    #[error(transparent)]
+    Embed(#[from] crate::embed::EmbedError),
+    #[error(
+        "the index was built with embedding model `{stored}` but the configured model is `{configured}`; run `zhiku reindex` to rebuild the vectors with the new model"
+    )]
+    ModelChanged { stored: String, configured: String },
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// Settings key holding the embedding model id the vectors were built with.
+const MODEL_KEY: &str = "embed.model_id";
+/// Settings key holding the vector dimension.
+const DIM_KEY: &str = "embed.dim";
+
+pub struct Engine {
+    pub config: Config,
+    pub meta: MetaStore,
+    pub keyword: KeywordIndex,
+    embedder: OnceLock<Arc<dyn Embedder>>,
+    vector: OnceLock<Arc<dyn VectorStore>>,
+}
+
+impl Engine {
+    /// Open the data folder named by the configuration, creating it when missing. The
+    /// embedder and the vector store are opened on first use (loading a model takes seconds,
+    /// and `zhiku kb list` needs neither).
+    pub fn open(config: Config) -> Result<Self> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| EngineError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let meta = MetaStore::open(&dir.join("zhiku.sqlite"))?;
+        let user_dict = config.user_dict();
+        let keyword = KeywordIndex::open(&dir.join("keywords"), user_dict.as_deref())?;
+        Ok(Self {
+            config,
+            meta,
+            keyword,
+            embedder: OnceLock::new(),
+            vector: OnceLock::new(),
+        })
+    }
+
+    /// Use this embedder instead of loading the configured one (tests, benchmarks).
+    pub fn with_embedder(self, embedder: Arc<dyn Embedder>) -> Self {
+        let _ = self.embedder.set(embedder);
+        self
+    }
+
+    /// The embedder, loaded on first use.
+    pub fn embedder(&self) -> Result<Arc<dyn Embedder>> {
+        if let Some(e) = self.embedder.get() {
+            return Ok(e.clone());
+        }
+        let c = &self.config.embed;
+        let options = crate::embed::candle::EmbedOptions {
+            query_prefix: c.query_prefix.clone(),
+            passage_prefix: c.passage_prefix.clone(),
+            batch_size: c.batch_size,
+            ..Default::default()
+        };
+        let loaded: Arc<dyn Embedder> = Arc::new(CandleEmbedder::load(&c.model, &options)?);
+        Ok(self.embedder.get_or_init(|| loaded).clone())
+    }
+
+    /// The vector store (embedded unless `[vector] url` is set), opened on first use with the
+    /// embedder's dimension.
+    pub fn vector(&self) -> Result<Arc<dyn VectorStore>> {
+        if let Some(v) = self.vector.get() {
+            return Ok(v.clone());
+        }
+        let dim = self.embedder()?.dim();
+        let v = &self.config.vector;
+        let store: Arc<dyn VectorStore> = match &v.url {
+            Some(url) => Arc::new(ServerVectorStore::connect(
+                url,
+                v.api_key.as_deref(),
+                &v.collection,
+                dim,
+                Duration::from_secs(v.timeout_secs),
+            )?),
+            None => Arc::new(EdgeVectorStore::open(
+                &self.config.data_dir.join("vectors"),
+                dim,
+            )?),
+        };
+        Ok(self.vector.get_or_init(|| store).clone())
+    }
+
+    /// Check that the vectors were built with the configured model; record it when the
+    /// index is new. `reindexing` accepts a change (the caller is rebuilding).
+    pub fn check_model(&self, reindexing: bool) -> Result<()> {
+        let e = self.embedder()?;
+        let configured = e.model_id().to_string();
+        match self.meta.setting(MODEL_KEY)? {
+            Some(stored) if stored != configured && !reindexing => {
+                Err(EngineError::ModelChanged { stored, configured })
+            }
+            Some(stored) if stored == configured => Ok(()),
+            _ => {
+                self.meta.set_setting(MODEL_KEY, &configured)?;
+                self.meta.set_setting(DIM_KEY, &e.dim().to_string())?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The data folder.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+}

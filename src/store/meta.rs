@@ -1,0 +1,837 @@
+//! Metadata in SQLite: knowledge bases, documents (with content hash and status), chunks
+//! (with text and provenance), ingestion jobs and per-file outcomes. This is the source of
+//! truth; the vector and keyword indexes are rebuilt from it by `zhiku reindex`.
+//!
+//! Crash safety: a document is written with status `indexing` together with its chunks, then
+//! the derived indexes are written, then (in one transaction) the document becomes `ready`
+//! and any document it replaces is deleted and queued in `pending_deletes` until the derived
+//! indexes have forgotten it too. Readers only see chunks of `ready` documents, so a crash at
+//! any point leaves nothing half-visible, and [`MetaStore::unfinished`] tells the next run what
+//! to clean up.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::{ChunkId, DocId, KbId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("metadata database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "knowledge base `{0}` does not exist (create it with `zhiku kb create {0}` or ingest into it)"
+    )]
+    NoSuchKb(String),
+    #[error("knowledge base `{0}` already exists")]
+    KbExists(String),
+    #[error(
+        "invalid knowledge base name `{0}`: use 1–64 letters, digits, CJK characters, `-`, `_` or `.`"
+    )]
+    BadKbName(String),
+}
+
+pub type Result<T> = std::result::Result<T, MetaError>;
+
+const SCHEMA: &str = r#"
+PRAGMA foreign_keys = ON;
+CREATE TABLE IF NOT EXISTS knowledge_bases (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS documents (
+    id            INTEGER PRIMARY KEY,
+    kb_id         INTEGER NOT NULL REFERENCES knowledge_bases(id) ON DELETE CASCADE,
+    source        TEXT NOT NULL,
+    title         TEXT NOT NULL,
+    format        TEXT NOT NULL,
+    content_hash  TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    pages         INTEGER NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('indexing', 'ready')),
+    warnings      TEXT NOT NULL DEFAULT '[]',
+    masked        INTEGER NOT NULL DEFAULT 0,
+    created_at    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS documents_kb_source ON documents(kb_id, source);
+CREATE INDEX IF NOT EXISTS documents_kb_hash ON documents(kb_id, content_hash);
+CREATE TABLE IF NOT EXISTS chunks (
+    id            INTEGER PRIMARY KEY,
+    document_id   INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    kb_id         INTEGER NOT NULL,
+    ordinal       INTEGER NOT NULL,
+    page          INTEGER NOT NULL,
+    heading_path  TEXT NOT NULL,
+    char_start    INTEGER NOT NULL,
+    char_end      INTEGER NOT NULL,
+    text          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
+CREATE TABLE IF NOT EXISTS pending_deletes (
+    document_id   INTEGER PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id           INTEGER PRIMARY KEY,
+    kb_id        INTEGER NOT NULL REFERENCES knowledge_bases(id) ON DELETE CASCADE,
+    source       TEXT NOT NULL,
+    status       TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    started_at   INTEGER NOT NULL,
+    finished_at  INTEGER,
+    added        INTEGER NOT NULL DEFAULT 0,
+    changed      INTEGER NOT NULL DEFAULT 0,
+    unchanged    INTEGER NOT NULL DEFAULT 0,
+    removed      INTEGER NOT NULL DEFAULT 0,
+    failed       INTEGER NOT NULL DEFAULT 0,
+    chunks       INTEGER NOT NULL DEFAULT 0,
+    message      TEXT
+);
+CREATE TABLE IF NOT EXISTS job_files (
+    job_id   INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    source   TEXT NOT NULL,
+    outcome  TEXT NOT NULL,
+    message  TEXT
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+"#;
+
+/// A knowledge base.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KnowledgeBase {
+    pub id: KbId,
+    pub name: String,
+    pub documents: u64,
+    pub chunks: u64,
+}
+
+/// A document as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DocumentRecord {
+    pub id: DocId,
+    pub kb: KbId,
+    /// Where it came from: an absolute file path, or an external id (e.g. a CMRC paragraph id).
+    pub source: String,
+    pub title: String,
+    pub format: String,
+    pub content_hash: String,
+    pub size: u64,
+    pub pages: u32,
+    pub ready: bool,
+    pub warnings: Vec<String>,
+    pub masked: u64,
+}
+
+/// A document to insert, with its chunks.
+#[derive(Debug, Clone)]
+pub struct NewDocument<'a> {
+    pub kb: KbId,
+    pub source: &'a str,
+    pub title: &'a str,
+    pub format: &'a str,
+    pub content_hash: &'a str,
+    pub size: u64,
+    pub pages: u32,
+    pub warnings: &'a [String],
+    pub masked: u64,
+    pub chunks: &'a [zhiku_ingest::Chunk],
+}
+
+/// A chunk with its document's display fields, as retrieval returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChunkRecord {
+    pub id: ChunkId,
+    pub kb: KbId,
+    pub document_id: DocId,
+    pub document: String,
+    pub title: String,
+    pub page: u32,
+    pub heading_path: Vec<String>,
+    pub char_start: u32,
+    pub char_end: u32,
+    pub text: String,
+}
+
+/// Counters of one ingestion job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JobCounts {
+    pub added: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+    pub removed: u64,
+    pub failed: u64,
+    pub chunks: u64,
+}
+
+/// What an earlier, interrupted run left behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unfinished {
+    /// Documents written but never made ready: purge from the derived indexes, then delete.
+    pub indexing: Vec<DocId>,
+    /// Documents deleted from SQLite whose vectors/keywords may still exist.
+    pub pending_deletes: Vec<DocId>,
+}
+
+pub struct MetaStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Valid knowledge base names: short, no spaces or path characters.
+pub fn valid_kb_name(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=64).contains(&n)
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name != "."
+        && name != ".."
+}
+
+impl MetaStore {
+    /// Open (or create) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let err = |source| MetaError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, source: rusqlite::Error) -> MetaError {
+        MetaError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    // ---- settings ----
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO settings(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    // ---- knowledge bases ----
+
+    pub fn create_kb(&self, name: &str) -> Result<KbId> {
+        if !valid_kb_name(name) {
+            return Err(MetaError::BadKbName(name.into()));
+        }
+        let conn = self.conn();
+        match conn.execute(
+            "INSERT INTO knowledge_bases(name, created_at) VALUES (?1, ?2)",
+            params![name, now()],
+        ) {
+            Ok(_) => Ok(conn.last_insert_rowid()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(MetaError::KbExists(name.into()))
+            }
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    pub fn kb_id(&self, name: &str) -> Result<Option<KbId>> {
+        self.conn()
+            .query_row(
+                "SELECT id FROM knowledge_bases WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The id of `name`, or a clear error when it does not exist.
+    pub fn require_kb(&self, name: &str) -> Result<KbId> {
+        self.kb_id(name)?
+            .ok_or_else(|| MetaError::NoSuchKb(name.into()))
+    }
+
+    /// The id of `name`, creating it when missing.
+    pub fn ensure_kb(&self, name: &str) -> Result<KbId> {
+        match self.kb_id(name)? {
+            Some(id) => Ok(id),
+            None => self.create_kb(name),
+        }
+    }
+
+    pub fn list_kbs(&self) -> Result<Vec<KnowledgeBase>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT k.id, k.name,
+                   (SELECT COUNT(*) FROM documents d WHERE d.kb_id = k.id AND d.status = 'ready'),
+                   (SELECT COUNT(*) FROM chunks c JOIN documents d ON d.id = c.document_id
+                     WHERE c.kb_id = k.id AND d.status = 'ready')
+                 FROM knowledge_bases k ORDER BY k.name",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(KnowledgeBase {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    documents: r.get::<_, i64>(2)? as u64,
+                    chunks: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Delete a knowledge base's rows; returns its documents' ids so the caller can purge
+    /// them from the derived indexes (they are queued in `pending_deletes` meanwhile).
+    pub fn delete_kb(&self, kb: KbId) -> Result<Vec<DocId>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let docs: Vec<DocId> = {
+            let mut stmt = tx
+                .prepare("SELECT id FROM documents WHERE kb_id = ?1")
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([kb], |r| r.get(0))
+                .map_err(|e| self.err(e))?;
+            rows.collect::<std::result::Result<_, _>>()
+                .map_err(|e| self.err(e))?
+        };
+        for d in &docs {
+            tx.execute(
+                "INSERT OR IGNORE INTO pending_deletes(document_id) VALUES (?1)",
+                [d],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.execute("DELETE FROM knowledge_bases WHERE id = ?1", [kb])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(docs)
+    }
+
+    // ---- documents ----
+
+    fn doc_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DocumentRecord> {
+        let warnings: String = r.get(9)?;
+        Ok(DocumentRecord {
+            id: r.get(0)?,
+            kb: r.get(1)?,
+            source: r.get(2)?,
+            title: r.get(3)?,
+            format: r.get(4)?,
+            content_hash: r.get(5)?,
+            size: r.get::<_, i64>(6)? as u64,
+            pages: r.get::<_, i64>(7)? as u32,
+            ready: r.get::<_, String>(8)? == "ready",
+            warnings: serde_json::from_str(&warnings).unwrap_or_default(),
+            masked: r.get::<_, i64>(10)? as u64,
+        })
+    }
+
+    const DOC_COLS: &'static str =
+        "id, kb_id, source, title, format, content_hash, size, pages, status, warnings, masked";
+
+    /// The ready document of `kb` with this source, if any.
+    pub fn document_by_source(&self, kb: KbId, source: &str) -> Result<Option<DocumentRecord>> {
+        let sql = format!(
+            "SELECT {} FROM documents WHERE kb_id = ?1 AND source = ?2 AND status = 'ready'",
+            Self::DOC_COLS
+        );
+        self.conn()
+            .query_row(&sql, params![kb, source], Self::doc_from_row)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// A ready document of `kb` with this content hash under another source, if any.
+    pub fn document_by_hash(&self, kb: KbId, hash: &str) -> Result<Option<DocumentRecord>> {
+        let sql = format!(
+            "SELECT {} FROM documents WHERE kb_id = ?1 AND content_hash = ?2 AND status = 'ready' LIMIT 1",
+            Self::DOC_COLS
+        );
+        self.conn()
+            .query_row(&sql, params![kb, hash], Self::doc_from_row)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Ready documents of a knowledge base, by source.
+    pub fn documents(&self, kb: KbId) -> Result<Vec<DocumentRecord>> {
+        let sql = format!(
+            "SELECT {} FROM documents WHERE kb_id = ?1 AND status = 'ready' ORDER BY source",
+            Self::DOC_COLS
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([kb], Self::doc_from_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Write a document in status `indexing` with its chunks, in one transaction. Returns the
+    /// document id and the chunk ids in order.
+    pub fn insert_document(&self, doc: &NewDocument<'_>) -> Result<(DocId, Vec<ChunkId>)> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO documents(kb_id, source, title, format, content_hash, size, pages,
+                                   status, warnings, masked, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'indexing', ?8, ?9, ?10)",
+            params![
+                doc.kb,
+                doc.source,
+                doc.title,
+                doc.format,
+                doc.content_hash,
+                doc.size as i64,
+                doc.pages as i64,
+                serde_json::to_string(doc.warnings).unwrap_or_else(|_| "[]".into()),
+                doc.masked as i64,
+                now()
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        let doc_id = tx.last_insert_rowid();
+        let mut ids = Vec::with_capacity(doc.chunks.len());
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO chunks(document_id, kb_id, ordinal, page, heading_path,
+                                        char_start, char_end, text)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(|e| self.err(e))?;
+            for (i, c) in doc.chunks.iter().enumerate() {
+                stmt.execute(params![
+                    doc_id,
+                    doc.kb,
+                    i as i64,
+                    c.page as i64,
+                    serde_json::to_string(&c.heading_path).unwrap_or_else(|_| "[]".into()),
+                    c.char_start as i64,
+                    c.char_end as i64,
+                    c.text
+                ])
+                .map_err(|e| self.err(e))?;
+                ids.push(tx.last_insert_rowid() as ChunkId);
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok((doc_id, ids))
+    }
+
+    /// Make documents ready; each may replace an older document, which is deleted here and
+    /// queued in `pending_deletes` for the derived indexes. One transaction.
+    pub fn finish_documents(&self, done: &[(DocId, Option<DocId>)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for (doc, replaces) in done {
+            tx.execute("UPDATE documents SET status = 'ready' WHERE id = ?1", [doc])
+                .map_err(|e| self.err(e))?;
+            if let Some(old) = replaces {
+                tx.execute(
+                    "INSERT OR IGNORE INTO pending_deletes(document_id) VALUES (?1)",
+                    [old],
+                )
+                .map_err(|e| self.err(e))?;
+                tx.execute("DELETE FROM documents WHERE id = ?1", [old])
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Delete documents (e.g. files removed under `--sync`), queueing them in
+    /// `pending_deletes` in the same transaction.
+    pub fn delete_documents(&self, docs: &[DocId]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for d in docs {
+            tx.execute(
+                "INSERT OR IGNORE INTO pending_deletes(document_id) VALUES (?1)",
+                [d],
+            )
+            .map_err(|e| self.err(e))?;
+            tx.execute("DELETE FROM documents WHERE id = ?1", [d])
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The derived indexes have forgotten these documents.
+    pub fn clear_pending_deletes(&self, docs: &[DocId]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for d in docs {
+            tx.execute("DELETE FROM pending_deletes WHERE document_id = ?1", [d])
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// What an interrupted run left behind.
+    pub fn unfinished(&self) -> Result<Unfinished> {
+        let conn = self.conn();
+        let ids = |sql: &str| -> Result<Vec<DocId>> {
+            let mut stmt = conn.prepare(sql).map_err(|e| self.err(e))?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
+            rows.collect::<std::result::Result<_, _>>()
+                .map_err(|e| self.err(e))
+        };
+        Ok(Unfinished {
+            indexing: ids("SELECT id FROM documents WHERE status = 'indexing' ORDER BY id")?,
+            pending_deletes: ids("SELECT document_id FROM pending_deletes ORDER BY document_id")?,
+        })
+    }
+
+    /// Remove rows of documents that never became ready (after purging the derived indexes).
+    pub fn drop_unfinished(&self, docs: &[DocId]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for d in docs {
+            tx.execute(
+                "DELETE FROM documents WHERE id = ?1 AND status = 'indexing'",
+                [d],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    // ---- chunks ----
+
+    /// Chunks by id, only those of ready documents; the order of `ids` is kept and unknown ids
+    /// are skipped (an orphan in a derived index never surfaces).
+    pub fn chunks(&self, ids: &[ChunkId]) -> Result<Vec<ChunkRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT c.id, c.kb_id, c.document_id, d.source, d.title, c.page, c.heading_path,
+                        c.char_start, c.char_end, c.text
+                 FROM chunks c JOIN documents d ON d.id = c.document_id
+                 WHERE c.id = ?1 AND d.status = 'ready'",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row = stmt
+                .query_row([*id as i64], |r| {
+                    let hp: String = r.get(6)?;
+                    Ok(ChunkRecord {
+                        id: r.get::<_, i64>(0)? as ChunkId,
+                        kb: r.get(1)?,
+                        document_id: r.get(2)?,
+                        document: r.get(3)?,
+                        title: r.get(4)?,
+                        page: r.get::<_, i64>(5)? as u32,
+                        heading_path: serde_json::from_str(&hp).unwrap_or_default(),
+                        char_start: r.get::<_, i64>(7)? as u32,
+                        char_end: r.get::<_, i64>(8)? as u32,
+                        text: r.get(9)?,
+                    })
+                })
+                .optional()
+                .map_err(|e| self.err(e))?;
+            out.extend(row);
+        }
+        Ok(out)
+    }
+
+    /// Every chunk of one document (any status), in order: (id, text), for the indexer.
+    pub fn document_chunks(&self, doc: DocId) -> Result<Vec<(ChunkId, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, text FROM chunks WHERE document_id = ?1 ORDER BY ordinal")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([doc], |r| Ok((r.get::<_, i64>(0)? as ChunkId, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// All ready documents' ids and knowledge bases (for `zhiku reindex`).
+    pub fn ready_documents(&self) -> Result<Vec<(DocId, KbId, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, kb_id, title FROM documents WHERE status = 'ready' ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Number of chunks of ready documents.
+    pub fn chunk_count(&self) -> Result<u64> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*) FROM chunks c JOIN documents d ON d.id = c.document_id
+                 WHERE d.status = 'ready'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    // ---- jobs ----
+
+    pub fn start_job(&self, kb: KbId, source: &str) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO jobs(kb_id, source, status, started_at) VALUES (?1, ?2, 'running', ?3)",
+            params![kb, source, now()],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    pub fn record_file(
+        &self,
+        job: i64,
+        source: &str,
+        outcome: &str,
+        message: Option<&str>,
+    ) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO job_files(job_id, source, outcome, message) VALUES (?1, ?2, ?3, ?4)",
+                params![job, source, outcome, message],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn finish_job(&self, job: i64, counts: &JobCounts, error: Option<&str>) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE jobs SET status = ?2, finished_at = ?3, added = ?4, changed = ?5,
+                        unchanged = ?6, removed = ?7, failed = ?8, chunks = ?9, message = ?10
+                 WHERE id = ?1",
+                params![
+                    job,
+                    if error.is_some() { "failed" } else { "done" },
+                    now(),
+                    counts.added as i64,
+                    counts.changed as i64,
+                    counts.unchanged as i64,
+                    counts.removed as i64,
+                    counts.failed as i64,
+                    counts.chunks as i64,
+                    error
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Jobs still marked running (a crashed run): mark them failed with a note.
+    pub fn fail_running_jobs(&self, note: &str) -> Result<usize> {
+        self.conn()
+            .execute(
+                "UPDATE jobs SET status = 'failed', finished_at = ?1, message = ?2
+                 WHERE status = 'running'",
+                params![now(), note],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// (status, message) of a job.
+    pub fn job_status(&self, job: i64) -> Result<Option<(String, Option<String>)>> {
+        self.conn()
+            .query_row(
+                "SELECT status, message FROM jobs WHERE id = ?1",
+                [job],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(text: &str, page: u32) -> zhiku_ingest::Chunk {
+        zhiku_ingest::Chunk {
+            text: text.into(),
+            page,
+            heading_path: vec!["总则".into()],
+            char_start: 0,
+            char_end: text.chars().count(),
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, MetaStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MetaStore::open(&dir.path().join("zhiku.sqlite")).unwrap();
+        (dir, s)
+    }
+
+    fn new_doc<'a>(
+        kb: KbId,
+        source: &'a str,
+        chunks: &'a [zhiku_ingest::Chunk],
+    ) -> NewDocument<'a> {
+        NewDocument {
+            kb,
+            source,
+            title: "标题",
+            format: "txt",
+            content_hash: "h1",
+            size: 10,
+            pages: 1,
+            warnings: &[],
+            masked: 0,
+            chunks,
+        }
+    }
+
+    #[test]
+    fn kb_lifecycle_and_names() {
+        let (_d, s) = store();
+        let id = s.create_kb("人事制度").unwrap();
+        assert_eq!(s.require_kb("人事制度").unwrap(), id);
+        assert!(matches!(
+            s.create_kb("人事制度"),
+            Err(MetaError::KbExists(_))
+        ));
+        assert!(matches!(s.create_kb("a b"), Err(MetaError::BadKbName(_))));
+        assert!(matches!(s.create_kb("../x"), Err(MetaError::BadKbName(_))));
+        let e = s.require_kb("nope").unwrap_err().to_string();
+        assert!(e.contains("nope") && e.contains("kb create"), "{e}");
+        assert_eq!(s.ensure_kb("人事制度").unwrap(), id);
+        assert_eq!(s.list_kbs().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn indexing_documents_are_invisible_until_ready() {
+        let (_d, s) = store();
+        let kb = s.create_kb("kb").unwrap();
+        let chunks = [chunk("第一段", 1), chunk("第二段", 2)];
+        let (doc, ids) = s.insert_document(&new_doc(kb, "/a.txt", &chunks)).unwrap();
+        assert_eq!(ids.len(), 2);
+        assert!(s.chunks(&ids).unwrap().is_empty(), "not ready yet");
+        assert!(s.document_by_source(kb, "/a.txt").unwrap().is_none());
+        assert_eq!(s.unfinished().unwrap().indexing, vec![doc]);
+        s.finish_documents(&[(doc, None)]).unwrap();
+        let got = s.chunks(&[ids[1], 999, ids[0]]).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].text, "第二段");
+        assert_eq!(got[0].page, 2);
+        assert_eq!(got[0].heading_path, vec!["总则".to_string()]);
+        assert_eq!(got[0].document, "/a.txt");
+        assert!(s.unfinished().unwrap().indexing.is_empty());
+        assert_eq!(s.chunk_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn replacement_queues_the_old_document_for_the_indexes() {
+        let (_d, s) = store();
+        let kb = s.create_kb("kb").unwrap();
+        let c1 = [chunk("旧", 1)];
+        let (old, _) = s.insert_document(&new_doc(kb, "/a.txt", &c1)).unwrap();
+        s.finish_documents(&[(old, None)]).unwrap();
+        let c2 = [chunk("新", 1)];
+        let (new, ids) = s.insert_document(&new_doc(kb, "/a.txt", &c2)).unwrap();
+        // Until the new one is ready, the old one is what readers see.
+        assert_eq!(s.document_by_source(kb, "/a.txt").unwrap().unwrap().id, old);
+        s.finish_documents(&[(new, Some(old))]).unwrap();
+        assert_eq!(s.document_by_source(kb, "/a.txt").unwrap().unwrap().id, new);
+        assert_eq!(s.unfinished().unwrap().pending_deletes, vec![old]);
+        s.clear_pending_deletes(&[old]).unwrap();
+        assert!(s.unfinished().unwrap().pending_deletes.is_empty());
+        assert_eq!(s.chunks(&ids).unwrap()[0].text, "新");
+        assert_eq!(s.documents(kb).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn delete_kb_queues_its_documents() {
+        let (_d, s) = store();
+        let kb = s.create_kb("kb").unwrap();
+        let c = [chunk("x", 1)];
+        let (doc, _) = s.insert_document(&new_doc(kb, "/a.txt", &c)).unwrap();
+        s.finish_documents(&[(doc, None)]).unwrap();
+        assert_eq!(s.delete_kb(kb).unwrap(), vec![doc]);
+        assert!(s.kb_id("kb").unwrap().is_none());
+        assert_eq!(s.unfinished().unwrap().pending_deletes, vec![doc]);
+        assert_eq!(s.chunk_count().unwrap(), 0);
+    }
+
+    #[test]
+    fn jobs_and_settings() {
+        let (_d, s) = store();
+        let kb = s.create_kb("kb").unwrap();
+        let job = s.start_job(kb, "/docs").unwrap();
+        s.record_file(job, "/docs/a.pdf", "failed", Some("corrupt PDF"))
+            .unwrap();
+        assert_eq!(s.fail_running_jobs("interrupted").unwrap(), 1);
+        assert_eq!(s.job_status(job).unwrap().unwrap().0, "failed");
+        let job2 = s.start_job(kb, "/docs").unwrap();
+        s.finish_job(
+            job2,
+            &JobCounts {
+                added: 3,
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.job_status(job2).unwrap().unwrap().0, "done");
+        assert_eq!(s.setting("embed.model").unwrap(), None);
+        s.set_setting("embed.model", "e5").unwrap();
+        s.set_setting("embed.model", "e5b").unwrap();
+        assert_eq!(s.setting("embed.model").unwrap().as_deref(), Some("e5b"));
+    }
+}

@@ -1,0 +1,120 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use zhiku::config::Config;
+use zhiku::embed::{EmbedError, Embedder};
+use zhiku::engine::Engine;
+
+/// A small deterministic embedder for pipeline tests: hashed character unigrams and bigrams,
+/// L2-normalised. Lexical, not semantic, which is all these tests need. `fail_after` makes
+/// `embed_passages` fail once it has been called that many times (a simulated crash).
+pub struct HashEmbedder {
+    pub calls: AtomicUsize,
+    pub fail_after: Option<usize>,
+}
+
+pub const DIM: usize = 64;
+
+impl HashEmbedder {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            calls: AtomicUsize::new(0),
+            fail_after: None,
+        })
+    }
+    pub fn failing_after(n: usize) -> Arc<Self> {
+        Arc::new(Self {
+            calls: AtomicUsize::new(0),
+            fail_after: Some(n),
+        })
+    }
+    fn vector(text: &str) -> Vec<f32> {
+        let mut v = vec![0f32; DIM];
+        let chars: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
+        for (i, c) in chars.iter().enumerate() {
+            v[(*c as usize * 31) % DIM] += 1.0;
+            if let Some(n) = chars.get(i + 1) {
+                v[((*c as usize) * 131 + *n as usize) % DIM] += 1.0;
+            }
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+        v.iter_mut().for_each(|x| *x /= norm);
+        v
+    }
+}
+
+impl Embedder for HashEmbedder {
+    fn model_id(&self) -> &str {
+        "test-hash-64"
+    }
+    fn dim(&self) -> usize {
+        DIM
+    }
+    fn max_tokens(&self) -> usize {
+        512
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        text.chars().count()
+    }
+    fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.fail_after.is_some_and(|f| n >= f) {
+            return Err(EmbedError::Run("simulated crash".into()));
+        }
+        Ok(texts.iter().map(|t| Self::vector(t)).collect())
+    }
+    fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        Ok(Self::vector(text))
+    }
+}
+
+/// A config whose data folder is `dir`, defaults otherwise (no file, no environment).
+pub fn config(dir: &Path) -> Config {
+    let mut c = Config::load_with_env(None, &[]).expect("default config");
+    c.data_dir = dir.to_path_buf();
+    c
+}
+
+pub fn engine(dir: &Path, embedder: Arc<dyn Embedder>) -> Engine {
+    Engine::open(config(dir))
+        .expect("open engine")
+        .with_embedder(embedder)
+}
+
+/// The repo's sample documents.
+pub fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/samples")
+}
+
+/// The multilingual e5 model folder, if `scripts/fetch-models.sh` has run. In CI a missing
+/// model is a failure, not a skip.
+pub fn e5_model() -> Option<PathBuf> {
+    let base = std::env::var_os("ZHIKU_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let dir = base.join("multilingual-e5-small");
+    if dir.join("model.safetensors").exists() {
+        return Some(dir);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{} is missing: CI must run scripts/fetch-models.sh",
+            dir.display()
+        );
+    }
+    eprintln!("skipped: run scripts/fetch-models.sh to test with the real embedding model");
+    None
+}
+
+/// Chunk counts of the three stores: (SQLite ready chunks, vectors, keyword docs).
+pub fn store_counts(e: &Engine) -> (u64, usize, usize) {
+    (
+        e.meta.chunk_count().unwrap(),
+        e.vector().unwrap().count().unwrap(),
+        e.keyword.count().unwrap(),
+    )
+}
