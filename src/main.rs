@@ -111,11 +111,20 @@ enum KbCommand {
 }
 
 fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZHIKU_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // qdrant-edge 0.7 warns that two of Qdrant's server start-up checks (feature flags,
+    // multi-mmap support) never ran; the embedded engine cannot run them and falls back to
+    // the right defaults, so these warnings only alarm users.
+    let filter = [
+        "qdrant_edge::common::flags=error",
+        "qdrant_edge::common::mmap::ops=error",
+    ]
+    .iter()
+    .filter_map(|d| d.parse().ok())
+    .fold(filter, |f, d| f.add_directive(d));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ZHIKU_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()) {

@@ -142,13 +142,14 @@ pub fn search_with(
 ) -> Result<(Vec<Hit>, SearchTimings), EngineError> {
     let _span = debug_span!("search", kbs = ?kbs, top_k).entered();
     let mut t = SearchTimings::default();
-    let start = Instant::now();
     if kbs.is_empty() || query.trim().is_empty() {
         return Ok((Vec::new(), t));
     }
-    let n = config.candidates.max(top_k);
+    // Loaded on first use (seconds for the model); not part of the query's time.
     let embedder = engine.embedder()?;
     let vector = engine.vector()?;
+    let start = Instant::now();
+    let n = config.candidates.max(top_k);
     // The keyword search runs on another thread while the query is embedded.
     let (keyword, dense) = std::thread::scope(|s| {
         let kw = s.spawn(|| {

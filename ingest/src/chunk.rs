@@ -41,11 +41,18 @@ pub struct Chunk {
 
 /// The text a page's chunk offsets refer to.
 pub fn page_text(page: &Page) -> String {
-    page.blocks.iter().map(|b| b.text.as_str()).collect::<Vec<_>>().join("\n")
+    page.blocks
+        .iter()
+        .map(|b| b.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 const CLOSERS: &str = "”’\"'）)」』】》〕]";
-const ABBREVIATIONS: &[&str] = &["e.g", "i.e", "etc", "mr", "mrs", "ms", "dr", "prof", "no", "vs", "fig", "inc", "ltd", "co", "st"];
+const ABBREVIATIONS: &[&str] = &[
+    "e.g", "i.e", "etc", "mr", "mrs", "ms", "dr", "prof", "no", "vs", "fig", "inc", "ltd", "co",
+    "st",
+];
 
 /// Sentence ranges (char indices, end exclusive) of `chars`, whitespace trimmed.
 pub fn sentences(chars: &[char]) -> Vec<(usize, usize)> {
@@ -56,9 +63,10 @@ pub fn sentences(chars: &[char]) -> Vec<(usize, usize)> {
     while i < n {
         let c = chars[i];
         let mut end = None;
-        if "。！？；!?;\n".contains(c) || (c == '…' && chars.get(i + 1) != Some(&'…')) {
-            end = Some(i + 1);
-        } else if c == '.' && english_sentence_end(chars, i) {
+        if "。！？；!?;\n".contains(c)
+            || (c == '…' && chars.get(i + 1) != Some(&'…'))
+            || (c == '.' && english_sentence_end(chars, i))
+        {
             end = Some(i + 1);
         }
         if let Some(mut e) = end {
@@ -78,7 +86,8 @@ pub fn sentences(chars: &[char]) -> Vec<(usize, usize)> {
 
 fn english_sentence_end(chars: &[char], i: usize) -> bool {
     let next = chars.get(i + 1).copied();
-    if !matches!(next, None | Some(' ') | Some('\n')) && !next.is_some_and(|c| CLOSERS.contains(c)) {
+    if !matches!(next, None | Some(' ') | Some('\n')) && !next.is_some_and(|c| CLOSERS.contains(c))
+    {
         return false;
     }
     // The word before the period.
@@ -133,7 +142,13 @@ impl Counter<'_> {
 }
 
 /// Split a sentence longer than the limit: at commas and spaces first, then by characters.
-fn split_long(chars: &[char], (s, e): (usize, usize), budget: usize, counter: &Counter<'_>, out: &mut Vec<(usize, usize, usize)>) {
+fn split_long(
+    chars: &[char],
+    (s, e): (usize, usize),
+    budget: usize,
+    counter: &Counter<'_>,
+    out: &mut Vec<(usize, usize, usize)>,
+) {
     let tokens = counter.piece(&chars[s..e]);
     if tokens <= budget {
         out.push((s, e, tokens));
@@ -173,7 +188,11 @@ fn split_long(chars: &[char], (s, e): (usize, usize), budget: usize, counter: &C
 
 /// Chunk pages. `count_tokens` measures text in the embedding model's tokens (including any
 /// prefix and special tokens it adds; that fixed overhead is measured once).
-pub fn chunk_pages(pages: &[Page], config: &ChunkConfig, count_tokens: &dyn Fn(&str) -> usize) -> Vec<Chunk> {
+pub fn chunk_pages(
+    pages: &[Page],
+    config: &ChunkConfig,
+    count_tokens: &dyn Fn(&str) -> usize,
+) -> Vec<Chunk> {
     let counter = Counter {
         f: count_tokens,
         overhead: count_tokens(""),
@@ -193,29 +212,47 @@ pub fn chunk_pages(pages: &[Page], config: &ChunkConfig, count_tokens: &dyn Fn(&
             if let Some(level) = block.heading_level {
                 path.retain(|(l, _)| *l < level);
                 path.push((level, block.text.trim().to_string()));
-                sections.push((path.iter().map(|(_, t)| t.clone()).collect(), offset, offset + len));
+                sections.push((
+                    path.iter().map(|(_, t)| t.clone()).collect(),
+                    offset,
+                    offset + len,
+                ));
             } else if bi == 0 || sections.is_empty() {
-                sections.push((path.iter().map(|(_, t)| t.clone()).collect(), offset, offset + len));
+                sections.push((
+                    path.iter().map(|(_, t)| t.clone()).collect(),
+                    offset,
+                    offset + len,
+                ));
             } else if let Some(last) = sections.last_mut() {
                 last.2 = offset + len;
             }
             offset += len + 1;
         }
         for (heading_path, s, e) in sections {
-            let sents: Vec<(usize, usize)> = sentences(&chars[s..e]).into_iter().map(|(a, b)| (a + s, b + s)).collect();
+            let sents: Vec<(usize, usize)> = sentences(&chars[s..e])
+                .into_iter()
+                .map(|(a, b)| (a + s, b + s))
+                .collect();
             let mut pieces = Vec::with_capacity(sents.len());
             for range in sents {
                 split_long(&chars, range, budget, &counter, &mut pieces);
             }
-            pack(&chars, &pieces, budget, config.overlap_tokens, &counter, &mut |cs, ce| {
-                out.push(Chunk {
-                    text: chars[cs..ce].iter().collect(),
-                    page: page.number,
-                    heading_path: heading_path.clone(),
-                    char_start: cs,
-                    char_end: ce,
-                });
-            });
+            pack(
+                &chars,
+                &pieces,
+                budget,
+                config.overlap_tokens,
+                &counter,
+                &mut |cs, ce| {
+                    out.push(Chunk {
+                        text: chars[cs..ce].iter().collect(),
+                        page: page.number,
+                        heading_path: heading_path.clone(),
+                        char_start: cs,
+                        char_end: ce,
+                    });
+                },
+            );
         }
     }
     out
@@ -239,7 +276,10 @@ fn pack(
             j += 1;
         }
         // Sums of separately counted pieces can differ from the joined count: check when close.
-        while j > i + 1 && sum * 10 >= budget * 9 && counter.whole(&chars[pieces[i].0..pieces[j - 1].1]) > budget + counter.overhead {
+        while j > i + 1
+            && sum * 10 >= budget * 9
+            && counter.whole(&chars[pieces[i].0..pieces[j - 1].1]) > budget + counter.overhead
+        {
             j -= 1;
             sum -= pieces[j].2;
         }
@@ -270,18 +310,42 @@ mod tests {
 
     fn sents(s: &str) -> Vec<String> {
         let c = chars(s);
-        sentences(&c).into_iter().map(|(a, b)| c[a..b].iter().collect()).collect()
+        sentences(&c)
+            .into_iter()
+            .map(|(a, b)| c[a..b].iter().collect())
+            .collect()
     }
 
     #[test]
     fn sentence_boundaries() {
-        assert_eq!(sents("年假五天。病假需证明！能否顺延？可以；但须审批\n下一行"), vec!["年假五天。", "病假需证明！", "能否顺延？", "可以；", "但须审批", "下一行"]);
-        assert_eq!(sents("他说：“明天出发。”然后走了。"), vec!["他说：“明天出发。”", "然后走了。"]);
+        assert_eq!(
+            sents("年假五天。病假需证明！能否顺延？可以；但须审批\n下一行"),
+            vec![
+                "年假五天。",
+                "病假需证明！",
+                "能否顺延？",
+                "可以；",
+                "但须审批",
+                "下一行"
+            ]
+        );
+        assert_eq!(
+            sents("他说：“明天出发。”然后走了。"),
+            vec!["他说：“明天出发。”", "然后走了。"]
+        );
         assert_eq!(
             sents("Pi is 3.14 today. See e.g. the guide. J. Smith agreed. Done"),
-            vec!["Pi is 3.14 today.", "See e.g. the guide.", "J. Smith agreed.", "Done"]
+            vec![
+                "Pi is 3.14 today.",
+                "See e.g. the guide.",
+                "J. Smith agreed.",
+                "Done"
+            ]
         );
-        assert_eq!(sents("1. Purpose\nText here."), vec!["1. Purpose", "Text here."]);
+        assert_eq!(
+            sents("1. Purpose\nText here."),
+            vec!["1. Purpose", "Text here."]
+        );
     }
 
     fn page(n: u32, blocks: Vec<Block>) -> Page {
@@ -291,44 +355,90 @@ mod tests {
     #[test]
     fn chunks_respect_limit_overlap_offsets_and_headings() {
         let count = |s: &str| s.chars().count() + 2; // 2 = fixed overhead, like special tokens
-        let body: String = (0..40).map(|i| format!("这是第{i}句话，内容用于测试分块。")).collect();
+        let body: String = (0..40)
+            .map(|i| format!("这是第{i}句话，内容用于测试分块。"))
+            .collect();
         let pages = vec![
-            page(1, vec![Block::heading(1, "第一章 总则"), Block::para(body.clone()), Block::heading(2, "第一节 范围"), Block::para("适用于全体员工。")]),
+            page(
+                1,
+                vec![
+                    Block::heading(1, "第一章 总则"),
+                    Block::para(body.clone()),
+                    Block::heading(2, "第一节 范围"),
+                    Block::para("适用于全体员工。"),
+                ],
+            ),
             page(2, vec![Block::para("第二页的内容。")]),
         ];
-        let cfg = ChunkConfig { max_tokens: 60, overlap_tokens: 20 };
+        let cfg = ChunkConfig {
+            max_tokens: 60,
+            overlap_tokens: 20,
+        };
         let chunks = chunk_pages(&pages, &cfg, &count);
         assert!(chunks.len() > 5);
         for c in &chunks {
-            assert!(count(&c.text) <= 60, "over the limit: {} tokens: {}", count(&c.text), c.text);
+            assert!(
+                count(&c.text) <= 60,
+                "over the limit: {} tokens: {}",
+                count(&c.text),
+                c.text
+            );
             let pt = page_text(&pages[(c.page - 1) as usize]);
-            let slice: String = pt.chars().skip(c.char_start).take(c.char_end - c.char_start).collect();
+            let slice: String = pt
+                .chars()
+                .skip(c.char_start)
+                .take(c.char_end - c.char_start)
+                .collect();
             assert_eq!(slice, c.text, "offsets point at the text");
         }
         // Sentences are not cut: every chunk ends at a sentence end or a block end.
         for c in &chunks {
             let last = c.text.chars().last().unwrap();
-            assert!("。总则".contains(last) || c.text.ends_with("总则"), "cut mid-sentence: {}", c.text);
+            assert!(
+                "。总则".contains(last) || c.text.ends_with("总则"),
+                "cut mid-sentence: {}",
+                c.text
+            );
         }
         assert_eq!(chunks[0].heading_path, vec!["第一章 总则"]);
         assert!(chunks[0].text.starts_with("第一章 总则"));
         // Overlap: consecutive body chunks share a sentence.
         let a = &chunks[1];
         let b = &chunks[2];
-        assert!(b.char_start < a.char_end, "no overlap between {a:?} and {b:?}");
-        let sec = chunks.iter().find(|c| c.text.contains("适用于全体员工")).unwrap();
+        assert!(
+            b.char_start < a.char_end,
+            "no overlap between {a:?} and {b:?}"
+        );
+        let sec = chunks
+            .iter()
+            .find(|c| c.text.contains("适用于全体员工"))
+            .unwrap();
         assert_eq!(sec.heading_path, vec!["第一章 总则", "第一节 范围"]);
-        assert!(!sec.text.contains("测试分块"), "a heading starts a new chunk");
+        assert!(
+            !sec.text.contains("测试分块"),
+            "a heading starts a new chunk"
+        );
         let p2 = chunks.iter().find(|c| c.page == 2).unwrap();
         assert_eq!(p2.text, "第二页的内容。");
-        assert_eq!(p2.heading_path, vec!["第一章 总则", "第一节 范围"], "headings carry across pages");
+        assert_eq!(
+            p2.heading_path,
+            vec!["第一章 总则", "第一节 范围"],
+            "headings carry across pages"
+        );
     }
 
     #[test]
     fn long_sentence_is_split() {
         let count = |s: &str| s.chars().count();
         let long = "甲".repeat(250) + "，" + &"乙".repeat(30) + "。";
-        let chunks = chunk_pages(&[page(1, vec![Block::para(long.clone())])], &ChunkConfig { max_tokens: 100, overlap_tokens: 0 }, &count);
+        let chunks = chunk_pages(
+            &[page(1, vec![Block::para(long.clone())])],
+            &ChunkConfig {
+                max_tokens: 100,
+                overlap_tokens: 0,
+            },
+            &count,
+        );
         assert!(chunks.len() >= 3);
         assert!(chunks.iter().all(|c| c.text.chars().count() <= 100));
         let joined: String = chunks.iter().map(|c| c.text.as_str()).collect();

@@ -49,7 +49,11 @@ fn fold_char(c: char, out: &mut String) {
         0x3000 | 0x00A0 | 0x2007 | 0x202F => out.push(' '),
         // Kangxi radicals, CJK radicals supplement, CJK compatibility ideographs, ligatures,
         // half-width katakana, enclosed/compat CJK: NFKC.
-        0x2E80..=0x2FDF | 0xF900..=0xFAFF | 0xFB00..=0xFB4F | 0xFF61..=0xFF9F | 0x2F800..=0x2FA1F => {
+        0x2E80..=0x2FDF
+        | 0xF900..=0xFAFF
+        | 0xFB00..=0xFB4F
+        | 0xFF61..=0xFF9F
+        | 0x2F800..=0x2FA1F => {
             unicode_normalization::char::decompose_compatible(c, |d| out.push(d))
         }
         _ => out.push(c),
@@ -147,7 +151,11 @@ pub fn drop_repeated_lines(pages: &mut [Page]) -> usize {
         }
     }
     let threshold = pages.len().div_ceil(2).max(2);
-    let repeated: Vec<&String> = counts.iter().filter(|(_, n)| **n >= threshold).map(|(k, _)| k).collect();
+    let repeated: Vec<&String> = counts
+        .iter()
+        .filter(|(_, n)| **n >= threshold)
+        .map(|(k, _)| k)
+        .collect();
     if repeated.is_empty() {
         return 0;
     }
@@ -174,14 +182,22 @@ pub fn drop_repeated_lines(pages: &mut [Page]) -> usize {
 }
 
 fn page_text(p: &Page) -> String {
-    p.blocks.iter().map(|b| b.text.as_str()).collect::<Vec<_>>().join("\n")
+    p.blocks
+        .iter()
+        .map(|b| b.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Re-join lines wrapped by the PDF layout. A line that ends a sentence, or is clearly
 /// shorter than the page's full lines (a heading, the end of a paragraph), ends a paragraph.
 pub fn join_wrapped_lines(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    let mut widths: Vec<usize> = lines.iter().map(|l| display_width(l)).filter(|w| *w > 0).collect();
+    let mut widths: Vec<usize> = lines
+        .iter()
+        .map(|l| display_width(l))
+        .filter(|w| *w > 0)
+        .collect();
     widths.sort_unstable();
     let full = widths.get(widths.len() * 9 / 10).copied().unwrap_or(0);
     let mut out = String::with_capacity(text.len());
@@ -194,12 +210,15 @@ pub fn join_wrapped_lines(text: &str) -> String {
             continue;
         }
         out.push_str(line);
-        let Some(next) = lines.get(i + 1).map(|l| l.trim()) else { break };
+        let Some(next) = lines.get(i + 1).map(|l| l.trim()) else {
+            break;
+        };
         if next.is_empty() {
             continue;
         }
         let last = line.chars().last().unwrap_or(' ');
-        let ends_sentence = "。！？；：!?;:".contains(last) || (last == '.' && !next.starts_with(char::is_lowercase));
+        let ends_sentence = "。！？；：!?;:".contains(last)
+            || (last == '.' && !next.starts_with(char::is_lowercase));
         let short = display_width(line) * 10 < full * 8;
         if ends_sentence || short {
             out.push('\n');
@@ -215,7 +234,10 @@ pub fn join_wrapped_lines(text: &str) -> String {
 
 /// Width in half-width units: CJK characters count two.
 fn display_width(s: &str) -> usize {
-    s.trim().chars().map(|c| if is_cjk(c) || is_cjk_punct(c) { 2 } else { 1 }).sum()
+    s.trim()
+        .chars()
+        .map(|c| if is_cjk(c) || is_cjk_punct(c) { 2 } else { 1 })
+        .sum()
 }
 
 #[cfg(test)]
@@ -227,7 +249,11 @@ mod tests {
     fn folds_widths_and_compat_but_keeps_chinese_punctuation() {
         let c = CleanConfig::default();
         assert_eq!(clean_text("ＡＢＣ１２３，ｘ＠ｙ。", &c), "ABC123，x@y。");
-        assert_eq!(clean_text("⼈⼒资源", &c), "人力资源", "Kangxi radicals folded");
+        assert_eq!(
+            clean_text("⼈⼒资源", &c),
+            "人力资源",
+            "Kangxi radicals folded"
+        );
         assert_eq!(clean_text("ﬁle", &c), "file");
         assert_eq!(clean_text("年假（带薪）！", &c), "年假（带薪）！");
     }
@@ -235,7 +261,10 @@ mod tests {
     #[test]
     fn whitespace_and_controls() {
         let c = CleanConfig::default();
-        assert_eq!(clean_text("年 假  制 度\u{200B}\u{0007}\r\n\n\n\nA  B\tC", &c), "年假制度\n\nA B C");
+        assert_eq!(
+            clean_text("年 假  制 度\u{200B}\u{0007}\r\n\n\n\nA  B\tC", &c),
+            "年假制度\n\nA B C"
+        );
         assert_eq!(clean_text("  上海 Pudong 区  ", &c), "上海 Pudong 区");
     }
 
@@ -248,7 +277,10 @@ mod tests {
             })
             .collect();
         assert_eq!(drop_repeated_lines(&mut pages), 8);
-        assert_eq!(pages[2].blocks[0].text, "第3页正文内容，各不相同。\n这是第3页。");
+        assert_eq!(
+            pages[2].blocks[0].text,
+            "第3页正文内容，各不相同。\n这是第3页。"
+        );
     }
 
     #[test]

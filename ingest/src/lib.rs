@@ -59,10 +59,8 @@ pub fn process(
         mut pages,
         warnings,
     } = extracted;
-    if format == Format::Pdf {
-        if options.clean.drop_headers_footers {
-            clean::drop_repeated_lines(&mut pages);
-        }
+    if format == Format::Pdf && options.clean.drop_headers_footers {
+        clean::drop_repeated_lines(&mut pages);
     }
     let mut masked = 0;
     for page in &mut pages {

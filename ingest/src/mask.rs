@@ -52,10 +52,14 @@ impl Kind {
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}").unwrap()
 });
-static ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?P<pre>^|[^0-9A-Za-z])(?P<n>\d{17}[0-9Xx])(?P<post>[^0-9A-Za-z]|$)").unwrap());
+static ID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?P<pre>^|[^0-9A-Za-z])(?P<n>\d{17}[0-9Xx])(?P<post>[^0-9A-Za-z]|$)").unwrap()
+});
 static CARD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?P<pre>^|[^0-9])(?P<n>\d{4}(?:[ \-]?\d{4}){3}(?:[ \-]?\d{1,3})?)(?P<post>[^0-9]|$)").unwrap()
+    Regex::new(
+        r"(?P<pre>^|[^0-9])(?P<n>\d{4}(?:[ \-]?\d{4}){3}(?:[ \-]?\d{1,3})?)(?P<post>[^0-9]|$)",
+    )
+    .unwrap()
 });
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?P<pre>^|[^0-9+])(?P<n>(?:(?:\+|00)?86[ \-]?)?1[3-9]\d(?:\d{8}|[ \-]\d{4}[ \-]\d{4}))(?P<post>[^0-9]|$)").unwrap()
@@ -68,7 +72,11 @@ pub fn valid_id(id: &str) -> bool {
         return false;
     }
     const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let sum: u32 = b[..17].iter().zip(W).map(|(d, w)| (d - b'0') as u32 * w).sum();
+    let sum: u32 = b[..17]
+        .iter()
+        .zip(W)
+        .map(|(d, w)| (d - b'0') as u32 * w)
+        .sum();
     let check = b"10X98765432"[(sum % 11) as usize];
     if b[17].to_ascii_uppercase() != check {
         return false;
@@ -133,7 +141,11 @@ pub fn mask(text: &str, config: &MaskConfig) -> (String, usize) {
             Kind::Email.mask(config.typed)
         })
         .into_owned();
-    for (re, kind) in [(&*ID, Kind::Id), (&*CARD, Kind::Card), (&*PHONE, Kind::Phone)] {
+    for (re, kind) in [
+        (&*ID, Kind::Id),
+        (&*CARD, Kind::Card),
+        (&*PHONE, Kind::Phone),
+    ] {
         // Adjacent matches share a boundary character; repeat until stable (bounded).
         for _ in 0..4 {
             let before = count;
@@ -153,7 +165,11 @@ mod tests {
     /// A valid ID number for a birth date, with the right check character.
     fn make_id(prefix17: &str) -> String {
         const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-        let sum: u32 = prefix17.bytes().zip(W).map(|(d, w)| (d - b'0') as u32 * w).sum();
+        let sum: u32 = prefix17
+            .bytes()
+            .zip(W)
+            .map(|(d, w)| (d - b'0') as u32 * w)
+            .sum();
         format!("{prefix17}{}", b"10X98765432"[(sum % 11) as usize] as char)
     }
 
@@ -165,7 +181,10 @@ mod tests {
     fn id_numbers_valid_and_invalid() {
         let id = make_id("11010519491231002");
         assert!(valid_id(&id));
-        assert_eq!(m(&format!("身份证号{id}，已登记。")), "身份证号<MASK>，已登记。");
+        assert_eq!(
+            m(&format!("身份证号{id}，已登记。")),
+            "身份证号<MASK>，已登记。"
+        );
         // Wrong check digit: not an ID, left alone.
         let mut bad = id.clone();
         let last = if bad.ends_with('0') { '1' } else { '0' };
@@ -189,15 +208,37 @@ mod tests {
         assert_eq!(m("电话13812345678。"), "电话<MASK>。");
         assert_eq!(m("call +86 138-1234-5678 now"), "call <MASK> now");
         assert_eq!(m("138 1234 5678,13912345678"), "<MASK>,<MASK>");
-        assert_eq!(m("订单号 213812345678 不是手机号"), "订单号 213812345678 不是手机号");
+        assert_eq!(
+            m("订单号 213812345678 不是手机号"),
+            "订单号 213812345678 不是手机号"
+        );
         assert_eq!(m("12345678901"), "12345678901", "not a mobile prefix");
-        assert_eq!(m("邮箱 wang.min+hr@example.com.cn 联系"), "邮箱 <MASK> 联系");
-        assert_eq!(m("卡号 6222 0200 1234 5678 901 请核对"), "卡号 6222 0200 1234 5678 901 请核对", "Luhn fails");
+        assert_eq!(
+            m("邮箱 wang.min+hr@example.com.cn 联系"),
+            "邮箱 <MASK> 联系"
+        );
+        assert_eq!(
+            m("卡号 6222 0200 1234 5678 901 请核对"),
+            "卡号 6222 0200 1234 5678 901 请核对",
+            "Luhn fails"
+        );
         assert_eq!(m("卡号 4111 1111 1111 1111 请核对"), "卡号 <MASK> 请核对");
         assert_eq!(m("卡号4111111111111112"), "卡号4111111111111112");
-        let (t, n) = mask("a@b.co 13812345678 4111111111111111", &MaskConfig { enabled: true, typed: true });
+        let (t, n) = mask(
+            "a@b.co 13812345678 4111111111111111",
+            &MaskConfig {
+                enabled: true,
+                typed: true,
+            },
+        );
         assert_eq!((t.as_str(), n), ("<EMAIL> <PHONE> <CARD>", 3));
-        let (t, n) = mask("13812345678", &MaskConfig { enabled: false, typed: false });
+        let (t, n) = mask(
+            "13812345678",
+            &MaskConfig {
+                enabled: false,
+                typed: false,
+            },
+        );
         assert_eq!((t.as_str(), n), ("13812345678", 0));
     }
 }

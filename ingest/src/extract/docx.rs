@@ -12,7 +12,10 @@ use super::{Block, ExtractError, Extracted, Format, Page};
 /// Largest decompressed XML part read (a defence against zip bombs).
 const MAX_PART: u64 = 64 << 20;
 
-fn part(zip: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str) -> Result<Option<String>, ExtractError> {
+fn part(
+    zip: &mut zip::ZipArchive<Cursor<&[u8]>>,
+    name: &str,
+) -> Result<Option<String>, ExtractError> {
     let file = match zip.by_name(name) {
         Ok(f) => f,
         Err(zip::result::ZipError::FileNotFound) => return Ok(None),
@@ -23,7 +26,10 @@ fn part(zip: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str) -> Result<Option<S
         .read_to_string(&mut s)
         .map_err(|e| ExtractError::Docx(format!("{name}: {e}")))?;
     if s.len() as u64 > MAX_PART {
-        return Err(ExtractError::Docx(format!("{name} is larger than {} MB", MAX_PART >> 20)));
+        return Err(ExtractError::Docx(format!(
+            "{name} is larger than {} MB",
+            MAX_PART >> 20
+        )));
     }
     Ok(Some(s))
 }
@@ -52,10 +58,10 @@ fn heading_styles(xml: &str) -> HashMap<String, u8> {
                     current = attr(&e, b"styleId");
                 }
                 b"name" => {
-                    if let (Some(id), Some(name)) = (&current, attr(&e, b"val")) {
-                        if let Some(l) = heading_level_of_name(&name) {
-                            map.insert(id.clone(), l);
-                        }
+                    if let (Some(id), Some(name)) = (&current, attr(&e, b"val"))
+                        && let Some(l) = heading_level_of_name(&name)
+                    {
+                        map.insert(id.clone(), l);
                     }
                 }
                 _ => {}
@@ -125,13 +131,11 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
                             .or_else(|| heading_level_of_name(&id));
                     }
                 }
-                b"outlineLvl" => {
-                    if level.is_none() {
-                        level = attr(&e, b"val")
-                            .and_then(|v| v.parse::<u8>().ok())
-                            .filter(|l| *l < 9)
-                            .map(|l| l + 1);
-                    }
+                b"outlineLvl" if level.is_none() => {
+                    level = attr(&e, b"val")
+                        .and_then(|v| v.parse::<u8>().ok())
+                        .filter(|l| *l < 9)
+                        .map(|l| l + 1);
                 }
                 b"t" => in_text = true,
                 b"tab" => para.push('\t'),
@@ -175,7 +179,9 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         }
     }
     if blocks.is_empty() {
-        return Err(ExtractError::NoText("the document has no text paragraphs".into()));
+        return Err(ExtractError::NoText(
+            "the document has no text paragraphs".into(),
+        ));
     }
     Ok(Extracted {
         format: Format::Docx,
@@ -223,13 +229,19 @@ pub(crate) mod tests {
         assert_eq!(x.title.as_deref(), Some("考勤管理制度"));
         let b = &x.pages[0].blocks;
         assert_eq!(b[0], Block::heading(1, "第一章 总则"));
-        assert_eq!(b[1], Block::para("员工应按时上下班，迟到超过30分钟按旷工半天处理。"));
+        assert_eq!(
+            b[1],
+            Block::para("员工应按时上下班，迟到超过30分钟按旷工半天处理。")
+        );
         assert_eq!(b[2], Block::heading(2, "打卡规定"));
         assert_eq!(b[3], Block::para("R&D 部门实行弹性工作制。"));
     }
 
     #[test]
     fn corrupt_docx() {
-        assert!(matches!(extract(b"PK\x03\x04 broken"), Err(ExtractError::Docx(_))));
+        assert!(matches!(
+            extract(b"PK\x03\x04 broken"),
+            Err(ExtractError::Docx(_))
+        ));
     }
 }

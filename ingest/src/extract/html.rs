@@ -7,10 +7,34 @@ use scraper::{ElementRef, Html, Node, Selector};
 use super::text::decode_text;
 use super::{Block, ExtractError, Extracted, Format, Page};
 
-const SKIP: &[&str] = &["script", "style", "noscript", "nav", "template", "svg", "head", "iframe", "button", "form"];
+const SKIP: &[&str] = &[
+    "script", "style", "noscript", "nav", "template", "svg", "head", "iframe", "button", "form",
+];
 const BLOCK: &[&str] = &[
-    "p", "div", "li", "tr", "section", "article", "main", "header", "footer", "aside", "blockquote",
-    "pre", "table", "ul", "ol", "dl", "dt", "dd", "figure", "figcaption", "br", "hr", "td", "th",
+    "p",
+    "div",
+    "li",
+    "tr",
+    "section",
+    "article",
+    "main",
+    "header",
+    "footer",
+    "aside",
+    "blockquote",
+    "pre",
+    "table",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "figure",
+    "figcaption",
+    "br",
+    "hr",
+    "td",
+    "th",
 ];
 
 fn meta_charset(bytes: &[u8]) -> Option<String> {
@@ -27,7 +51,10 @@ fn walk(el: ElementRef<'_>, blocks: &mut Vec<Block>, cur: &mut String) {
             Node::Text(t) => {
                 let s = t.trim_matches(|c: char| c.is_whitespace() && c != '\u{3000}');
                 if !s.is_empty() {
-                    if !cur.is_empty() && !cur.ends_with(char::is_whitespace) && t.starts_with(char::is_whitespace) {
+                    if !cur.is_empty()
+                        && !cur.ends_with(char::is_whitespace)
+                        && t.starts_with(char::is_whitespace)
+                    {
                         cur.push(' ');
                     }
                     cur.push_str(&s.split_whitespace().collect::<Vec<_>>().join(" "));
@@ -41,7 +68,9 @@ fn walk(el: ElementRef<'_>, blocks: &mut Vec<Block>, cur: &mut String) {
                 if SKIP.contains(&name) {
                     continue;
                 }
-                let Some(child_el) = ElementRef::wrap(child) else { continue };
+                let Some(child_el) = ElementRef::wrap(child) else {
+                    continue;
+                };
                 let level = match name {
                     "h1" => Some(1),
                     "h2" => Some(2),
@@ -89,15 +118,25 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         .next()
         .map(|t| t.text().collect::<String>().trim().to_string())
         .filter(|t| !t.is_empty());
-    let root = doc.select(&body_sel).next().unwrap_or_else(|| doc.root_element());
+    let root = doc
+        .select(&body_sel)
+        .next()
+        .unwrap_or_else(|| doc.root_element());
     let mut blocks = Vec::new();
     let mut cur = String::new();
     walk(root, &mut blocks, &mut cur);
     flush(&mut cur, &mut blocks);
     if blocks.is_empty() {
-        return Err(ExtractError::NoText("the HTML page has no visible text".into()));
+        return Err(ExtractError::NoText(
+            "the HTML page has no visible text".into(),
+        ));
     }
-    let title = title.or_else(|| blocks.iter().find(|b| b.heading_level == Some(1)).map(|b| b.text.clone()));
+    let title = title.or_else(|| {
+        blocks
+            .iter()
+            .find(|b| b.heading_level == Some(1))
+            .map(|b| b.text.clone())
+    });
     Ok(Extracted {
         format: Format::Html,
         title,
@@ -123,6 +162,8 @@ mod tests {
         assert_eq!(b[1].text, "出差返回后10个工作日内提交。");
         assert_eq!(b[2], Block::heading(2, "住宿"));
         assert!(b.iter().any(|x| x.text == "一线城市 600 元"));
-        assert!(b.iter().all(|x| !x.text.contains("var x") && !x.text.contains("color") && !x.text.contains("首页")));
+        assert!(b.iter().all(|x| !x.text.contains("var x")
+            && !x.text.contains("color")
+            && !x.text.contains("首页")));
     }
 }

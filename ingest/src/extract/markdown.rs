@@ -38,9 +38,13 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
                 flush(&mut cur, heading, &mut blocks);
                 heading = None;
             }
-            Event::End(TagEnd::Paragraph | TagEnd::Item | TagEnd::TableRow | TagEnd::TableHead | TagEnd::CodeBlock) => {
-                flush(&mut cur, None, &mut blocks)
-            }
+            Event::End(
+                TagEnd::Paragraph
+                | TagEnd::Item
+                | TagEnd::TableRow
+                | TagEnd::TableHead
+                | TagEnd::CodeBlock,
+            ) => flush(&mut cur, None, &mut blocks),
             Event::End(TagEnd::TableCell) => cur.push_str(" | "),
             Event::Text(t) | Event::Code(t) => cur.push_str(&t),
             Event::SoftBreak | Event::HardBreak => cur.push('\n'),
@@ -77,6 +81,9 @@ mod tests {
         assert_eq!(b[1], Block::heading(2, "适用范围"));
         assert_eq!(b[2].text, "转正后的员工可以申请。");
         assert!(b.iter().any(|x| x.text == "每周最多两天"));
-        assert!(b.iter().any(|x| x.text.contains("补贴") && x.text.contains("300元")));
+        assert!(
+            b.iter()
+                .any(|x| x.text.contains("补贴") && x.text.contains("300元"))
+        );
     }
 }

@@ -82,8 +82,14 @@ fn title(doc: &lopdf::Document) -> Option<String> {
 }
 
 pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
-    if !bytes.starts_with(b"%PDF") && !bytes[..bytes.len().min(1024)].windows(4).any(|w| w == b"%PDF") {
-        return Err(ExtractError::Pdf("no PDF header (is it really a PDF?)".into()));
+    if !bytes.starts_with(b"%PDF")
+        && !bytes[..bytes.len().min(1024)]
+            .windows(4)
+            .any(|w| w == b"%PDF")
+    {
+        return Err(ExtractError::Pdf(
+            "no PDF header (is it really a PDF?)".into(),
+        ));
     }
     let mut doc = catch(|| lopdf::Document::load_mem(bytes))
         .map_err(|p| ExtractError::Pdf(format!("parser crashed: {p}")))?
@@ -160,14 +166,23 @@ mod tests {
     fn quality_judgement() {
         assert_eq!(quality("年假五天。Annual leave is 5 days."), Quality::Good);
         assert_eq!(quality("  \n "), Quality::Empty);
-        assert!(matches!(quality("\u{FFFD}\u{FFFD}\u{FFFD}年"), Quality::Garbled(_)));
+        assert!(matches!(
+            quality("\u{FFFD}\u{FFFD}\u{FFFD}年"),
+            Quality::Garbled(_)
+        ));
         assert!(matches!(quality("ÃÂÅÆÇÈÉÊËÌÍÎ ÏÐÑÒ"), Quality::Garbled(_)));
-        assert!(matches!(quality("\u{E001}\u{E002}\u{E003}ab"), Quality::Garbled(_)));
+        assert!(matches!(
+            quality("\u{E001}\u{E002}\u{E003}ab"),
+            Quality::Garbled(_)
+        ));
     }
 
     #[test]
     fn not_a_pdf() {
         assert!(matches!(extract(b"hello"), Err(ExtractError::Pdf(_))));
-        assert!(matches!(extract(b"%PDF-1.7\n1 0 obj garbage"), Err(ExtractError::Pdf(_))));
+        assert!(matches!(
+            extract(b"%PDF-1.7\n1 0 obj garbage"),
+            Err(ExtractError::Pdf(_))
+        ));
     }
 }

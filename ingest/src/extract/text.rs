@@ -12,7 +12,11 @@ pub fn decode(bytes: &[u8], hint: Option<&str>) -> Result<String, ExtractError> 
         return check(text.into_owned(), had_errors, enc);
     }
     if looks_utf16(bytes) {
-        let enc = if bytes.len() > 1 && bytes[0] == 0 { UTF_16BE } else { UTF_16LE };
+        let enc = if bytes.len() > 1 && bytes[0] == 0 {
+            UTF_16BE
+        } else {
+            UTF_16LE
+        };
         let (text, had_errors) = enc.decode_without_bom_handling(bytes);
         return check(text.into_owned(), had_errors, enc);
     }
@@ -23,12 +27,16 @@ pub fn decode(bytes: &[u8], hint: Option<&str>) -> Result<String, ExtractError> 
         .and_then(|h| Encoding::for_label(h.trim().as_bytes()))
         .filter(|e| *e != UTF_8)
         .unwrap_or_else(|| {
-            let mut det = chardetng::EncodingDetector::new();
+            let mut det = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Allow);
             det.feed(bytes, true);
-            det.guess(Some(b"cn"), true)
+            det.guess(Some(b"cn"), chardetng::Utf8Detection::Allow)
         });
     // GBK is decoded as GB18030, its superset.
-    let enc = if enc == encoding_rs::GBK { encoding_rs::GB18030 } else { enc };
+    let enc = if enc == encoding_rs::GBK {
+        encoding_rs::GB18030
+    } else {
+        enc
+    };
     let (text, _, had_errors) = enc.decode(bytes);
     check(text.into_owned(), had_errors, enc)
 }
@@ -76,7 +84,11 @@ pub fn is_binary(bytes: &[u8]) -> bool {
 }
 
 /// Decode text, refusing binary content.
-pub fn decode_text(bytes: &[u8], format: &'static str, hint: Option<&str>) -> Result<String, ExtractError> {
+pub fn decode_text(
+    bytes: &[u8],
+    format: &'static str,
+    hint: Option<&str>,
+) -> Result<String, ExtractError> {
     if is_binary(bytes) {
         return Err(ExtractError::Binary { format });
     }
@@ -124,14 +136,20 @@ mod tests {
         let mut u16le = vec![0xFF, 0xFE];
         u16le.extend(s.encode_utf16().flat_map(|u| u.to_le_bytes()));
         assert_eq!(decode(&u16le, None).unwrap(), s);
-        let u16be: Vec<u8> = "plain english text".encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+        let u16be: Vec<u8> = "plain english text"
+            .encode_utf16()
+            .flat_map(|u| u.to_be_bytes())
+            .collect();
         assert_eq!(decode(&u16be, None).unwrap(), "plain english text");
     }
 
     #[test]
     fn binary_is_refused() {
         let bin: Vec<u8> = (0..4096u32).map(|i| (i * 37 % 256) as u8).collect();
-        assert!(matches!(decode_text(&bin, "text", None), Err(ExtractError::Binary { .. })));
+        assert!(matches!(
+            decode_text(&bin, "text", None),
+            Err(ExtractError::Binary { .. })
+        ));
         assert!(!is_binary("正常文本\n第二行".as_bytes()));
     }
 }

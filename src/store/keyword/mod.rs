@@ -261,6 +261,11 @@ impl KeywordIndex {
         let mut terms = self.analyze(query);
         terms.sort_unstable();
         terms.dedup();
+        // Question words and particles say nothing about the topic; keep them only when the
+        // query has nothing else.
+        if terms.iter().any(|t| !tokenizer::is_query_stopword(t)) {
+            terms.retain(|t| !tokenizer::is_query_stopword(t));
+        }
         if terms.is_empty() {
             return Ok(Vec::new());
         }

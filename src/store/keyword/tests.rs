@@ -485,3 +485,27 @@ fn index_is_send_and_sync() {
     assert_send_sync::<KeywordIndex>();
     assert_send_sync::<KeywordError>();
 }
+
+#[test]
+fn question_words_do_not_outrank_the_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open(&dir);
+    index
+        .add(&[
+            doc(
+                1,
+                1,
+                10,
+                "IT 常见问题",
+                "问：忘记密码怎么办？答：自助重置。问：打印机坏了怎么办？答：提交工单。问：电脑怎么申请？",
+            ),
+            doc(2, 1, 11, "休假制度", "年休假按工龄计算：满一年不满十年的，年休假五天。"),
+        ])
+        .unwrap();
+    index.commit().unwrap();
+    let hits = index.search("年休假怎么计算？", &[1], 5).unwrap();
+    assert_eq!(chunks(&hits), vec![2], "only the topic words may match");
+    // A query of nothing but question words still searches with them.
+    let hits = index.search("怎么办", &[1], 5).unwrap();
+    assert_eq!(chunks(&hits), vec![1]);
+}

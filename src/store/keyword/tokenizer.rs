@@ -71,6 +71,31 @@ fn is_term(word: &str) -> bool {
     word.len() <= MAX_TOKEN_BYTES && word.chars().any(char::is_alphanumeric)
 }
 
+/// Words that carry no topic in a question: Chinese particles, pronouns and question words,
+/// English function words. They are dropped from queries only (the index keeps every term, so
+/// a query made only of them still finds something), because in a small knowledge base their
+/// IDF is not low enough to stop "怎么" in "年假怎么计算" from ranking an FAQ full of
+/// "怎么办" first.
+const QUERY_STOPWORDS: &[&str] = &[
+    "的", "了", "吗", "呢", "吧", "啊", "呀", "嘛", "么", "是", "在", "有", "和", "与", "及",
+    "或", "或者", "还是", "就", "都", "也", "又", "被", "把", "给", "对", "从", "由", "向",
+    "为", "以", "于", "之", "其", "而", "并", "则", "等", "个", "什么", "怎么", "怎样",
+    "怎么样", "如何", "哪", "哪些", "哪个", "哪里", "哪儿", "为什么", "为何", "多少", "几",
+    "谁", "请问", "请", "一下", "可以", "能", "能否", "能不能", "是否", "是不是", "会", "要",
+    "需要", "应该", "我", "我们", "你", "你们", "您", "他", "她", "它", "他们", "这", "那",
+    "这个", "那个", "这些", "那些", "a", "an", "the", "of", "to", "in", "on", "at",
+    "by", "for", "with", "from", "and", "or", "is", "are", "was", "were", "be", "been", "do",
+    "does", "did", "can", "could", "should", "would", "will", "shall", "may", "might", "i",
+    "me", "my", "we", "our", "you", "your", "he", "she", "it", "its", "they", "their", "this",
+    "that", "these", "those", "what", "which", "who", "whom", "when", "where", "why", "how",
+    "please", "there", "if", "as",
+];
+
+/// Whether a query term should be dropped (see [`QUERY_STOPWORDS`]).
+pub(crate) fn is_query_stopword(term: &str) -> bool {
+    QUERY_STOPWORDS.contains(&term)
+}
+
 /// The tantivy tokenizer registered as "zh". Cloning is cheap (the dictionary is shared).
 #[derive(Clone)]
 pub(crate) struct ZhTokenizer {
