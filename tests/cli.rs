@@ -45,7 +45,7 @@ fn ingest_samples_and_search() {
             "information-security-policy.pdf",
         ),
         (
-            "笔记本电脑丢了要多久内上报",
+            "What should I do if my laptop is stolen?",
             "information-security-policy.pdf",
         ),
         ("Can I work from home?", "remote-work-guidelines.md"),

@@ -139,7 +139,7 @@ fn crash_mid_ingest_then_clean_rerun() {
         let err = index::ingest_paths(
             &e,
             "kb",
-            &[docs.clone()],
+            std::slice::from_ref(&docs),
             &IngestOptions::default(),
             &ProgressBar::hidden(),
         );

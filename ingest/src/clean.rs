@@ -117,66 +117,102 @@ fn is_cjk_punct(c: char) -> bool {
     matches!(c as u32, 0x3000..=0x303F | 0xFF01..=0xFF0F | 0xFF1A..=0xFF1F)
 }
 
-fn line_key(line: &str) -> String {
+/// A line compared across pages: whitespace removed, and with `mask_digits` every digit
+/// replaced, so "第 3 页 共 9 页" and "第 4 页 共 9 页" compare equal.
+fn line_key(line: &str, mask_digits: bool) -> String {
     line.chars()
         .filter(|c| !c.is_whitespace())
-        .map(|c| if c.is_ascii_digit() { '#' } else { c })
+        .map(|c| {
+            if mask_digits && c.is_ascii_digit() {
+                '#'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
-/// Drop running headers and footers: a first or last line (two of each are looked at) that,
-/// with digits ignored, recurs on at least half the pages (and on at least two). Returns how
-/// many lines were dropped.
-pub fn drop_repeated_lines(pages: &mut [Page]) -> usize {
-    if pages.len() < 2 {
-        return 0;
+/// The keys a page's line at `index` (of `n`) is compared by: its exact text when it is among
+/// the two first or two last lines, and its text with digits masked (page numbers) when it is
+/// within `masked_depth` lines of the top or bottom. Empty keys never match.
+fn edge_keys(line: &str, index: usize, n: usize, masked_depth: usize) -> Vec<String> {
+    let mut keys = Vec::new();
+    if index < 2 || index + 2 >= n {
+        keys.push(line_key(line, false));
     }
-    let edge = |lines: &[&str]| -> Vec<String> {
-        let n = lines.len();
-        let mut idx: Vec<usize> = (0..n.min(2)).collect();
-        idx.extend(n.saturating_sub(2)..n);
-        idx.sort_unstable();
-        idx.dedup();
-        idx.into_iter().map(|i| line_key(lines[i])).collect()
-    };
+    if index < masked_depth || index + masked_depth >= n {
+        keys.push(format!("#{}", line_key(line, true)));
+    }
+    keys.retain(|k| !k.is_empty() && k != "#");
+    keys
+}
+
+/// For each page, which of its (non-empty) lines are running headers or footers.
+fn repeated_lines(pages: &[Vec<&str>], masked_depth: usize) -> Vec<Vec<bool>> {
     let mut counts: HashMap<String, usize> = HashMap::new();
-    let texts: Vec<String> = pages.iter().map(page_text).collect();
-    for t in &texts {
-        let lines: Vec<&str> = t.lines().filter(|l| !l.trim().is_empty()).collect();
-        let mut keys = edge(&lines);
+    for lines in pages {
+        let n = lines.len();
+        let mut keys: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| edge_keys(l, i, n, masked_depth))
+            .collect();
         keys.sort();
         keys.dedup();
-        for k in keys.into_iter().filter(|k| !k.is_empty()) {
+        for k in keys {
             *counts.entry(k).or_default() += 1;
         }
     }
     let threshold = pages.len().div_ceil(2).max(2);
-    let repeated: Vec<&String> = counts
+    pages
         .iter()
-        .filter(|(_, n)| **n >= threshold)
-        .map(|(k, _)| k)
-        .collect();
-    if repeated.is_empty() {
+        .map(|lines| {
+            let n = lines.len();
+            (0..n)
+                .map(|i| {
+                    edge_keys(lines[i], i, n, masked_depth)
+                        .iter()
+                        .any(|k| counts.get(k).is_some_and(|&c| c >= threshold))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Drop running headers and footers: a line among the first two or last two of a page that
+/// recurs on at least half the pages (and on at least two), also when only its digits change
+/// (page numbers: "第 3 页 共 9 页"). When matching with digits masked that deep would leave a
+/// page empty, body lines that merely contain the page number were caught too, and only the
+/// very first and last lines are matched with digits masked. Returns how many lines were
+/// dropped.
+pub fn drop_repeated_lines(pages: &mut [Page]) -> usize {
+    if pages.len() < 2 {
         return 0;
     }
+    let texts: Vec<String> = pages.iter().map(page_text).collect();
+    let lines: Vec<Vec<&str>> = texts
+        .iter()
+        .map(|t| t.lines().filter(|l| !l.trim().is_empty()).collect())
+        .collect();
+    let mut drop = repeated_lines(&lines, 2);
+    let empties_a_page = drop
+        .iter()
+        .any(|page| !page.is_empty() && page.iter().all(|&d| d));
+    if empties_a_page {
+        drop = repeated_lines(&lines, 1);
+    }
     let mut dropped = 0;
-    for (page, text) in pages.iter_mut().zip(&texts) {
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        let n = lines.len();
+    for ((page, lines), drop) in pages.iter_mut().zip(&lines).zip(&drop) {
         let kept: Vec<&str> = lines
             .iter()
-            .enumerate()
-            .filter(|(i, l)| {
-                let at_edge = *i < 2 || *i + 2 >= n;
-                let drop = at_edge && repeated.contains(&&line_key(l));
-                if drop {
-                    dropped += 1;
-                }
-                !drop
-            })
-            .map(|(_, l)| *l)
+            .zip(drop)
+            .filter(|(_, d)| !**d)
+            .map(|(l, _)| *l)
             .collect();
-        page.blocks = vec![crate::extract::Block::para(kept.join("\n"))];
+        if kept.len() < lines.len() {
+            dropped += lines.len() - kept.len();
+            page.blocks = vec![crate::extract::Block::para(kept.join("\n"))];
+        }
     }
     dropped
 }
@@ -224,12 +260,22 @@ pub fn join_wrapped_lines(text: &str) -> String {
             out.push('\n');
         } else {
             let first = next.chars().next().unwrap_or(' ');
-            if !(is_cjk(last) || is_cjk_punct(last) || is_cjk(first) || is_cjk_punct(first)) {
+            let touches_cjk =
+                is_cjk(last) || is_cjk_punct(last) || is_cjk(first) || is_cjk_punct(first);
+            // A number wrapped inside Chinese text ("每天8" / "0元") is one number again.
+            let number_in_cjk = last.is_ascii_digit() && first.is_ascii_digit() && mostly_cjk(line);
+            if !touches_cjk && !number_in_cjk {
                 out.push(' ');
             }
         }
     }
     out
+}
+
+/// More CJK characters than ASCII letters.
+fn mostly_cjk(s: &str) -> bool {
+    let cjk = s.chars().filter(|&c| is_cjk(c)).count();
+    cjk > s.chars().filter(char::is_ascii_alphabetic).count()
 }
 
 /// Width in half-width units: CJK characters count two.
@@ -285,6 +331,11 @@ mod tests {
 
     #[test]
     fn wrapped_lines_rejoined() {
+        let t = "第七条 伙食补助费按出差自然天数计算，每人每天100元；市内交通费每人每天8\n0元，包干使用。";
+        assert_eq!(
+            join_wrapped_lines(t),
+            "第七条 伙食补助费按出差自然天数计算，每人每天100元；市内交通费每人每天80元，包干使用。"
+        );
         let t = "第一章 总则\n第一条 为规范公司差旅费用管理，合理控制\n成本，根据国家有关财务制度制定本办法。";
         assert_eq!(
             join_wrapped_lines(t),

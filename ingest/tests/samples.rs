@@ -24,10 +24,19 @@ fn chinese_pdf_with_cjk_font_extracts_every_page_without_running_headers() {
     let (bytes, _) = sample("差旅费报销管理办法.pdf");
     let extracted = extract::extract(&bytes, "差旅费报销管理办法.pdf").unwrap();
     assert_eq!(extracted.format, Format::Pdf);
-    assert!(extracted.pages.len() >= 2, "{} pages", extracted.pages.len());
+    assert!(
+        extracted.pages.len() >= 2,
+        "{} pages",
+        extracted.pages.len()
+    );
     assert!(extracted.warnings.is_empty(), "{:?}", extracted.warnings);
     let all: String = extracted.pages.iter().map(page_text).collect();
-    for needle in ["差旅费", "住宿费实行限额标准", "每人每晚不超过600元", "伙食补助费"] {
+    for needle in [
+        "差旅费",
+        "住宿费实行限额标准",
+        "每人每晚不超过600元",
+        "伙食补助费",
+    ] {
         assert!(all.contains(needle), "missing {needle}");
     }
 
@@ -62,15 +71,21 @@ fn english_pdf_keeps_words_and_sentences() {
     assert_eq!(p.format, Format::Pdf);
     let text: String = p.chunks.iter().map(|c| c.text.as_str()).collect();
     assert!(text.contains("Passwords"), "{text}");
-    assert!(!text.contains("Huayuan Technology - Internal"), "header kept");
+    assert!(
+        !text.contains("Huayuan Technology - Internal"),
+        "header kept"
+    );
 }
 
 #[test]
 fn gbk_text_file_is_decoded() {
     let (bytes, _) = sample("IT服务台常见问题.txt");
-    assert!(std::str::from_utf8(&bytes).is_err(), "the sample must stay GBK");
-    let p = zhiku_ingest::process(&bytes, "IT服务台常见问题.txt", &Options::default(), &chars)
-        .unwrap();
+    assert!(
+        std::str::from_utf8(&bytes).is_err(),
+        "the sample must stay GBK"
+    );
+    let p =
+        zhiku_ingest::process(&bytes, "IT服务台常见问题.txt", &Options::default(), &chars).unwrap();
     let text: String = p.chunks.iter().map(|c| c.text.as_str()).collect();
     assert!(text.contains("忘记邮箱密码怎么办"), "{text}");
 }

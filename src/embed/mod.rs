@@ -1,7 +1,17 @@
 //! Embedder seam: text → dense vectors. The default implementation runs a standard Hugging
-//! Face BERT / XLM-R folder (config.json, tokenizer.json, model.safetensors) on candle.
+//! Face BERT / XLM-R folder (config.json, tokenizer.json, model.safetensors) on candle; with
+//! the `onnx` cargo feature, [`onnx::OnnxEmbedder`] runs an ONNX export of such a model on
+//! onnxruntime (through fastembed). Every implementation passes the suite in `contract.rs`.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 
 pub mod candle;
+#[cfg(test)]
+mod contract;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
@@ -28,4 +38,63 @@ pub trait Embedder: Send + Sync {
     fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
     /// Embed one query.
     fn embed_query(&self, text: &str) -> Result<Vec<f32>>;
+}
+
+/// How texts are prepared for the model (shared by every backend).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EmbedOptions {
+    /// Prefix for queries; `None` picks by model family ("query: " for e5, none otherwise).
+    pub query_prefix: Option<String>,
+    /// Prefix for passages; `None` picks by model family ("passage: " for e5, none otherwise).
+    pub passage_prefix: Option<String>,
+    /// Passages per forward pass (at least 1). Default 16.
+    pub batch_size: usize,
+    /// Largest input in model tokens, special tokens included; `None` (and anything larger)
+    /// means the model's own limit (512 for BERT-style models).
+    pub max_tokens: Option<usize>,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        Self {
+            query_prefix: None,
+            passage_prefix: None,
+            batch_size: 16,
+            max_tokens: None,
+        }
+    }
+}
+
+impl EmbedOptions {
+    /// The (query, passage) prefixes for a model known by `names` (its folder name, the
+    /// `_name_or_path` of its config.json, …): the configured ones, else the family default
+    /// ("query: " / "passage: " for e5, none otherwise).
+    pub fn prefixes(&self, names: &[&str]) -> (String, String) {
+        let (q, p) = if names.iter().any(|n| is_e5(n)) {
+            ("query: ", "passage: ")
+        } else {
+            ("", "")
+        };
+        (
+            self.query_prefix.clone().unwrap_or_else(|| q.into()),
+            self.passage_prefix.clone().unwrap_or_else(|| p.into()),
+        )
+    }
+}
+
+/// True when a model name looks like the e5 family ("multilingual-e5-small", "e5-base-v2").
+pub(crate) fn is_e5(name: &str) -> bool {
+    name.to_ascii_lowercase()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|part| part.starts_with("e5"))
+}
+
+/// The model's name for ids and family detection: the folder's own name (symlinks resolved).
+pub(crate) fn folder_name(dir: &Path) -> String {
+    dir.canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".into())
 }

@@ -29,7 +29,7 @@ pub fn decode(bytes: &[u8], hint: Option<&str>) -> Result<String, ExtractError> 
         .unwrap_or_else(|| {
             let mut det = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Allow);
             det.feed(bytes, true);
-            det.guess(Some(b"cn"), chardetng::Utf8Detection::Allow)
+            det.guess(None, chardetng::Utf8Detection::Allow)
         });
     // GBK is decoded as GB18030, its superset.
     let enc = if enc == encoding_rs::GBK {

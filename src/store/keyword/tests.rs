@@ -509,3 +509,29 @@ fn question_words_do_not_outrank_the_topic() {
     let hits = index.search("怎么办", &[1], 5).unwrap();
     assert_eq!(chunks(&hits), vec![1]);
 }
+
+#[test]
+fn english_words_match_by_stem() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open(&dir);
+    index
+        .add(&[
+            doc(
+                1,
+                1,
+                10,
+                "Security",
+                "Company laptops must use encryption. Lost devices are reported within 2 hours.",
+            ),
+            doc(2, 1, 11, "Leave", "Annual leave is fifteen days."),
+        ])
+        .unwrap();
+    index.commit().unwrap();
+    assert_eq!(chunks(&index.search("laptop", &[1], 5).unwrap()), vec![1]);
+    assert_eq!(
+        chunks(&index.search("report a device", &[1], 5).unwrap()),
+        vec![1]
+    );
+    // Chinese text is untouched by the English stemmer.
+    assert_eq!(index.analyze("报销流程"), index.analyze("报销流程 "));
+}

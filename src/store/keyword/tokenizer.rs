@@ -1,5 +1,5 @@
 //! The "zh" analyzer: width and case folding, traditional → simplified folding, jieba
-//! search-mode segmentation, punctuation/whitespace removal.
+//! search-mode segmentation, punctuation/whitespace removal, English words stemmed (Snowball).
 //!
 //! Indexed text and queries go through the same analyzer, so 繁體 passages match 简体
 //! queries (and the reverse), full-width `ＡＢＣ１２３` matches `abc123`, and `Rust`
@@ -66,6 +66,12 @@ fn fold_char(c: char) -> char {
     }
 }
 
+/// The Snowball English stemmer (stateless, built once).
+fn english_stemmer() -> &'static frostem::Stemmer {
+    static STEMMER: OnceLock<frostem::Stemmer> = OnceLock::new();
+    STEMMER.get_or_init(|| frostem::Stemmer::new(frostem::Algorithm::English))
+}
+
 /// Whether a segment is worth indexing: it has a letter, digit or ideograph.
 fn is_term(word: &str) -> bool {
     word.len() <= MAX_TOKEN_BYTES && word.chars().any(char::is_alphanumeric)
@@ -77,18 +83,148 @@ fn is_term(word: &str) -> bool {
 /// IDF is not low enough to stop "怎么" in "年假怎么计算" from ranking an FAQ full of
 /// "怎么办" first.
 const QUERY_STOPWORDS: &[&str] = &[
-    "的", "了", "吗", "呢", "吧", "啊", "呀", "嘛", "么", "是", "在", "有", "和", "与", "及",
-    "或", "或者", "还是", "就", "都", "也", "又", "被", "把", "给", "对", "从", "由", "向",
-    "为", "以", "于", "之", "其", "而", "并", "则", "等", "个", "什么", "怎么", "怎样",
-    "怎么样", "如何", "哪", "哪些", "哪个", "哪里", "哪儿", "为什么", "为何", "多少", "几",
-    "谁", "请问", "请", "一下", "可以", "能", "能否", "能不能", "是否", "是不是", "会", "要",
-    "需要", "应该", "我", "我们", "你", "你们", "您", "他", "她", "它", "他们", "这", "那",
-    "这个", "那个", "这些", "那些", "a", "an", "the", "of", "to", "in", "on", "at",
-    "by", "for", "with", "from", "and", "or", "is", "are", "was", "were", "be", "been", "do",
-    "does", "did", "can", "could", "should", "would", "will", "shall", "may", "might", "i",
-    "me", "my", "we", "our", "you", "your", "he", "she", "it", "its", "they", "their", "this",
-    "that", "these", "those", "what", "which", "who", "whom", "when", "where", "why", "how",
-    "please", "there", "if", "as",
+    "的",
+    "了",
+    "吗",
+    "呢",
+    "吧",
+    "啊",
+    "呀",
+    "嘛",
+    "么",
+    "是",
+    "在",
+    "有",
+    "和",
+    "与",
+    "及",
+    "或",
+    "或者",
+    "还是",
+    "就",
+    "都",
+    "也",
+    "又",
+    "被",
+    "把",
+    "给",
+    "对",
+    "从",
+    "由",
+    "向",
+    "为",
+    "以",
+    "于",
+    "之",
+    "其",
+    "而",
+    "并",
+    "则",
+    "等",
+    "个",
+    "什么",
+    "怎么",
+    "怎样",
+    "怎么样",
+    "如何",
+    "哪",
+    "哪些",
+    "哪个",
+    "哪里",
+    "哪儿",
+    "为什么",
+    "为何",
+    "多少",
+    "几",
+    "谁",
+    "请问",
+    "请",
+    "一下",
+    "可以",
+    "能",
+    "能否",
+    "能不能",
+    "是否",
+    "是不是",
+    "会",
+    "要",
+    "需要",
+    "应该",
+    "我",
+    "我们",
+    "你",
+    "你们",
+    "您",
+    "他",
+    "她",
+    "它",
+    "他们",
+    "这",
+    "那",
+    "这个",
+    "那个",
+    "这些",
+    "那些",
+    "a",
+    "an",
+    "the",
+    "of",
+    "to",
+    "in",
+    "on",
+    "at",
+    "by",
+    "for",
+    "with",
+    "from",
+    "and",
+    "or",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "do",
+    "does",
+    "did",
+    "can",
+    "could",
+    "should",
+    "would",
+    "will",
+    "shall",
+    "may",
+    "might",
+    "i",
+    "me",
+    "my",
+    "we",
+    "our",
+    "you",
+    "your",
+    "he",
+    "she",
+    "it",
+    "its",
+    "they",
+    "their",
+    "this",
+    "that",
+    "these",
+    "those",
+    "what",
+    "which",
+    "who",
+    "whom",
+    "when",
+    "where",
+    "why",
+    "how",
+    "please",
+    "there",
+    "if",
+    "as",
 ];
 
 /// Whether a query term should be dropped (see [`QUERY_STOPWORDS`]).
@@ -129,7 +265,12 @@ impl ZhTokenizer {
             }
             let token = &mut self.tokens[n];
             token.text.clear();
-            token.text.push_str(word.word);
+            if word.word.bytes().all(|b| b.is_ascii_alphabetic()) {
+                // English words by their stem: "laptops" finds "laptop", "reported" "report".
+                token.text.push_str(&english_stemmer().stem(word.word));
+            } else {
+                token.text.push_str(word.word);
+            }
             token.offset_from = self.offsets[word.byte_start];
             token.offset_to = self.offsets[word.byte_end];
             token.position = n;
