@@ -7,8 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 use tokenizers::{Encoding, Tokenizer, TruncationDirection};
@@ -273,10 +272,7 @@ impl Embedder for CandleEmbedder {
         let mut out = vec![Vec::new(); texts.len()];
         for chunk in order.chunks(self.batch_size) {
             let rows: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].as_slice()).collect();
-            let vectors = self
-                .encoder
-                .forward(&rows, Precision::Full)
-                .map_err(run_err)?;
+            let vectors = self.encoder.forward(&rows).map_err(run_err)?;
             for (&i, v) in chunk.iter().zip(vectors) {
                 out[i] = v;
             }
@@ -286,10 +282,7 @@ impl Embedder for CandleEmbedder {
 
     fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
         let ids = self.encode(&self.query_prefix, text)?;
-        let mut v = self
-            .encoder
-            .forward(&[&ids], Precision::Query)
-            .map_err(run_err)?;
+        let mut v = self.encoder.forward(&[&ids]).map_err(run_err)?;
         v.pop()
             .ok_or_else(|| EmbedError::Run("empty model output".into()))
     }
@@ -311,41 +304,16 @@ enum Activation {
     Relu,
 }
 
-/// Which copy of the weights a forward pass reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Precision {
-    /// f32, as in the checkpoint: passages, embedded once and kept.
-    Full,
-    /// 8-bit (GGML Q8_0, one f16 scale per 32 weights): queries. A query is a few dozen
-    /// tokens, so its cost is reading every weight from memory once; a quarter of the bytes
-    /// makes it about twice as fast, and the vectors stay within 0.999 cosine of the f32 ones
-    /// (a test checks it).
-    Query,
-}
-
-/// A linear layer's weight [out, in], in both precisions.
-struct Weight {
-    full: Tensor,
-    q8: QMatMul,
-}
-
-impl Weight {
-    fn new(full: Tensor) -> candle_core::Result<Self> {
-        let q8 = QMatMul::from_qtensor(QTensor::quantize(&full, GgmlDType::Q8_0)?)?;
-        Ok(Self { full, q8 })
-    }
-}
-
 struct Layer {
     /// Query, key and value fused: [3·hidden, hidden].
-    qkv_w: Weight,
+    qkv_w: Tensor,
     qkv_b: Vec<f32>,
-    ao_w: Weight,
+    ao_w: Tensor,
     ao_b: Vec<f32>,
     ln1: (Vec<f32>, Vec<f32>),
-    fi_w: Weight,
+    fi_w: Tensor,
     fi_b: Vec<f32>,
-    fo_w: Weight,
+    fo_w: Tensor,
     fo_b: Vec<f32>,
     ln2: (Vec<f32>, Vec<f32>),
 }
@@ -398,11 +366,8 @@ impl FastEncoder {
         };
         // Linear layer as (weight [out, in], bias).
         let linear =
-            |vb: VarBuilder, out: usize, inp: usize| -> candle_core::Result<(Weight, Vec<f32>)> {
-                Ok((
-                    Weight::new(vb.get((out, inp), "weight")?)?,
-                    vec1(vb.get(out, "bias")?)?,
-                ))
+            |vb: VarBuilder, out: usize, inp: usize| -> candle_core::Result<(Tensor, Vec<f32>)> {
+                Ok((vb.get((out, inp), "weight")?, vec1(vb.get(out, "bias")?)?))
             };
         let emb = vb.pp("embeddings");
         let word = emb.get((cfg.vocab_size, h), "word_embeddings.weight")?;
@@ -423,7 +388,7 @@ impl FastEncoder {
                 get("key").get((h, h), "weight")?,
                 get("value").get((h, h), "weight")?,
             );
-            let qkv_w = Weight::new(Tensor::cat(&[q, k, v], 0)?)?;
+            let qkv_w = Tensor::cat(&[q, k, v], 0)?;
             let mut qkv_b = vec1(get("query").get(h, "bias")?)?;
             qkv_b.extend(vec1(get("key").get(h, "bias")?)?);
             qkv_b.extend(vec1(get("value").get(h, "bias")?)?);
@@ -461,7 +426,7 @@ impl FastEncoder {
 
     /// Embeddings of `segs` (token ids with special tokens, each no longer than the model's
     /// positions): mean over each text's tokens, L2-normalised.
-    fn forward(&self, segs: &[&[u32]], precision: Precision) -> candle_core::Result<Vec<Vec<f32>>> {
+    fn forward(&self, segs: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
         let h = self.hidden;
         let lens: Vec<usize> = segs.iter().map(|s| s.len()).collect();
         let total: usize = lens.iter().sum();
@@ -482,17 +447,17 @@ impl FastEncoder {
         }
         kernels::layer_norm(&mut x, None, &self.ln.0, &self.ln.1, self.eps);
         for layer in &self.layers {
-            let qkv = linear(&x, total, &layer.qkv_w, &layer.qkv_b, precision)?;
+            let qkv = linear(&x, total, &layer.qkv_w, &layer.qkv_b)?;
             let ctx = attention(&qkv, &lens, self.heads, h)?;
-            let ao = linear(&ctx, total, &layer.ao_w, &layer.ao_b, precision)?;
+            let ao = linear(&ctx, total, &layer.ao_w, &layer.ao_b)?;
             kernels::layer_norm(&mut x, Some(&ao), &layer.ln1.0, &layer.ln1.1, self.eps);
-            let mut mid = linear(&x, total, &layer.fi_w, &layer.fi_b, precision)?;
+            let mut mid = linear(&x, total, &layer.fi_w, &layer.fi_b)?;
             match self.act {
                 Activation::GeluErf => kernels::gelu_erf(&mut mid),
                 Activation::GeluTanh => kernels::gelu_tanh(&mut mid),
                 Activation::Relu => mid.iter_mut().for_each(|v| *v = v.max(0.0)),
             }
-            let fo = linear(&mid, total, &layer.fo_w, &layer.fo_b, precision)?;
+            let fo = linear(&mid, total, &layer.fo_w, &layer.fo_b)?;
             kernels::layer_norm(&mut x, Some(&fo), &layer.ln2.0, &layer.ln2.1, self.eps);
         }
         let mut out = Vec::with_capacity(segs.len());
@@ -524,27 +489,9 @@ impl FastEncoder {
 /// memory. gemm then streams the weights fastest as the left operand (`w · xᵀ`, long
 /// contiguous rows), measured 0.36 ms instead of 0.57 ms for a cold 1536×384 matrix and 22
 /// rows on 2 cores. With many rows it is compute-bound and `x · wᵀ` is the better shape.
-/// With [`Precision::Query`] the 8-bit copy of the weights is used instead.
-fn linear(
-    x: &[f32],
-    rows: usize,
-    w: &Weight,
-    b: &[f32],
-    precision: Precision,
-) -> candle_core::Result<Vec<f32>> {
+fn linear(x: &[f32], rows: usize, w: &Tensor, b: &[f32]) -> candle_core::Result<Vec<f32>> {
     let inp = x.len() / rows;
     let out = b.len();
-    if precision == Precision::Query {
-        let xt = Tensor::from_slice(x, (rows, inp), &Device::Cpu)?;
-        let mut y = vec1(w.q8.forward(&xt)?)?;
-        for row in y.chunks_exact_mut(out) {
-            for (v, bb) in row.iter_mut().zip(b) {
-                *v += bb;
-            }
-        }
-        return Ok(y);
-    }
-    let w = &w.full;
     if rows <= SMALL_ROWS {
         let mut xt = vec![0f32; x.len()];
         for (r, row) in x.chunks_exact(inp).enumerate() {
@@ -1035,43 +982,17 @@ mod tests {
                 &m.passage_prefix
             };
             assert_eq!(m.encode(prefix, text).unwrap(), ids, "token ids of {text}");
-            // The f32 path reproduces the reference; queries' 8-bit path is checked against
-            // it in `e5_query_precision_keeps_the_vectors`.
-            let v = m
-                .encoder
-                .forward(&[ids], Precision::Full)
-                .unwrap()
-                .pop()
-                .unwrap();
-            if !is_query {
-                assert_eq!(v, m.embed_passages(&[text]).unwrap().pop().unwrap());
-            }
+            let v = if is_query {
+                m.embed_query(text).unwrap()
+            } else {
+                m.embed_passages(&[text]).unwrap().pop().unwrap()
+            };
             for (i, (got, want)) in v.iter().zip(first8).enumerate() {
                 assert!(
                     (got - want).abs() < 1e-5,
                     "{text}: dim {i}: {got} vs {want}"
                 );
             }
-        }
-    }
-
-    /// Queries run on 8-bit weights: their vectors must stay those of the f32 model.
-    #[test]
-    fn e5_query_precision_keeps_the_vectors() {
-        let Some(m) = e5() else { return };
-        for q in [
-            "差旅费报销需要哪些材料？",
-            "年假怎么计算？",
-            "《战国无双3》是由哪两个公司合作开发的？",
-            "How many days a week may I work from home?",
-            "VPN",
-        ] {
-            let ids = m.encode(&m.query_prefix, q).unwrap();
-            let full = m.encoder.forward(&[&ids], Precision::Full).unwrap();
-            let fast = m.embed_query(q).unwrap();
-            let cos = dot(&full[0], &fast);
-            assert!(cos > 0.999, "{q}: cosine {cos}");
-            assert!((norm(&fast) - 1.0).abs() < 1e-5);
         }
     }
 
