@@ -38,6 +38,7 @@ pub struct Config {
     pub keyword: KeywordConfig,
     pub ingest: zhiku_ingest::Options,
     pub retrieve: RetrieveConfig,
+    pub generate: GenerateConfig,
 }
 
 impl Default for Config {
@@ -49,6 +50,7 @@ impl Default for Config {
             keyword: KeywordConfig::default(),
             ingest: zhiku_ingest::Options::default(),
             retrieve: RetrieveConfig::default(),
+            generate: GenerateConfig::default(),
         }
     }
 }
@@ -163,6 +165,90 @@ impl Default for RetrieveConfig {
             dense_weight: 0.5,
             candidates: 50,
             top_k: 5,
+        }
+    }
+}
+
+/// Which engine writes answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GenerateBackend {
+    /// `openai` when `url` is set, else `candle` when the model file or folder exists, else
+    /// `none`.
+    Auto,
+    /// No generator: answers are the best-matching sentences, highlighted and cited.
+    None,
+    /// A model inside this process on candle (GGUF file or Hugging Face folder).
+    Candle,
+    /// An OpenAI-compatible chat-completions server (vLLM, llama.cpp server, Ollama).
+    Openai,
+}
+
+/// Where the in-process model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GenerateDevice {
+    /// CUDA when the binary was built with `--features cuda` and a GPU is present, else CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenerateConfig {
+    /// `auto` (default), `none`, `candle` or `openai`.
+    pub backend: GenerateBackend,
+    /// candle: a `.gguf` file or a Hugging Face folder (config.json, tokenizer.json,
+    /// *.safetensors). Default `models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf`
+    /// (written by `scripts/fetch-models.sh --all`).
+    pub model: PathBuf,
+    /// candle: a `tokenizer.json` to use instead of the model's own (or of the one rebuilt
+    /// from GGUF metadata).
+    pub tokenizer: Option<PathBuf>,
+    /// candle: `auto` (default), `cpu` or `cuda` (GPU index with `cuda_device`).
+    pub device: GenerateDevice,
+    /// candle: which GPU. Default 0.
+    pub cuda_device: usize,
+    /// Context window in tokens; default the model's own.
+    pub context_length: Option<usize>,
+    /// candle: a PEFT LoRA adapter folder merged into the weights at load time.
+    pub lora: Option<PathBuf>,
+    /// candle: an adapter per knowledge base (`[generate.lora_per_kb] hr = "adapters/hr"`),
+    /// used instead of `lora` for questions to that knowledge base.
+    pub lora_per_kb: std::collections::BTreeMap<String, PathBuf>,
+    /// openai: base URL of the server, e.g. `http://vllm:8000/v1`.
+    pub url: Option<String>,
+    /// openai: bearer token, if the server needs one.
+    pub api_key: Option<String>,
+    /// openai: the `model` field sent to the server. Default: the server's first model.
+    pub remote_model: Option<String>,
+    /// openai: seconds before a request (or a silent stream) is abandoned. Default 120.
+    pub timeout_secs: u64,
+    /// openai: retries after a connection error or a 5xx/429 answer, before any text was
+    /// streamed. Default 2.
+    pub max_retries: u32,
+    /// Sampling defaults for every answer.
+    pub sampling: crate::generate::SamplingParams,
+}
+
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        Self {
+            backend: GenerateBackend::Auto,
+            model: PathBuf::from("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            tokenizer: None,
+            device: GenerateDevice::Auto,
+            cuda_device: 0,
+            context_length: None,
+            lora: None,
+            lora_per_kb: Default::default(),
+            url: None,
+            api_key: None,
+            remote_model: None,
+            timeout_secs: 120,
+            max_retries: 2,
+            sampling: crate::generate::SamplingParams::default(),
         }
     }
 }

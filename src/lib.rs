@@ -9,6 +9,7 @@ pub mod config;
 pub mod embed;
 pub mod engine;
 pub mod eval;
+pub mod generate;
 pub mod index;
 pub mod retrieve;
 pub mod store;
