@@ -84,6 +84,9 @@ pub struct EmbedConfig {
     /// env `ORT_DYLIB_PATH`, else `models/onnxruntime/libonnxruntime.so.1.31.1` when present
     /// (written by `scripts/fetch-models.sh --all`).
     pub onnxruntime: Option<PathBuf>,
+    /// candle backend: `auto` (default: int8 linear layers when the CPU has AVX-512 VNNI,
+    /// f32 otherwise), `f32` or `int8`.
+    pub precision: crate::embed::Precision,
 }
 
 impl Default for EmbedConfig {
@@ -95,6 +98,7 @@ impl Default for EmbedConfig {
             query_prefix: None,
             passage_prefix: None,
             onnxruntime: None,
+            precision: crate::embed::Precision::Auto,
         }
     }
 }

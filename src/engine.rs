@@ -85,6 +85,7 @@ impl Engine {
             query_prefix: c.query_prefix.clone(),
             passage_prefix: c.passage_prefix.clone(),
             batch_size: c.batch_size,
+            precision: c.precision,
             ..Default::default()
         };
         let loaded: Arc<dyn Embedder> = match c.backend {

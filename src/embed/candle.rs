@@ -13,6 +13,7 @@ use serde::Deserialize;
 use tokenizers::{Encoding, Tokenizer, TruncationDirection};
 
 pub use super::EmbedOptions;
+use super::int8::QLinear;
 use super::{EmbedError, Embedder, Result, folder_name};
 
 /// A BERT / XLM-R sentence embedder (mean pooling, L2-normalised) running on the CPU.
@@ -180,11 +181,12 @@ impl CandleEmbedder {
             ));
         }
         let model_max = cfg.max_position_embeddings.saturating_sub(pos_offset);
+        let int8 = options.precision.int8()?;
         // SAFETY: the safetensors files are memory-mapped read-only; they must not be
         // modified while the model loads (the weights are copied into tensors).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, DType::F32, &Device::Cpu) }
             .map_err(|e| load_err(dir, format!("cannot map weights: {e}")))?;
-        let encoder = FastEncoder::load(vb, &cfg, act, pos_offset).map_err(|e| {
+        let encoder = FastEncoder::load(vb, &cfg, act, pos_offset, int8).map_err(|e| {
             load_err(
                 dir,
                 format!("weights do not fit the {model_type} config: {e}"),
@@ -306,16 +308,37 @@ enum Activation {
 
 struct Layer {
     /// Query, key and value fused: [3·hidden, hidden].
-    qkv_w: Tensor,
-    qkv_b: Vec<f32>,
-    ao_w: Tensor,
-    ao_b: Vec<f32>,
+    qkv: Linear,
+    ao: Linear,
     ln1: (Vec<f32>, Vec<f32>),
-    fi_w: Tensor,
-    fi_b: Vec<f32>,
-    fo_w: Tensor,
-    fo_b: Vec<f32>,
+    fi: Linear,
+    fo: Linear,
     ln2: (Vec<f32>, Vec<f32>),
+}
+
+/// A linear layer, f32 on candle's gemm or int8 on [`QLinear`].
+enum Linear {
+    F32 { w: Tensor, b: Vec<f32> },
+    Int8(QLinear),
+}
+
+impl Linear {
+    fn new(w: Tensor, b: Vec<f32>, int8: bool) -> candle_core::Result<Self> {
+        let (out, inp) = w.dims2()?;
+        if int8 && QLinear::fits(out, inp) {
+            let flat = w.flatten_all()?.to_vec1::<f32>()?;
+            Ok(Self::Int8(QLinear::quantize(&flat, out, inp, b)))
+        } else {
+            Ok(Self::F32 { w, b })
+        }
+    }
+
+    fn forward(&self, x: &[f32], rows: usize) -> candle_core::Result<Vec<f32>> {
+        match self {
+            Self::F32 { w, b } => linear(x, rows, w, b),
+            Self::Int8(q) => Ok(q.forward(x, rows)),
+        }
+    }
 }
 
 struct FastEncoder {
@@ -341,6 +364,7 @@ impl FastEncoder {
         cfg: &HfConfig,
         act: Activation,
         pos_offset: usize,
+        int8: bool,
     ) -> candle_core::Result<Self> {
         let h = cfg.hidden_size;
         let vb = ["", "bert.", "roberta.", "model."]
@@ -389,24 +413,20 @@ impl FastEncoder {
                 get("value").get((h, h), "weight")?,
             );
             let qkv_w = Tensor::cat(&[q, k, v], 0)?;
+            let (ao_w, ao_b) = linear(att.pp("output").pp("dense"), h, h)?;
+            let (fi_w, fi_b) = linear(l.pp("intermediate").pp("dense"), cfg.intermediate_size, h)?;
+            let (fo_w, fo_b) = linear(l.pp("output").pp("dense"), h, cfg.intermediate_size)?;
             let mut qkv_b = vec1(get("query").get(h, "bias")?)?;
             qkv_b.extend(vec1(get("key").get(h, "bias")?)?);
             qkv_b.extend(vec1(get("value").get(h, "bias")?)?);
-            let (ao_w, ao_b) = linear(att.pp("output").pp("dense"), h, h)?;
             let ln1 = ln(att.pp("output").pp("LayerNorm"))?;
-            let (fi_w, fi_b) = linear(l.pp("intermediate").pp("dense"), cfg.intermediate_size, h)?;
-            let (fo_w, fo_b) = linear(l.pp("output").pp("dense"), h, cfg.intermediate_size)?;
             let ln2 = ln(l.pp("output").pp("LayerNorm"))?;
             layers.push(Layer {
-                qkv_w,
-                qkv_b,
-                ao_w,
-                ao_b,
+                qkv: Linear::new(qkv_w, qkv_b, int8)?,
+                ao: Linear::new(ao_w, ao_b, int8)?,
                 ln1,
-                fi_w,
-                fi_b,
-                fo_w,
-                fo_b,
+                fi: Linear::new(fi_w, fi_b, int8)?,
+                fo: Linear::new(fo_w, fo_b, int8)?,
                 ln2,
             });
         }
@@ -447,17 +467,17 @@ impl FastEncoder {
         }
         kernels::layer_norm(&mut x, None, &self.ln.0, &self.ln.1, self.eps);
         for layer in &self.layers {
-            let qkv = linear(&x, total, &layer.qkv_w, &layer.qkv_b)?;
+            let qkv = layer.qkv.forward(&x, total)?;
             let ctx = attention(&qkv, &lens, self.heads, h)?;
-            let ao = linear(&ctx, total, &layer.ao_w, &layer.ao_b)?;
+            let ao = layer.ao.forward(&ctx, total)?;
             kernels::layer_norm(&mut x, Some(&ao), &layer.ln1.0, &layer.ln1.1, self.eps);
-            let mut mid = linear(&x, total, &layer.fi_w, &layer.fi_b)?;
+            let mut mid = layer.fi.forward(&x, total)?;
             match self.act {
                 Activation::GeluErf => kernels::gelu_erf(&mut mid),
                 Activation::GeluTanh => kernels::gelu_tanh(&mut mid),
                 Activation::Relu => mid.iter_mut().for_each(|v| *v = v.max(0.0)),
             }
-            let fo = linear(&mid, total, &layer.fo_w, &layer.fo_b)?;
+            let fo = layer.fo.forward(&mid, total)?;
             kernels::layer_norm(&mut x, Some(&fo), &layer.ln2.0, &layer.ln2.1, self.eps);
         }
         let mut out = Vec::with_capacity(segs.len());
@@ -765,6 +785,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::embed::Precision;
 
     /// `models/NAME` under `ZHIKU_MODELS_DIR` or the crate root, when it holds a model.
     fn model_dir(name: &str) -> Option<PathBuf> {
@@ -793,9 +814,86 @@ mod tests {
         static E5: OnceLock<Option<CandleEmbedder>> = OnceLock::new();
         E5.get_or_init(|| {
             let dir = model_dir("multilingual-e5-small")?;
-            Some(CandleEmbedder::load(&dir, &EmbedOptions::default()).expect("load e5"))
+            Some(CandleEmbedder::load(&dir, &f32_options()).expect("load e5"))
         })
         .as_ref()
+    }
+
+    /// multilingual-e5-small with int8 linear layers, when this CPU runs them fast.
+    fn e5_int8() -> Option<&'static CandleEmbedder> {
+        static E5: OnceLock<Option<CandleEmbedder>> = OnceLock::new();
+        E5.get_or_init(|| {
+            if !super::super::int8::fast_kernel_available() {
+                eprintln!("skipped: this CPU has no AVX-512 VNNI");
+                return None;
+            }
+            let dir = model_dir("multilingual-e5-small")?;
+            let options = EmbedOptions {
+                precision: Precision::Int8,
+                ..Default::default()
+            };
+            Some(CandleEmbedder::load(&dir, &options).expect("load e5"))
+        })
+        .as_ref()
+    }
+
+    /// The exact (f32) encoder: the reference tests compare against f32 computations.
+    fn f32_options() -> EmbedOptions {
+        EmbedOptions {
+            precision: Precision::F32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn e5_int8_agrees_with_f32() {
+        let (Some(exact), Some(fast)) = (e5(), e5_int8()) else {
+            return;
+        };
+        let texts = [
+            "出差回来以后差旅费报销需要准备哪些材料和发票？",
+            "员工出差结束后，应在十个工作日内通过财务系统提交差旅费报销单，并附上发票和行程单。",
+            "The quarterly report shows revenue grew by 12 percent year over year.",
+            "新员工入职第一年享有五天带薪年假，之后每满一年增加一天，最多十五天。",
+            "服务器机房的温度应保持在十八到二十七摄氏度之间。",
+        ];
+        let a = exact.embed_passages(&texts).unwrap();
+        let b = fast.embed_passages(&texts).unwrap();
+        for ((t, x), y) in texts.iter().zip(&a).zip(&b) {
+            let cos = dot(x, y);
+            assert!(cos > 0.99, "{t}: cosine int8 vs f32 {cos}");
+        }
+        // The query side too, and the ranking it implies.
+        let q = fast.embed_query(texts[0]).unwrap();
+        let qe = exact.embed_query(texts[0]).unwrap();
+        assert!(dot(&q, &qe) > 0.99);
+        let best = |q: &[f32]| {
+            (1..texts.len())
+                .max_by(|&i, &j| dot(q, &a[i]).total_cmp(&dot(q, &a[j])))
+                .unwrap()
+        };
+        assert_eq!(best(&q), 1);
+        assert_eq!(best(&qe), 1);
+    }
+
+    #[test]
+    fn e5_int8_contract() {
+        use crate::embed::contract;
+        let Some(m) = e5_int8() else { return };
+        let dir = contract::model_dir("multilingual-e5-small", "model.safetensors").unwrap();
+        let load = |o: &EmbedOptions| -> Result<Box<dyn Embedder>> {
+            let o = EmbedOptions {
+                precision: Precision::Int8,
+                ..o.clone()
+            };
+            Ok(Box::new(CandleEmbedder::load(&dir, &o)?))
+        };
+        let expect = contract::Expect {
+            dim: 384,
+            max_tokens: 512,
+            prefixed: true,
+        };
+        contract::run_all(m, &load, &expect);
     }
 
     fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -1001,7 +1099,7 @@ mod tests {
         let Some(dir) = model_dir("all-minilm-l6-v2") else {
             return;
         };
-        let m = CandleEmbedder::load(&dir, &EmbedOptions::default()).unwrap();
+        let m = CandleEmbedder::load(&dir, &f32_options()).unwrap();
         assert_eq!(m.dim(), 384);
         assert_eq!(m.model_id(), "all-minilm-l6-v2:384");
         assert_eq!(m.prefixes(), ("", ""));
@@ -1043,7 +1141,7 @@ mod tests {
         let Some(dir) = contract::model_dir("all-minilm-l6-v2", "model.safetensors") else {
             return;
         };
-        let m = CandleEmbedder::load(&dir, &EmbedOptions::default()).unwrap();
+        let m = CandleEmbedder::load(&dir, &f32_options()).unwrap();
         let load = |o: &EmbedOptions| -> Result<Box<dyn Embedder>> {
             Ok(Box::new(CandleEmbedder::load(&dir, o)?))
         };
@@ -1122,8 +1220,19 @@ mod tests {
             return;
         };
         let t = Instant::now();
-        let m = CandleEmbedder::load(&dir, &EmbedOptions::default()).unwrap();
-        eprintln!("load: {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+        let precision = match std::env::var("ZHIKU_BENCH_PRECISION").as_deref() {
+            Ok("f32") => Precision::F32,
+            _ => Precision::Auto,
+        };
+        let options = EmbedOptions {
+            precision,
+            ..Default::default()
+        };
+        let m = CandleEmbedder::load(&dir, &options).unwrap();
+        eprintln!(
+            "precision {precision:?}, load: {:.0} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
         let q = "出差回来以后差旅费报销需要准备哪些材料和发票？";
         eprintln!(
             "query tokens: {}",
@@ -1144,6 +1253,12 @@ mod tests {
             "query: median {:.2} ms, p90 {:.2} ms, min {:.2} ms",
             ms[25], ms[45], ms[0]
         );
+        if std::env::var_os("ZHIKU_BENCH_QUERY_ONLY").is_some() {
+            for _ in 0..500 {
+                m.embed_query(q).unwrap();
+            }
+            return;
+        }
         let base = [
             "员工出差结束后，应在十个工作日内通过财务系统提交差旅费报销单，并附上发票和行程单。",
             "The quarterly report shows revenue grew by 12 percent year over year, driven by strong demand.",
