@@ -638,6 +638,38 @@ mod kernels {
         e * f32::from_bits(bits)
     }
 
+    /// Sum with 16 independent partial sums, so it vectorises (a plain `sum()` is a strict
+    /// left-to-right chain of additions).
+    #[inline(always)]
+    fn lane_sum(xs: &[f32]) -> f32 {
+        let mut acc = [0f32; 16];
+        let chunks = xs.chunks_exact(16);
+        let tail: f32 = chunks.remainder().iter().sum();
+        for c in chunks {
+            for (a, v) in acc.iter_mut().zip(c) {
+                *a += v;
+            }
+        }
+        acc.iter().sum::<f32>() + tail
+    }
+
+    /// Maximum, vectorised like [`lane_sum`].
+    #[inline(always)]
+    fn lane_max(xs: &[f32]) -> f32 {
+        let mut acc = [f32::NEG_INFINITY; 16];
+        let chunks = xs.chunks_exact(16);
+        let tail = chunks
+            .remainder()
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        for c in chunks {
+            for (a, v) in acc.iter_mut().zip(c) {
+                *a = a.max(*v);
+            }
+        }
+        acc.iter().fold(tail, |m, &v| m.max(v))
+    }
+
     /// erf(x), rational approximation (as in Eigen), absolute error ~1e-7.
     #[inline(always)]
     fn erf(x: f32) -> f32 {
@@ -683,9 +715,13 @@ mod kernels {
                     *v += a;
                 }
             }
+            let mut dev = vec![0f32; h];
             for row in x.chunks_exact_mut(h) {
-                let mean = row.iter().sum::<f32>() / h as f32;
-                let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+                let mean = lane_sum(row) / h as f32;
+                for (d, v) in dev.iter_mut().zip(row.iter()) {
+                    *d = (v - mean) * (v - mean);
+                }
+                let var = lane_sum(&dev) / h as f32;
                 let inv = 1.0 / (var + eps).sqrt();
                 for ((v, ww), bb) in row.iter_mut().zip(w).zip(b) {
                     *v = (*v - mean) * inv * ww + bb;
@@ -696,13 +732,12 @@ mod kernels {
         /// exp-normalise each row of `len` scores in place.
         fn softmax_rows(scores: &mut [f32], len: usize) {
             for row in scores.chunks_exact_mut(len) {
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-                let mut sum = 0.0;
+                let max = lane_max(row);
+                // Separate passes: a loop that also accumulated the sum would not vectorise.
                 for s in row.iter_mut() {
                     *s = exp_neg(*s - max);
-                    sum += *s;
                 }
-                let inv = 1.0 / sum;
+                let inv = 1.0 / lane_sum(row);
                 row.iter_mut().for_each(|s| *s *= inv);
             }
         }
