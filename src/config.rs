@@ -82,7 +82,7 @@ pub struct EmbedConfig {
     pub passage_prefix: Option<String>,
     /// onnx backend: the onnxruntime library (`libonnxruntime.so.*`, 1.24 or newer). Default:
     /// env `ORT_DYLIB_PATH`, else `models/onnxruntime/libonnxruntime.so.1.31.1` when present
-    /// (written by `scripts/fetch-models.sh --all`).
+    /// (written by `scripts/fetch-models.sh`).
     pub onnxruntime: Option<PathBuf>,
     /// candle backend: `auto` (default: int8 linear layers when the CPU has AVX-512 VNNI,
     /// f32 otherwise), `f32` or `int8`.
@@ -205,7 +205,7 @@ pub struct GenerateConfig {
     pub backend: GenerateBackend,
     /// candle: a `.gguf` file or a Hugging Face folder (config.json, tokenizer.json,
     /// *.safetensors). Default `models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf`
-    /// (written by `scripts/fetch-models.sh --all`).
+    /// (written by `scripts/fetch-models.sh`).
     pub model: PathBuf,
     /// candle: a `tokenizer.json` to use instead of the model's own (or of the one rebuilt
     /// from GGUF metadata).

@@ -10,8 +10,22 @@
 //! and forwards the pieces over a channel.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+mod arch;
+pub mod candle;
+#[cfg(test)]
+pub(crate) mod contract;
+pub mod lora;
+mod sampling;
+mod template;
+mod tokenizer;
+
+pub use arch::{F32_GGUF_LIMIT_BYTES, GgufWeights};
+pub use candle::{CandleGenerator, CandleOptions};
+pub use lora::LoraAdapter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
@@ -158,4 +172,87 @@ pub trait Generator: Send + Sync {
         params: &SamplingParams,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<GenerationStats>;
+}
+
+/// The generator `[generate]` asks for, for questions to knowledge base `kb`:
+/// `none` → `None`; `candle` → the model on candle (with `lora_per_kb[kb]`, else `lora`,
+/// merged); `auto` → candle when `generate.model` exists, else `None`.
+pub fn from_config(
+    cfg: &crate::config::GenerateConfig,
+    kb: Option<&str>,
+) -> Result<Option<Arc<dyn Generator>>> {
+    use crate::config::GenerateBackend;
+    let candle = || -> Result<Option<Arc<dyn Generator>>> {
+        let lora = kb
+            .and_then(|k| cfg.lora_per_kb.get(k))
+            .or(cfg.lora.as_ref())
+            .cloned();
+        let opts = CandleOptions {
+            model: cfg.model.clone(),
+            tokenizer: cfg.tokenizer.clone(),
+            device: cfg.device,
+            cuda_device: cfg.cuda_device,
+            context_length: cfg.context_length,
+            lora,
+            gguf_weights: GgufWeights::Auto,
+        };
+        Ok(Some(Arc::new(CandleGenerator::load(&opts)?)))
+    };
+    match cfg.backend {
+        GenerateBackend::None => Ok(None),
+        GenerateBackend::Candle => candle(),
+        GenerateBackend::Auto => {
+            if cfg.model.exists() {
+                candle()
+            } else {
+                tracing::info!(
+                    model = %cfg.model.display(),
+                    "no generator model found; answers are extracted sentences \
+                     (run scripts/fetch-models.sh or set [generate] model)"
+                );
+                Ok(None)
+            }
+        }
+        GenerateBackend::Openai => Err(GenerateError::Load {
+            path: cfg.url.clone().unwrap_or_default(),
+            message: "the openai backend is not built in this branch".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{GenerateBackend, GenerateConfig};
+
+    #[test]
+    fn from_config_backends() {
+        let mut cfg = GenerateConfig {
+            backend: GenerateBackend::None,
+            ..Default::default()
+        };
+        assert!(from_config(&cfg, None).unwrap().is_none());
+        cfg.backend = GenerateBackend::Auto;
+        cfg.model = "/nonexistent/model.gguf".into();
+        assert!(from_config(&cfg, None).unwrap().is_none());
+        cfg.backend = GenerateBackend::Candle;
+        let e = from_config(&cfg, None).err().unwrap();
+        assert!(matches!(e, GenerateError::Load { .. }), "{e}");
+
+        // lora_per_kb wins over lora for its knowledge base.
+        let tmp = tempfile::tempdir().unwrap();
+        arch::tests::write_tiny_qwen2(tmp.path(), 21);
+        cfg.model = tmp.path().to_path_buf();
+        cfg.device = crate::config::GenerateDevice::Cpu;
+        cfg.lora = Some(tmp.path().join("no-such-adapter"));
+        cfg.lora_per_kb
+            .insert("hr".into(), tmp.path().join("hr-adapter"));
+        let e = from_config(&cfg, Some("hr")).err().unwrap().to_string();
+        assert!(e.contains("hr-adapter"), "{e}");
+        let e = from_config(&cfg, Some("other")).err().unwrap().to_string();
+        assert!(e.contains("no-such-adapter"), "{e}");
+        cfg.lora = None;
+        let g = from_config(&cfg, Some("other")).unwrap().unwrap();
+        assert_eq!(g.context_length(), 128);
+    }
 }
