@@ -9,7 +9,10 @@
 //! bound and runs on a blocking thread anyway; the server wraps a call in `spawn_blocking`
 //! and forwards the pieces over a channel.
 
+pub mod openai;
+
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -158,4 +161,31 @@ pub trait Generator: Send + Sync {
         params: &SamplingParams,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<GenerationStats>;
+}
+
+/// The generator the configuration names, or `None` (answers are then extractive).
+///
+/// `backend`: `none` → `None`; `openai` → [`openai::OpenAiGenerator`] on `url`; `auto` →
+/// `openai` when `url` is set, else `None`. `kb` selects a per-knowledge-base LoRA adapter
+/// for the in-process backend (unused by the others).
+pub fn from_config(
+    cfg: &crate::config::GenerateConfig,
+    kb: Option<&str>,
+) -> Result<Option<Arc<dyn Generator>>> {
+    use crate::config::GenerateBackend;
+    let _ = kb;
+    match cfg.backend {
+        GenerateBackend::None => Ok(None),
+        GenerateBackend::Openai => Ok(Some(Arc::new(openai::OpenAiGenerator::connect(cfg)?))),
+        GenerateBackend::Auto if cfg.url.as_deref().is_some_and(|u| !u.trim().is_empty()) => {
+            Ok(Some(Arc::new(openai::OpenAiGenerator::connect(cfg)?)))
+        }
+        GenerateBackend::Auto => Ok(None),
+        GenerateBackend::Candle => Err(GenerateError::Load {
+            path: cfg.model.display().to_string(),
+            message: "this build has no in-process (candle) generator; set [generate] \
+                      backend = \"openai\" with url, or backend = \"none\""
+                .into(),
+        }),
+    }
 }
