@@ -248,7 +248,11 @@ pub fn eval_answers(
     limit: Option<usize>,
 ) -> Result<AnswerReport, crate::rag::RagError> {
     use crate::rag::{self, Outcome};
-    let questions: Vec<&Question> = set.questions.iter().take(limit.unwrap_or(usize::MAX)).collect();
+    let questions: Vec<&Question> = set
+        .questions
+        .iter()
+        .take(limit.unwrap_or(usize::MAX))
+        .collect();
     let (mut em, mut f1, mut contains, mut not_found) = (0.0, 0.0, 0usize, 0usize);
     let (mut cites, mut good_cites) = (0usize, 0usize);
     let (mut lat, mut ttft, mut tps) = (Vec::new(), Vec::new(), Vec::new());
@@ -323,7 +327,8 @@ pub fn eval_answers(
 /// symbol character of the ASCII and CJK blocks).
 fn is_punct(c: char) -> bool {
     c.is_ascii_punctuation()
-        || "－：＿＊＾／＼～｀＋＝，。：？！“”；’《》……·、「」（）－～『』【】〔〕［］｛｝〈〉〖〗".contains(c)
+        || "－：＿＊＾／＼～｀＋＝，。：？！“”；’《》……·、「」（）－～『』【】〔〕［］｛｝〈〉〖〗"
+            .contains(c)
         || matches!(c as u32, 0x2000..=0x206F | 0x3000..=0x303F | 0xFF00..=0xFF0F | 0xFF1A..=0xFF20 | 0xFF3B..=0xFF40 | 0xFF5B..=0xFF65)
 }
 
@@ -461,7 +466,10 @@ mod tests {
         );
         // The longest common substring, not subsequence: 年…月 apart counts 1.
         let g = vec!["三月".to_string()];
-        assert!((f1_score("三年后的五月", &g) - 2.0 * (1.0 / 6.0) * 0.5 / (1.0 / 6.0 + 0.5)).abs() < 1e-9);
+        assert!(
+            (f1_score("三年后的五月", &g) - 2.0 * (1.0 / 6.0) * 0.5 / (1.0 / 6.0 + 0.5)).abs()
+                < 1e-9
+        );
     }
 
     #[test]

@@ -531,10 +531,22 @@ fn print_answer(out: &mut impl Write, a: &rag::Answer, streamed: bool) -> anyhow
         return Ok(());
     }
     writeln!(out)?;
-    writeln!(out, "{}", if a.lang == rag::Lang::Zh { "来源：" } else { "Sources:" })?;
+    writeln!(
+        out,
+        "{}",
+        if a.lang == rag::Lang::Zh {
+            "来源："
+        } else {
+            "Sources:"
+        }
+    )?;
     for c in &a.citations {
         let snippet: String = c.text.replace('\n', " ").chars().take(120).collect();
-        let more = if c.text.chars().count() > 120 { "…" } else { "" };
+        let more = if c.text.chars().count() > 120 {
+            "…"
+        } else {
+            ""
+        };
         writeln!(
             out,
             "[{}] {} (p. {}) — {}\n    {snippet}{more}",

@@ -125,7 +125,10 @@ fn generated_answer_cites_only_prompt_sources() {
     let prompt = &g.prompts()[0];
     assert_eq!(prompt[0].role, Role::System);
     assert!(prompt[0].content.contains("只根据"), "Chinese template");
-    assert!(!prompt[0].content.contains("年假"), "no retrieved text in the instructions");
+    assert!(
+        !prompt[0].content.contains("年假"),
+        "no retrieved text in the instructions"
+    );
     let user = &prompt[1].content;
     assert!(user.contains("问题：年假怎么计算？"), "{user}");
     assert!(user.contains("[1] ") && user.contains("[2] "), "{user}");
@@ -134,9 +137,15 @@ fn generated_answer_cites_only_prompt_sources() {
     let idx: Vec<usize> = a.citations.iter().map(|c| c.index).collect();
     assert_eq!(idx, vec![1, 2]);
     let first = &a.citations[0];
-    assert!(first.document.ends_with("员工手册-休假制度.txt"), "{first:?}");
+    assert!(
+        first.document.ends_with("员工手册-休假制度.txt"),
+        "{first:?}"
+    );
     let numbered = format!("[1] {}", first.title);
-    assert!(user.contains(&numbered), "[1] is the first cited passage: {user}");
+    assert!(
+        user.contains(&numbered),
+        "[1] is the first cited passage: {user}"
+    );
     assert!(user.contains(first.text.trim()));
     assert_eq!(a.ttft_ms.is_some(), true);
 }
@@ -148,37 +157,62 @@ fn english_question_gets_the_english_template() {
     let g = Scripted::new(&["At least 12 characters [1]."], 32_000);
     let (a, _) = ask(&engine, Some(&g), "How long must a password be?", &[]);
     let prompt = &g.prompts()[0];
-    assert!(prompt[0].content.starts_with("You are"), "{}", prompt[0].content);
-    assert!(prompt[1].content.contains("Question: How long must a password be?"));
+    assert!(
+        prompt[0].content.starts_with("You are"),
+        "{}",
+        prompt[0].content
+    );
+    assert!(
+        prompt[1]
+            .content
+            .contains("Question: How long must a password be?")
+    );
     assert_eq!(a.citations.len(), 1);
-    assert!(a.citations[0].document.ends_with("information-security-policy.pdf"));
+    assert!(
+        a.citations[0]
+            .document
+            .ends_with("information-security-policy.pdf")
+    );
 }
 
 #[test]
 fn sources_are_fitted_to_the_context() {
     let dir = tempfile::tempdir().unwrap();
     let engine = handbook(&dir.path().join("data"));
-    let question = "出差住酒店每晚最多报销多少钱";
+    let question = "年假怎么计算？";
     // Room for the templates and about one passage: max_tokens 512 + margin 64 are reserved.
     let probe = Scripted::new(&["x"], 100_000);
     let _ = ask(&engine, Some(&probe), question, &[]);
     let full: usize = probe.count_prompt_tokens(&probe.prompts()[0]).unwrap();
+    assert!(
+        probe.prompts()[0][1].content.contains("\n\n[2] "),
+        "needs two sources to drop one"
+    );
     let g = Scripted::new(&["标准见[1]和[2]。"], full - 1 + 512 + 64);
     let (a, _) = ask(&engine, Some(&g), question, &[]);
     let user = &g.prompts()[0][1].content;
     assert!(a.sources >= 1);
     let full_sources = probe.prompts()[0][1].content.matches("\n[").count();
     let kept = user.matches("\n[").count();
-    assert!(kept < full_sources.max(1) + 1, "{kept} of {full_sources}");
+    assert!(kept >= 1 && kept < full_sources, "{kept} of {full_sources}");
     assert!(g.count_prompt_tokens(&g.prompts()[0]).unwrap() < full);
     // [2] may be cited only when a second passage was kept.
     let idx: Vec<usize> = a.citations.iter().map(|c| c.index).collect();
-    assert!(idx.iter().all(|&i| i <= a.sources), "{idx:?} of {}", a.sources);
+    assert!(
+        idx.iter().all(|&i| i <= a.sources),
+        "{idx:?} of {}",
+        a.sources
+    );
     // Too small for even one passage: a clear error.
     let tiny = Scripted::new(&["x"], 600);
-    let e = rag::ask(&engine, Some(&tiny), question, &[], &kb(&engine), &mut |_| {
-        ControlFlow::Continue(())
-    })
+    let e = rag::ask(
+        &engine,
+        Some(&tiny),
+        question,
+        &[],
+        &kb(&engine),
+        &mut |_| ControlFlow::Continue(()),
+    )
     .err()
     .unwrap()
     .to_string();
@@ -189,7 +223,10 @@ fn sources_are_fitted_to_the_context() {
 fn follow_up_is_condensed_by_the_generator() {
     let dir = tempfile::tempdir().unwrap();
     let engine = handbook(&dir.path().join("data"));
-    let g = Scripted::new(&["病假需要什么证明？\n多余的行", "需要医院证明[1]。"], 32_000);
+    let g = Scripted::new(
+        &["病假需要什么证明？\n多余的行", "需要医院证明[1]。"],
+        32_000,
+    );
     let history = [Turn {
         question: "年假怎么计算？".into(),
         answer: "按工龄[1]。".into(),
@@ -241,7 +278,8 @@ fn extractive_answer_quotes_and_cites() {
     let (a, _) = ask(&engine, None, "年假怎么计算？", &[]);
     assert_eq!(a.outcome, Outcome::Extractive);
     assert!(a.notice.is_some());
-    assert!(a.answer.contains("**年假**"), "{}", a.answer);
+    assert!(a.answer.contains("**年休假**"), "{}", a.answer);
+    assert!(a.citations[0].document.ends_with("员工手册-休假制度.txt"));
     check_quotes(&a.answer, &a.citations);
 }
 
@@ -255,7 +293,11 @@ fn check_quotes(answer: &str, citations: &[rag::Citation]) {
         let quote = line[..open].replace("**", "");
         let quote = quote.trim_end_matches('…');
         let c = citations.iter().find(|c| c.index == n).expect("cited");
-        assert!(c.text.contains(quote), "{quote:?} not in [{n}] {:?}", c.text);
+        assert!(
+            c.text.contains(quote),
+            "{quote:?} not in [{n}] {:?}",
+            c.text
+        );
     }
 }
 
@@ -279,17 +321,32 @@ fn ask_json_without_generator() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let samples = common::samples();
-    let out = zhiku(&data, &model, &["ingest", samples.to_str().unwrap(), "--kb", "handbook"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = zhiku(
+        &data,
+        &model,
+        &["ingest", samples.to_str().unwrap(), "--kb", "handbook"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cases = [
         ("年假怎么计算？", "员工手册-休假制度.txt"),
         ("出差住酒店每晚最多报销多少钱", "差旅费报销管理办法.pdf"),
-        ("How long must a password be?", "information-security-policy.pdf"),
+        (
+            "How long must a password be?",
+            "information-security-policy.pdf",
+        ),
         ("忘记邮箱密码怎么办", "IT服务台常见问题.txt"),
     ];
     for (q, doc) in cases {
         let out = zhiku(&data, &model, &["ask", q, "--kb", "handbook", "--json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["outcome"], "extractive", "{q}: {v}");
         assert!(v.get("ttft_ms").is_none(), "no generator ran");
@@ -315,14 +372,22 @@ fn ask_json_without_generator() {
         check_quotes(v["answer"].as_str().unwrap(), &citations);
         assert!(citations[0].document.ends_with(doc), "{q}: {v}");
     }
-    for q in ["火星上有多少颗卫星", "What is the capital of France?", "食堂几点开饭"] {
+    for q in [
+        "火星上有多少颗卫星",
+        "What is the capital of France?",
+        "食堂几点开饭",
+    ] {
         let out = zhiku(&data, &model, &["ask", q, "--kb", "handbook", "--json"]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["outcome"], "not_found", "{q}: {v}");
         assert_eq!(v["citations"].as_array().unwrap().len(), 0);
     }
     // Plain output: the quote, then the sources.
-    let out = zhiku(&data, &model, &["ask", "年假怎么计算？", "--kb", "handbook"]);
+    let out = zhiku(
+        &data,
+        &model,
+        &["ask", "年假怎么计算？", "--kb", "handbook"],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("来源：") && text.contains("[1] "), "{text}");
 }

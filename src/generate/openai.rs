@@ -284,7 +284,10 @@ impl OpenAiGenerator {
             .method(method)
             .uri(format!("{}{path}", self.base_path))
             .header(hyper::header::HOST, &self.authority)
-            .header(hyper::header::USER_AGENT, concat!("zhiku/", env!("CARGO_PKG_VERSION")));
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("zhiku/", env!("CARGO_PKG_VERSION")),
+            );
         if let Some(key) = &self.api_key {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {key}"));
         }
@@ -300,7 +303,10 @@ impl OpenAiGenerator {
             .await
             .map_err(|_| {
                 self.failure(
-                    format!("no answer within {} s (generate.timeout_secs)", self.timeout.as_secs()),
+                    format!(
+                        "no answer within {} s (generate.timeout_secs)",
+                        self.timeout.as_secs()
+                    ),
                     true,
                 )
             })?
@@ -388,15 +394,15 @@ impl OpenAiGenerator {
                 })?;
             let Some(frame) = frame else { break };
             let frame = frame.map_err(|e| self.failure(format!("stream broken: {e}"), true))?;
-            let Ok(data) = frame.into_data() else { continue };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
             if !event_stream {
                 whole.extend_from_slice(&data);
                 continue;
             }
             for event in sse.feed(&data) {
-                let pieces = state
-                    .event(&event)
-                    .map_err(|m| self.failure(m, false))?;
+                let pieces = state.event(&event).map_err(|m| self.failure(m, false))?;
                 for piece in pieces {
                     let (out, stopped) = stop.push(&piece);
                     if !out.is_empty() {
@@ -422,7 +428,9 @@ impl OpenAiGenerator {
                 // A server that ignored `stream: true`: one JSON completion.
                 let v: Value = serde_json::from_slice(&whole)
                     .map_err(|e| self.failure(format!("answer is not JSON: {e}"), false))?;
-                state.event(&v.to_string()).map_err(|m| self.failure(m, false))?;
+                state
+                    .event(&v.to_string())
+                    .map_err(|m| self.failure(m, false))?;
                 let text = v["choices"][0]["message"]["content"]
                     .as_str()
                     .unwrap_or("")

@@ -22,8 +22,8 @@ const ZH_ANAPHORA: &[&str] = &[
     "她们", "它们", "其中", "这种", "那种", "那么", "这",
 ];
 const EN_ANAPHORA: &[&str] = &[
-    "it", "its", "this", "that", "these", "those", "they", "them", "their", "there", "same",
-    "he", "she", "him", "her",
+    "it", "its", "this", "that", "these", "those", "they", "them", "their", "there", "same", "he",
+    "she", "him", "her",
 ];
 
 /// Whether `question` looks like it depends on the conversation before it.
@@ -153,7 +153,10 @@ mod tests {
             answer: "按工龄计算[1]。".into(),
         }];
         let q = by_rule(&kw, "病假呢？", &history);
-        assert!(q.starts_with("年") && q.contains("计算") && q.ends_with("病假呢？"), "{q}");
+        assert!(
+            q.starts_with("年") && q.contains("计算") && q.ends_with("病假呢？"),
+            "{q}"
+        );
         assert!(!q.contains("怎么"), "{q}");
         // A standalone question is left alone, and so is any question without history.
         let q = by_rule(&kw, "出差住酒店每晚最多报销多少钱", &history);

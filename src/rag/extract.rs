@@ -7,7 +7,7 @@ use crate::retrieve::Hit;
 use crate::store::keyword::KeywordIndex;
 
 use super::cite::Citation;
-use super::terms::term_set;
+use super::terms::{Passage, weight};
 
 /// Longest quoted sentence, characters; longer ones are cut with "…".
 const MAX_SENTENCE_CHARS: usize = 240;
@@ -53,6 +53,10 @@ pub fn highlight(sentence: &str, terms: &[String]) -> String {
     let mut spans: Vec<Range<usize>> = Vec::new();
     for t in terms {
         if t.is_empty() {
+            continue;
+        }
+        if t.chars().any(super::lang::is_han) {
+            spans.extend(super::terms::find_gapped(&lower, t));
             continue;
         }
         let ascii = t.is_ascii();
@@ -107,12 +111,15 @@ pub fn extract(keyword: &KeywordIndex, hits: &[&Hit], terms: &[String], max: usi
         range: Range<usize>,
         score: f32,
     }
-    let weight = |t: &String| t.chars().count().min(2) as f32;
     let mut cands = Vec::new();
     for (hi, h) in hits.iter().enumerate() {
         for r in sentences(&h.text) {
-            let set = term_set(keyword, &h.text[r.clone()]);
-            let matched: f32 = terms.iter().filter(|t| set.contains(*t)).map(weight).sum();
+            let p = Passage::new(keyword, &h.text[r.clone()]);
+            let matched: f32 = terms
+                .iter()
+                .filter(|t| p.contains(t))
+                .map(|t| weight(t))
+                .sum();
             if matched > 0.0 {
                 // Earlier passages win ties.
                 cands.push(Cand {
@@ -208,5 +215,6 @@ mod tests {
         );
         let terms = vec!["年假".to_string(), "假".to_string()];
         assert_eq!(highlight("年假", &terms), "**年假**");
+        assert_eq!(highlight("年休假5天", &terms), "**年休假**5天");
     }
 }

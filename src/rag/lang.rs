@@ -16,7 +16,10 @@ impl Lang {
     /// counts three): "VPN怎么连接" is Chinese, "What does 年假 mean?" is English.
     pub fn detect(text: &str) -> Lang {
         let han = text.chars().filter(|&c| is_han(c)).count();
-        let letters = text.chars().filter(|c| c.is_alphabetic() && !is_han(*c)).count();
+        let letters = text
+            .chars()
+            .filter(|c| c.is_alphabetic() && !is_han(*c))
+            .count();
         if han > 0 && han * 3 >= letters {
             Lang::Zh
         } else {

@@ -111,7 +111,7 @@ pub fn judge(engine: &Engine, terms: &[String], hits: &[Hit]) -> Vec<Relevance> 
     let c = &engine.config.rag;
     hits.iter()
         .map(|h| {
-            let coverage = terms::coverage(terms, &terms::term_set(&engine.keyword, &h.text));
+            let coverage = terms::coverage(terms, &terms::Passage::new(&engine.keyword, &h.text));
             let dense = h.scores.dense;
             let relevant = (!terms.is_empty() && coverage >= c.min_term_coverage)
                 || dense.is_some_and(|d| d >= c.min_dense_score);
@@ -163,7 +163,12 @@ pub fn ask(
         .take(cfg.sources)
         .collect();
     let retrieval_ms = t.elapsed().as_secs_f64() * 1e3;
-    tracing::debug!(hits = hits.len(), relevant = relevant.len(), ?judged, "relevance gate");
+    tracing::debug!(
+        hits = hits.len(),
+        relevant = relevant.len(),
+        ?judged,
+        "relevance gate"
+    );
 
     let mut answer = Answer {
         question: question.to_string(),

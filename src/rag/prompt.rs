@@ -36,10 +36,22 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../prompts/answer.user.en.md"),
     ),
     ("source.md", include_str!("../../prompts/source.md")),
-    ("condense.zh.md", include_str!("../../prompts/condense.zh.md")),
-    ("condense.en.md", include_str!("../../prompts/condense.en.md")),
-    ("not_found.zh.md", include_str!("../../prompts/not_found.zh.md")),
-    ("not_found.en.md", include_str!("../../prompts/not_found.en.md")),
+    (
+        "condense.zh.md",
+        include_str!("../../prompts/condense.zh.md"),
+    ),
+    (
+        "condense.en.md",
+        include_str!("../../prompts/condense.en.md"),
+    ),
+    (
+        "not_found.zh.md",
+        include_str!("../../prompts/not_found.zh.md"),
+    ),
+    (
+        "not_found.en.md",
+        include_str!("../../prompts/not_found.en.md"),
+    ),
     (
         "extractive.zh.md",
         include_str!("../../prompts/extractive.zh.md"),
@@ -185,7 +197,10 @@ pub fn answer_prompt<'h>(
         let block = format_sources(&source, sources, lang);
         let messages = vec![
             ChatMessage::system(system.clone()),
-            ChatMessage::user(render(&user, &[("sources", &block), ("question", question)])),
+            ChatMessage::user(render(
+                &user,
+                &[("sources", &block), ("question", question)],
+            )),
         ];
         let Some((generator, budget)) = fit else {
             return Ok(AnswerPrompt {
@@ -196,7 +211,13 @@ pub fn answer_prompt<'h>(
         let tokens = generator.count_prompt_tokens(&messages)?;
         if tokens <= budget {
             if n < hits.len() {
-                tracing::debug!(kept = n, dropped = hits.len() - n, tokens, budget, "sources fitted to the context");
+                tracing::debug!(
+                    kept = n,
+                    dropped = hits.len() - n,
+                    tokens,
+                    budget,
+                    "sources fitted to the context"
+                );
             }
             return Ok(AnswerPrompt {
                 messages,

@@ -57,7 +57,9 @@ fn mock(replies: Vec<Reply>) -> Mock {
     let (req, hup) = (requests.clone(), hung_up.clone());
     thread::spawn(move || {
         for reply in replies {
-            let Ok((mut s, _)) = listener.accept() else { return };
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
             req.lock().unwrap().push(read_request(&mut s));
             let ok = match reply {
                 Reply::Json(status, body) => write!(
@@ -111,7 +113,8 @@ fn config(url: &str, model: Option<&str>) -> GenerateConfig {
 }
 
 fn delta(text: &str) -> String {
-    json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]}).to_string()
+    json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
+        .to_string()
 }
 
 fn finish(reason: &str) -> String {
@@ -179,7 +182,11 @@ fn streams_an_answer() {
     assert!(reqs[0].starts_with("GET /v1/models "), "{}", reqs[0]);
     let chat = &reqs[1];
     assert!(chat.starts_with("POST /v1/chat/completions "), "{chat}");
-    assert!(chat.to_ascii_lowercase().contains("authorization: bearer sk-test"), "{chat}");
+    assert!(
+        chat.to_ascii_lowercase()
+            .contains("authorization: bearer sk-test"),
+        "{chat}"
+    );
     let body: Value = serde_json::from_str(&chat[chat.find("\r\n\r\n").unwrap() + 4..]).unwrap();
     assert_eq!(body["stream"], true);
     assert_eq!(body["model"], "qwen2.5-7b");
@@ -195,13 +202,21 @@ fn retries_after_a_503() {
     let m = mock(vec![
         models(),
         Reply::Json(503, json!({"error": {"message": "warming up"}}).to_string()),
-        Reply::Sse(vec![(0, delta("ok")), (0, finish("length")), (0, "[DONE]".into())]),
+        Reply::Sse(vec![
+            (0, delta("ok")),
+            (0, finish("length")),
+            (0, "[DONE]".into()),
+        ]),
     ]);
     let g = OpenAiGenerator::connect(&config(&m.url, Some("other")))
         .unwrap()
         .with_backoff(Duration::from_millis(10));
     assert_eq!(g.model_id(), "other");
-    assert_eq!(g.context_length(), DEFAULT_CONTEXT, "no max_model_len for `other`");
+    assert_eq!(
+        g.context_length(),
+        DEFAULT_CONTEXT,
+        "no max_model_len for `other`"
+    );
     let (text, r) = collect(&g, &SamplingParams::default(), None);
     assert_eq!(r.unwrap().finish, FinishReason::Length);
     assert_eq!(text, "ok");
@@ -241,7 +256,11 @@ fn a_silent_stream_times_out() {
     let (_, r) = collect(&g, &SamplingParams::default(), None);
     let e = r.err().expect("timeout").to_string();
     assert!(e.contains("silent for 1 s"), "{e}");
-    assert!(t.elapsed() < Duration::from_millis(2500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -253,7 +272,11 @@ fn cancelling_stops_the_stream() {
     let (text, r) = collect(&g, &SamplingParams::default(), Some(2));
     assert_eq!(r.unwrap().finish, FinishReason::Cancelled);
     assert_eq!(text, "0 1 ");
-    assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
     // The server notices the client went away long before its 2 s of events.
     let t = Instant::now();
     while !*m.hung_up.lock().unwrap() && t.elapsed() < Duration::from_secs(3) {
@@ -298,7 +321,11 @@ fn a_cut_stream_is_an_error_and_not_retried_after_text() {
     let e = r.err().expect("cut").to_string();
     assert!(e.contains("ended before the answer was complete"), "{e}");
     assert_eq!(text, "半句");
-    assert_eq!(m.requests.lock().unwrap().len(), 2, "no retry once text was shown");
+    assert_eq!(
+        m.requests.lock().unwrap().len(),
+        2,
+        "no retry once text was shown"
+    );
 }
 
 #[test]
@@ -323,10 +350,10 @@ fn connection_refused_is_clear() {
 fn sse_parser_and_stop_filter() {
     let mut p = SseParser::default();
     assert!(p.feed(b"data: {\"a\"").is_empty());
-    assert_eq!(p.feed(b":1}\r\n\r\n: comment\n\ndata: [DONE]\n\n"), vec![
-        "{\"a\":1}".to_string(),
-        "[DONE]".to_string()
-    ]);
+    assert_eq!(
+        p.feed(b":1}\r\n\r\n: comment\n\ndata: [DONE]\n\n"),
+        vec!["{\"a\":1}".to_string(), "[DONE]".to_string()]
+    );
     let mut f = StopFilter::new(&["</s>".to_string(), "\n\n".to_string()]);
     assert_eq!(f.push("ab<"), ("ab".to_string(), false));
     assert_eq!(f.push("x"), ("<x".to_string(), false));
