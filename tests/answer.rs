@@ -147,7 +147,7 @@ fn generated_answer_cites_only_prompt_sources() {
         "[1] is the first cited passage: {user}"
     );
     assert!(user.contains(first.text.trim()));
-    assert_eq!(a.ttft_ms.is_some(), true);
+    assert!(a.ttft_ms.is_some());
 }
 
 #[test]

@@ -241,7 +241,7 @@ fn unauthorized_is_a_clear_error_without_retry() {
     let m = mock(vec![Reply::Json(401, body.clone()), Reply::Json(401, body)]);
     let g = OpenAiGenerator::connect(&config(&m.url, Some("qwen"))).unwrap();
     let (_, r) = collect(&g, &SamplingParams::default(), None);
-    let e = r.err().expect("401").to_string();
+    let e = r.expect_err("401").to_string();
     assert!(e.contains("401") && e.contains("Invalid API key"), "{e}");
     assert_eq!(m.requests.lock().unwrap().len(), 2, "a 401 is not retried");
 }
@@ -254,7 +254,7 @@ fn a_silent_stream_times_out() {
     let g = OpenAiGenerator::connect(&c).unwrap();
     let t = Instant::now();
     let (_, r) = collect(&g, &SamplingParams::default(), None);
-    let e = r.err().expect("timeout").to_string();
+    let e = r.expect_err("timeout").to_string();
     assert!(e.contains("silent for 1 s"), "{e}");
     assert!(
         t.elapsed() < Duration::from_millis(2500),
@@ -318,7 +318,7 @@ fn a_cut_stream_is_an_error_and_not_retried_after_text() {
         .unwrap()
         .with_backoff(Duration::from_millis(10));
     let (text, r) = collect(&g, &SamplingParams::default(), None);
-    let e = r.err().expect("cut").to_string();
+    let e = r.expect_err("cut").to_string();
     assert!(e.contains("ended before the answer was complete"), "{e}");
     assert_eq!(text, "半句");
     assert_eq!(
