@@ -11,6 +11,8 @@ use super::terms::{Passage, weight};
 
 /// Longest quoted sentence, characters; longer ones are cut with "…".
 const MAX_SENTENCE_CHARS: usize = 240;
+/// Sentences with fewer letters, digits or ideographs than this are headings.
+const MIN_QUOTE_CHARS: usize = 10;
 /// Most sentences quoted from one passage.
 const MAX_PER_PASSAGE: usize = 2;
 
@@ -141,6 +143,18 @@ pub fn extract(keyword: &KeywordIndex, hits: &[&Hit], terms: &[String], max: usi
                 score: 0.0,
             });
         }
+    }
+    // Headings ("第二条 年休假", "Passwords") match well and say little: quote them only
+    // when there is nothing longer.
+    let long = |c: &Cand| {
+        hits[c.hit].text[c.range.clone()]
+            .chars()
+            .filter(|ch| ch.is_alphanumeric())
+            .count()
+            >= MIN_QUOTE_CHARS
+    };
+    if cands.iter().any(long) {
+        cands.retain(long);
     }
     cands.sort_by(|a, b| {
         b.score
