@@ -1,4 +1,5 @@
-//! Evaluation on SQuAD-layout QA files (CMRC 2018): retrieval quality and latency.
+//! Evaluation on SQuAD-layout QA files (CMRC 2018): retrieval quality and latency, and
+//! answer quality (exact match, F1, citation precision) with latency.
 
 use std::path::Path;
 
@@ -202,6 +203,214 @@ pub fn eval_retrieval(
     })
 }
 
+/// Answer metrics. Fractions 0–1; latencies in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AnswerReport {
+    /// Questions asked.
+    pub questions: usize,
+    /// `generated`, `extractive` (no generator) or a mix.
+    pub mode: String,
+    /// The generator's model id, when one ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// CMRC 2018 exact match: the normalised answer equals a normalised gold answer.
+    pub exact_match: f64,
+    /// CMRC 2018 F1 (longest common substring of the mixed segmentation), best gold answer.
+    pub f1: f64,
+    /// Share of answers whose normalised text contains a normalised gold answer.
+    pub answer_contains_gold: f64,
+    /// Share of questions answered "not found" by the relevance gate.
+    pub not_found: f64,
+    /// Share of citations whose passage contains a gold answer or comes from the question's
+    /// own paragraph (micro average over all citations).
+    pub citation_precision: f64,
+    /// Citations per answer, mean.
+    pub citations_per_answer: f64,
+    /// Whole question, condense to last piece of text.
+    pub latency_ms_p50: f64,
+    pub latency_ms_p95: f64,
+    /// Time to first token, from the question (generator runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft_ms_p50: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft_ms_p95: Option<f64>,
+    /// Decode speed, mean over answers (generator runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_per_s: Option<f64>,
+}
+
+/// Ask the first `limit` questions of `set` through the answer pipeline and score them.
+pub fn eval_answers(
+    engine: &Engine,
+    generator: Option<&dyn crate::generate::Generator>,
+    set: &QaSet,
+    kbs: &[KbId],
+    limit: Option<usize>,
+) -> Result<AnswerReport, crate::rag::RagError> {
+    use crate::rag::{self, Outcome};
+    let questions: Vec<&Question> = set
+        .questions
+        .iter()
+        .take(limit.unwrap_or(usize::MAX))
+        .collect();
+    let (mut em, mut f1, mut contains, mut not_found) = (0.0, 0.0, 0usize, 0usize);
+    let (mut cites, mut good_cites) = (0usize, 0usize);
+    let (mut lat, mut ttft, mut tps) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut generated, mut extractive) = (0usize, 0usize);
+    for q in &questions {
+        let a = rag::ask(engine, generator, &q.question, &[], kbs, &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        })?;
+        lat.push(a.total_ms);
+        ttft.extend(a.ttft_ms);
+        tps.extend(a.tokens_per_s);
+        match a.outcome {
+            Outcome::NotFound => not_found += 1,
+            Outcome::Generated => generated += 1,
+            Outcome::Extractive => extractive += 1,
+        }
+        let text = if a.outcome == Outcome::NotFound {
+            String::new()
+        } else {
+            rag::cite::strip_markup(&a.answer)
+        };
+        em += exact_match(&text, &q.answers);
+        f1 += f1_score(&text, &q.answers);
+        let norm = normalize(&text);
+        if q.answers.iter().any(|g| {
+            let g = normalize(g);
+            !g.is_empty() && norm.contains(&g)
+        }) {
+            contains += 1;
+        }
+        for c in &a.citations {
+            cites += 1;
+            let has_gold = q
+                .answers
+                .iter()
+                .any(|g| !g.is_empty() && c.text.contains(g.as_str()));
+            if has_gold || c.document == q.paragraph {
+                good_cites += 1;
+            }
+        }
+    }
+    let n = questions.len().max(1) as f64;
+    let mode = match (generated, extractive) {
+        (0, _) => "extractive",
+        (_, 0) => "generated",
+        _ => "mixed",
+    };
+    let p = |v: &mut Vec<f64>, q| (!v.is_empty()).then(|| percentile(v, q));
+    Ok(AnswerReport {
+        questions: questions.len(),
+        mode: mode.into(),
+        model: generator.map(|g| g.model_id().to_string()),
+        exact_match: em / n,
+        f1: f1 / n,
+        answer_contains_gold: contains as f64 / n,
+        not_found: not_found as f64 / n,
+        citation_precision: if cites == 0 {
+            0.0
+        } else {
+            good_cites as f64 / cites as f64
+        },
+        citations_per_answer: cites as f64 / n,
+        latency_ms_p50: percentile(&mut lat, 0.5),
+        latency_ms_p95: percentile(&mut lat, 0.95),
+        ttft_ms_p50: p(&mut ttft, 0.5),
+        ttft_ms_p95: p(&mut ttft, 0.95),
+        tokens_per_s: (!tps.is_empty()).then(|| tps.iter().sum::<f64>() / tps.len() as f64),
+    })
+}
+
+/// Punctuation the official CMRC 2018 script removes (plus every Unicode punctuation and
+/// symbol character of the ASCII and CJK blocks).
+fn is_punct(c: char) -> bool {
+    c.is_ascii_punctuation()
+        || "－：＿＊＾／＼～｀＋＝，。：？！“”；’《》……·、「」（）－～『』【】〔〕［］｛｝〈〉〖〗"
+            .contains(c)
+        || matches!(c as u32, 0x2000..=0x206F | 0x3000..=0x303F | 0xFF00..=0xFF0F | 0xFF1A..=0xFF20 | 0xFF3B..=0xFF40 | 0xFF5B..=0xFF65)
+}
+
+/// CMRC 2018 "mixed segmentation": every CJK character (and punctuation character) is a
+/// token, runs of other characters split on whitespace are tokens; lower-cased, punctuation
+/// and whitespace dropped.
+pub fn segments(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let flush = |w: &mut String, out: &mut Vec<String>| {
+        if !w.is_empty() {
+            out.push(std::mem::take(w));
+        }
+    };
+    for c in text.chars().flat_map(char::to_lowercase) {
+        if c.is_whitespace() {
+            flush(&mut word, &mut out);
+        } else if crate::rag::lang::is_han(c) || is_punct(c) {
+            flush(&mut word, &mut out);
+            if !is_punct(c) {
+                out.push(c.to_string());
+            }
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// Lower-cased, punctuation and whitespace removed (the official EM comparison).
+pub fn normalize(text: &str) -> String {
+    text.chars()
+        .flat_map(char::to_lowercase)
+        .filter(|c| !c.is_whitespace() && !is_punct(*c))
+        .collect()
+}
+
+/// 1 when the normalised prediction equals a normalised gold answer.
+pub fn exact_match(prediction: &str, gold: &[String]) -> f64 {
+    let p = normalize(prediction);
+    if gold.iter().any(|g| normalize(g) == p) {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// The official CMRC 2018 F1: precision and recall of the longest common (contiguous)
+/// substring of the segmentations; the best over the gold answers.
+pub fn f1_score(prediction: &str, gold: &[String]) -> f64 {
+    let p = segments(prediction);
+    gold.iter()
+        .map(|g| {
+            let g = segments(g);
+            let lcs = longest_common_substring(&p, &g);
+            if lcs == 0 {
+                return 0.0;
+            }
+            let precision = lcs as f64 / p.len() as f64;
+            let recall = lcs as f64 / g.len() as f64;
+            2.0 * precision * recall / (precision + recall)
+        })
+        .fold(0.0, f64::max)
+}
+
+fn longest_common_substring(a: &[String], b: &[String]) -> usize {
+    let mut prev = vec![0usize; b.len() + 1];
+    let mut best = 0;
+    for x in a {
+        let mut cur = vec![0usize; b.len() + 1];
+        for (j, y) in b.iter().enumerate() {
+            if x == y {
+                cur[j + 1] = prev[j] + 1;
+                best = best.max(cur[j + 1]);
+            }
+        }
+        prev = cur;
+    }
+    best
+}
+
 /// Nearest-rank percentile (0 for an empty list).
 pub fn percentile(values: &mut [f64], p: f64) -> f64 {
     if values.is_empty() {
@@ -238,6 +447,29 @@ mod tests {
             QaSet::parse(r#"{"data":[]}"#),
             Err(QaError::Empty)
         ));
+    }
+
+    #[test]
+    fn exact_match_and_f1() {
+        let gold = vec!["1999年".to_string(), "一九九九年".to_string()];
+        assert_eq!(exact_match("1999年。", &gold), 1.0);
+        assert_eq!(exact_match(" 一九九九年 ", &gold), 1.0);
+        assert_eq!(exact_match("1999", &gold), 0.0);
+        // "1999" "年" vs prediction "于" "1999" "年" "成" "立": lcs 2, p 2/5, r 2/2 → 4/7.
+        assert!((f1_score("于1999年成立", &gold) - 4.0 / 7.0).abs() < 1e-9);
+        assert_eq!(f1_score("毫无关系", &gold), 0.0);
+        assert_eq!(f1_score("", &gold), 0.0);
+        assert_eq!(f1_score("1999年", &gold), 1.0);
+        assert_eq!(
+            segments("Hello, World 中文！abc"),
+            vec!["hello", "world", "中", "文", "abc"]
+        );
+        // The longest common substring, not subsequence: 年…月 apart counts 1.
+        let g = vec!["三月".to_string()];
+        assert!(
+            (f1_score("三年后的五月", &g) - 2.0 * (1.0 / 6.0) * 0.5 / (1.0 / 6.0 + 0.5)).abs()
+                < 1e-9
+        );
     }
 
     #[test]

@@ -11,5 +11,6 @@ pub mod engine;
 pub mod eval;
 pub mod generate;
 pub mod index;
+pub mod rag;
 pub mod retrieve;
 pub mod store;

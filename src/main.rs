@@ -10,7 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use zhiku::config::{Config, Fusion};
 use zhiku::engine::Engine;
-use zhiku::{eval, index, retrieve};
+use zhiku::generate::Generator;
+use zhiku::rag::{self, Outcome, Turn};
+use zhiku::{eval, generate, index, retrieve};
 
 #[derive(Parser)]
 #[command(
@@ -61,6 +63,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Answer a question from a knowledge base, with citations. Uses the configured
+    /// generator ([generate]); without one, quotes the best-matching sentences.
+    Ask {
+        question: String,
+        #[arg(long)]
+        kb: Vec<String>,
+        /// Print one JSON object: answer, citations, timings.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Multi-turn questions on standard input, one per line; follow-ups may refer to earlier
+    /// turns. Ctrl-D ends.
+    Chat {
+        #[arg(long)]
+        kb: Vec<String>,
+    },
     /// Evaluate against a QA file.
     Eval {
         #[command(subcommand)]
@@ -94,6 +112,19 @@ enum EvalCommand {
         /// Override the dense weight for this run.
         #[arg(long)]
         dense_weight: Option<f32>,
+    },
+    /// Answer quality: CMRC 2018 exact match and F1, citation precision, latency.
+    Answers {
+        #[arg(long, value_name = "FILE.json")]
+        qa: PathBuf,
+        #[arg(long)]
+        kb: Vec<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Ask only the first N questions.
+        #[arg(long)]
+        limit: Option<usize>,
     },
 }
 
@@ -307,6 +338,123 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Ask { question, kb, json } => {
+            let kbs = kb_ids(&engine, &kb)?;
+            let generator = load_generator(&engine, &kb)?;
+            let g = generator.as_deref();
+            let streaming = !json && g.is_some();
+            let mut out = std::io::stdout().lock();
+            let answer = rag::ask(&engine, g, &question, &[], &kbs, &mut |piece| {
+                if streaming {
+                    let _ = out.write_all(piece.as_bytes());
+                    let _ = out.flush();
+                }
+                std::ops::ControlFlow::Continue(())
+            })?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&answer)?)?;
+            } else {
+                print_answer(&mut out, &answer, streaming)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Chat { kb } => {
+            let kbs = kb_ids(&engine, &kb)?;
+            let generator = load_generator(&engine, &kb)?;
+            let g = generator.as_deref();
+            let interactive = std::io::stdin().is_terminal();
+            let mut history: Vec<Turn> = Vec::new();
+            let mut line = String::new();
+            loop {
+                if interactive {
+                    eprint!("> ");
+                }
+                line.clear();
+                if std::io::stdin().read_line(&mut line)? == 0 {
+                    break;
+                }
+                let question = line.trim();
+                if question.is_empty() {
+                    continue;
+                }
+                let streaming = g.is_some();
+                let mut out = std::io::stdout().lock();
+                let answer = rag::ask(&engine, g, question, &history, &kbs, &mut |piece| {
+                    if streaming {
+                        let _ = out.write_all(piece.as_bytes());
+                        let _ = out.flush();
+                    }
+                    std::ops::ControlFlow::Continue(())
+                });
+                let answer = match answer {
+                    Ok(a) => a,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        continue;
+                    }
+                };
+                if answer.standalone_question != question {
+                    eprintln!("(searched for: {})", answer.standalone_question);
+                }
+                print_answer(&mut out, &answer, streaming)?;
+                writeln!(out)?;
+                history.push(Turn {
+                    question: answer.standalone_question.clone(),
+                    answer: answer.answer.clone(),
+                });
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval {
+            what:
+                EvalCommand::Answers {
+                    qa,
+                    kb,
+                    json,
+                    limit,
+                },
+        } => {
+            let kbs = kb_ids(&engine, &kb)?;
+            let set =
+                eval::QaSet::load(&qa).with_context(|| format!("QA file {}", qa.display()))?;
+            let generator = load_generator(&engine, &kb)?;
+            let r = eval::eval_answers(&engine, generator.as_deref(), &set, &kbs, limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "questions {}  mode {}{}",
+                    r.questions,
+                    r.mode,
+                    r.model
+                        .as_deref()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                );
+                println!(
+                    "| EM | F1 | contains gold | not found | citation precision | citations/answer | p50 ms | p95 ms | TTFT p50 ms | tokens/s |"
+                );
+                println!("|---|---|---|---|---|---|---|---|---|---|");
+                println!(
+                    "| {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {} | {} |",
+                    r.exact_match * 100.0,
+                    r.f1 * 100.0,
+                    r.answer_contains_gold * 100.0,
+                    r.not_found * 100.0,
+                    r.citation_precision * 100.0,
+                    r.citations_per_answer,
+                    r.latency_ms_p50,
+                    r.latency_ms_p95,
+                    r.ttft_ms_p50
+                        .map(|v| format!("{v:.0}"))
+                        .unwrap_or_else(|| "–".into()),
+                    r.tokens_per_s
+                        .map(|v| format!("{v:.1}"))
+                        .unwrap_or_else(|| "–".into()),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reindex => {
             let n = index::reindex(&engine, &progress_bar())?;
             println!("reindexed {n} chunks");
@@ -339,6 +487,80 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config => unreachable!("handled above"),
     }
+}
+
+/// The configured generator, or none (extractive answers). The first knowledge base picks a
+/// per-knowledge-base adapter where the backend has one.
+fn load_generator(
+    engine: &Engine,
+    kb: &[String],
+) -> anyhow::Result<Option<std::sync::Arc<dyn Generator>>> {
+    generate::from_config(&engine.config.generate, kb.first().map(String::as_str))
+        .context("starting the generator ([generate] in the configuration)")
+}
+
+/// `**bold**` as terminal bold when stdout is a terminal, as is otherwise.
+fn terminal_bold(text: &str) -> String {
+    if !std::io::stdout().is_terminal() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    for (i, part) in text.split("**").enumerate() {
+        if i > 0 {
+            out.push_str(if i % 2 == 1 { "\x1b[1m" } else { "\x1b[0m" });
+        }
+        out.push_str(part);
+    }
+    if text.matches("**").count() % 2 == 1 {
+        out.push_str("\x1b[0m");
+    }
+    out
+}
+
+/// The answer (unless it was streamed already), then its sources.
+fn print_answer(out: &mut impl Write, a: &rag::Answer, streamed: bool) -> anyhow::Result<()> {
+    if streamed {
+        writeln!(out)?;
+    } else {
+        if let Some(n) = &a.notice {
+            writeln!(out, "{n}")?;
+        }
+        writeln!(out, "{}", terminal_bold(&a.answer))?;
+    }
+    if a.outcome == Outcome::NotFound || a.citations.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{}",
+        if a.lang == rag::Lang::Zh {
+            "来源："
+        } else {
+            "Sources:"
+        }
+    )?;
+    for c in &a.citations {
+        let snippet: String = c.text.replace('\n', " ").chars().take(120).collect();
+        let more = if c.text.chars().count() > 120 {
+            "…"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "[{}] {} (p. {}) — {}\n    {snippet}{more}",
+            c.index, c.title, c.page, c.document
+        )?;
+    }
+    if let (Some(t), Some(g)) = (a.ttft_ms, &a.generation) {
+        writeln!(
+            out,
+            "\n{:.0} ms to first token, {:.1} tokens/s, {} tokens",
+            t, g.tokens_per_s, g.completion_tokens
+        )?;
+    }
+    Ok(())
 }
 
 fn print_report(kb: &str, r: &index::IngestReport) {

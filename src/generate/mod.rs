@@ -9,6 +9,8 @@
 //! bound and runs on a blocking thread anyway; the server wraps a call in `spawn_blocking`
 //! and forwards the pieces over a channel.
 
+pub mod openai;
+
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -174,9 +176,12 @@ pub trait Generator: Send + Sync {
     ) -> Result<GenerationStats>;
 }
 
-/// The generator `[generate]` asks for, for questions to knowledge base `kb`:
+/// The generator `[generate]` asks for, for questions to knowledge base `kb`, or `None`
+/// (answers are then extractive).
+///
 /// `none` → `None`; `candle` → the model on candle (with `lora_per_kb[kb]`, else `lora`,
-/// merged); `auto` → candle when `generate.model` exists, else `None`.
+/// merged); `openai` → [`openai::OpenAiGenerator`] on `url`; `auto` → `openai` when `url` is
+/// set, else candle when `generate.model` exists, else `None`.
 pub fn from_config(
     cfg: &crate::config::GenerateConfig,
     kb: Option<&str>,
@@ -198,9 +203,16 @@ pub fn from_config(
         };
         Ok(Some(Arc::new(CandleGenerator::load(&opts)?)))
     };
+    let openai = || -> Result<Option<Arc<dyn Generator>>> {
+        Ok(Some(Arc::new(openai::OpenAiGenerator::connect(cfg)?)))
+    };
     match cfg.backend {
         GenerateBackend::None => Ok(None),
         GenerateBackend::Candle => candle(),
+        GenerateBackend::Openai => openai(),
+        GenerateBackend::Auto if cfg.url.as_deref().is_some_and(|u| !u.trim().is_empty()) => {
+            openai()
+        }
         GenerateBackend::Auto => {
             if cfg.model.exists() {
                 candle()
@@ -213,10 +225,6 @@ pub fn from_config(
                 Ok(None)
             }
         }
-        GenerateBackend::Openai => Err(GenerateError::Load {
-            path: cfg.url.clone().unwrap_or_default(),
-            message: "the openai backend is not built in this branch".into(),
-        }),
     }
 }
 

@@ -1,0 +1,367 @@
+//! The OpenAI-compatible client against a scripted HTTP server on 127.0.0.1.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use super::*;
+
+/// What the mock server does with one connection.
+enum Reply {
+    /// Status, JSON body.
+    Json(u16, String),
+    /// 200 `text/event-stream`: (delay before, raw event data) pairs, then the connection is
+    /// closed.
+    Sse(Vec<(u64, String)>),
+    /// Headers of a 200 stream, then silence for this many ms.
+    Silent(u64),
+}
+
+struct Mock {
+    url: String,
+    /// Request line, headers and body of every request, in order.
+    requests: Arc<Mutex<Vec<String>>>,
+    /// Whether a write to the client failed (it hung up early).
+    hung_up: Arc<Mutex<bool>>,
+}
+
+fn read_request(stream: &mut TcpStream) -> String {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut head = String::new();
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        let end = line == "\r\n";
+        head.push_str(&line);
+        if end {
+            break;
+        }
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+fn mock(replies: Vec<Reply>) -> Mock {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let hung_up = Arc::new(Mutex::new(false));
+    let (req, hup) = (requests.clone(), hung_up.clone());
+    thread::spawn(move || {
+        for reply in replies {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            req.lock().unwrap().push(read_request(&mut s));
+            let ok = match reply {
+                Reply::Json(status, body) => write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .is_ok(),
+                Reply::Sse(events) => {
+                    let mut ok = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
+                        .is_ok();
+                    for (delay, data) in events {
+                        thread::sleep(Duration::from_millis(delay));
+                        ok = ok
+                            && s.write_all(format!("data: {data}\r\n\r\n").as_bytes()).is_ok()
+                            && s.flush().is_ok();
+                        if !ok {
+                            break;
+                        }
+                    }
+                    ok
+                }
+                Reply::Silent(ms) => {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n");
+                    thread::sleep(Duration::from_millis(ms));
+                    true
+                }
+            };
+            if !ok {
+                *hup.lock().unwrap() = true;
+            }
+        }
+    });
+    Mock {
+        url,
+        requests,
+        hung_up,
+    }
+}
+
+fn config(url: &str, model: Option<&str>) -> GenerateConfig {
+    GenerateConfig {
+        url: Some(url.to_string()),
+        api_key: Some("sk-test".into()),
+        remote_model: model.map(str::to_string),
+        timeout_secs: 1,
+        max_retries: 2,
+        ..Default::default()
+    }
+}
+
+fn delta(text: &str) -> String {
+    json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
+        .to_string()
+}
+
+fn finish(reason: &str) -> String {
+    json!({"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}).to_string()
+}
+
+fn models() -> Reply {
+    Reply::Json(
+        200,
+        json!({"object": "list", "data": [{"id": "qwen2.5-7b", "max_model_len": 8192}, {"id": "other"}]})
+            .to_string(),
+    )
+}
+
+fn collect(
+    g: &OpenAiGenerator,
+    params: &SamplingParams,
+    stop_after: Option<usize>,
+) -> (String, Result<GenerationStats>) {
+    let mut text = String::new();
+    let mut n = 0;
+    let r = g.generate(&[ChatMessage::user("年假几天？")], params, &mut |p| {
+        text.push_str(p);
+        n += 1;
+        if stop_after.is_some_and(|s| n >= s) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    (text, r)
+}
+
+#[test]
+fn streams_an_answer() {
+    let m = mock(vec![
+        models(),
+        Reply::Sse(vec![
+            (0, delta("年假")),
+            (5, delta("5天[1]")),
+            (5, delta("。")),
+            (0, finish("stop")),
+            (
+                0,
+                json!({"choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 4}})
+                    .to_string(),
+            ),
+            (0, "[DONE]".into()),
+        ]),
+    ]);
+    let g = OpenAiGenerator::connect(&config(&m.url, None)).unwrap();
+    assert_eq!(g.model_id(), "qwen2.5-7b");
+    assert_eq!(g.context_length(), 8192);
+    let params = SamplingParams {
+        top_k: 20,
+        ..Default::default()
+    };
+    let (text, r) = collect(&g, &params, None);
+    let stats = r.unwrap();
+    assert_eq!(text, "年假5天[1]。");
+    assert_eq!(stats.finish, FinishReason::Stop);
+    assert_eq!(stats.prompt_tokens, 30);
+    assert_eq!(stats.completion_tokens, 4);
+    let reqs = m.requests.lock().unwrap();
+    assert!(reqs[0].starts_with("GET /v1/models "), "{}", reqs[0]);
+    let chat = &reqs[1];
+    assert!(chat.starts_with("POST /v1/chat/completions "), "{chat}");
+    assert!(
+        chat.to_ascii_lowercase()
+            .contains("authorization: bearer sk-test"),
+        "{chat}"
+    );
+    let body: Value = serde_json::from_str(&chat[chat.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["model"], "qwen2.5-7b");
+    assert_eq!(body["top_k"], 20);
+    assert_eq!(body["max_tokens"], 512);
+    assert_eq!(body["seed"], 42);
+    assert!((body["repetition_penalty"].as_f64().unwrap() - 1.1).abs() < 1e-6);
+    assert_eq!(body["messages"][0]["role"], "user");
+}
+
+#[test]
+fn retries_after_a_503() {
+    let m = mock(vec![
+        models(),
+        Reply::Json(503, json!({"error": {"message": "warming up"}}).to_string()),
+        Reply::Sse(vec![
+            (0, delta("ok")),
+            (0, finish("length")),
+            (0, "[DONE]".into()),
+        ]),
+    ]);
+    let g = OpenAiGenerator::connect(&config(&m.url, Some("other")))
+        .unwrap()
+        .with_backoff(Duration::from_millis(10));
+    assert_eq!(g.model_id(), "other");
+    assert_eq!(
+        g.context_length(),
+        DEFAULT_CONTEXT,
+        "no max_model_len for `other`"
+    );
+    let (text, r) = collect(&g, &SamplingParams::default(), None);
+    assert_eq!(r.unwrap().finish, FinishReason::Length);
+    assert_eq!(text, "ok");
+    assert_eq!(m.requests.lock().unwrap().len(), 3);
+}
+
+#[test]
+fn unauthorized_is_a_clear_error_without_retry() {
+    let body = json!({"error": {"message": "Invalid API key", "type": "auth"}}).to_string();
+    let m = mock(vec![Reply::Json(401, body.clone())]);
+    let e = OpenAiGenerator::connect(&config(&m.url, None))
+        .err()
+        .expect("401 must fail")
+        .to_string();
+    assert!(
+        e.contains("401") && e.contains("Invalid API key") && e.contains("api_key"),
+        "{e}"
+    );
+    assert!(e.contains(&m.url), "{e}");
+
+    // With the model named, connect survives and the chat request reports the 401, once.
+    let m = mock(vec![Reply::Json(401, body.clone()), Reply::Json(401, body)]);
+    let g = OpenAiGenerator::connect(&config(&m.url, Some("qwen"))).unwrap();
+    let (_, r) = collect(&g, &SamplingParams::default(), None);
+    let e = r.expect_err("401").to_string();
+    assert!(e.contains("401") && e.contains("Invalid API key"), "{e}");
+    assert_eq!(m.requests.lock().unwrap().len(), 2, "a 401 is not retried");
+}
+
+#[test]
+fn a_silent_stream_times_out() {
+    let m = mock(vec![models(), Reply::Silent(3000)]);
+    let mut c = config(&m.url, None);
+    c.max_retries = 0;
+    let g = OpenAiGenerator::connect(&c).unwrap();
+    let t = Instant::now();
+    let (_, r) = collect(&g, &SamplingParams::default(), None);
+    let e = r.expect_err("timeout").to_string();
+    assert!(e.contains("silent for 1 s"), "{e}");
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn cancelling_stops_the_stream() {
+    let events: Vec<(u64, String)> = (0..100).map(|i| (20, delta(&format!("{i} ")))).collect();
+    let m = mock(vec![models(), Reply::Sse(events)]);
+    let g = OpenAiGenerator::connect(&config(&m.url, None)).unwrap();
+    let t = Instant::now();
+    let (text, r) = collect(&g, &SamplingParams::default(), Some(2));
+    assert_eq!(r.unwrap().finish, FinishReason::Cancelled);
+    assert_eq!(text, "0 1 ");
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    // The server notices the client went away long before its 2 s of events.
+    let t = Instant::now();
+    while !*m.hung_up.lock().unwrap() && t.elapsed() < Duration::from_secs(3) {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(*m.hung_up.lock().unwrap(), "the connection was not closed");
+}
+
+#[test]
+fn stop_strings_are_enforced_client_side() {
+    let m = mock(vec![
+        models(),
+        Reply::Sse(vec![
+            (0, delta("答案")),
+            (0, delta("<|im_")),
+            (0, delta("end|>多余")),
+            (0, finish("stop")),
+            (0, "[DONE]".into()),
+        ]),
+    ]);
+    let g = OpenAiGenerator::connect(&config(&m.url, None)).unwrap();
+    let params = SamplingParams {
+        stop: vec!["<|im_end|>".into()],
+        ..Default::default()
+    };
+    let (text, r) = collect(&g, &params, None);
+    assert_eq!(text, "答案");
+    assert_eq!(r.unwrap().finish, FinishReason::Stop);
+}
+
+#[test]
+fn a_cut_stream_is_an_error_and_not_retried_after_text() {
+    let m = mock(vec![
+        models(),
+        Reply::Sse(vec![(0, delta("半句"))]),
+        Reply::Sse(vec![(0, delta("again")), (0, "[DONE]".into())]),
+    ]);
+    let g = OpenAiGenerator::connect(&config(&m.url, None))
+        .unwrap()
+        .with_backoff(Duration::from_millis(10));
+    let (text, r) = collect(&g, &SamplingParams::default(), None);
+    let e = r.expect_err("cut").to_string();
+    assert!(e.contains("ended before the answer was complete"), "{e}");
+    assert_eq!(text, "半句");
+    assert_eq!(
+        m.requests.lock().unwrap().len(),
+        2,
+        "no retry once text was shown"
+    );
+}
+
+#[test]
+fn connection_refused_is_clear() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = config(&format!("http://127.0.0.1:{port}/v1"), None);
+    c.max_retries = 0;
+    let e = OpenAiGenerator::connect(&c).err().unwrap().to_string();
+    assert!(e.contains("cannot connect"), "{e}");
+    let e = OpenAiGenerator::connect(&GenerateConfig::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("needs url"), "{e}");
+}
+
+#[test]
+fn sse_parser_and_stop_filter() {
+    let mut p = SseParser::default();
+    assert!(p.feed(b"data: {\"a\"").is_empty());
+    assert_eq!(
+        p.feed(b":1}\r\n\r\n: comment\n\ndata: [DONE]\n\n"),
+        vec!["{\"a\":1}".to_string(), "[DONE]".to_string()]
+    );
+    let mut f = StopFilter::new(&["</s>".to_string(), "\n\n".to_string()]);
+    assert_eq!(f.push("ab<"), ("ab".to_string(), false));
+    assert_eq!(f.push("x"), ("<x".to_string(), false));
+    assert_eq!(f.push("c\n"), ("c".to_string(), false));
+    assert_eq!(f.push("\nrest"), (String::new(), true));
+    let mut f = StopFilter::new(&["</s>".to_string()]);
+    assert_eq!(f.push("尾巴</"), ("尾巴".to_string(), false));
+    assert_eq!(f.finish(), "</");
+    assert_eq!(estimate_tokens("年假"), 2);
+    assert_eq!(estimate_tokens("abcdef"), 2);
+}

@@ -1,0 +1,393 @@
+//! The answer pipeline end to end: a scripted generator through the real pipeline (prompt,
+//! context fitting, citations, condensation, template overrides), and `zhiku ask --json`
+//! through the real binary and embedding model with no generator (extractive answers).
+
+mod common;
+
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+
+use indicatif::ProgressBar;
+use zhiku::engine::Engine;
+use zhiku::generate::{
+    ChatMessage, FinishReason, GenerationStats, Generator, Result as GenResult, Role,
+    SamplingParams,
+};
+use zhiku::index;
+use zhiku::rag::{self, Outcome, Turn};
+
+/// Replies with scripted texts in order, a few characters at a time; records every prompt.
+/// Tokens are characters.
+struct Scripted {
+    replies: Mutex<VecDeque<String>>,
+    seen: Mutex<Vec<Vec<ChatMessage>>>,
+    context: usize,
+}
+
+impl Scripted {
+    fn new(replies: &[&str], context: usize) -> Self {
+        Self {
+            replies: Mutex::new(replies.iter().map(|s| s.to_string()).collect()),
+            seen: Mutex::new(Vec::new()),
+            context,
+        }
+    }
+    fn prompts(&self) -> Vec<Vec<ChatMessage>> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Generator for Scripted {
+    fn model_id(&self) -> &str {
+        "scripted"
+    }
+    fn context_length(&self) -> usize {
+        self.context
+    }
+    fn count_prompt_tokens(&self, messages: &[ChatMessage]) -> GenResult<usize> {
+        Ok(messages.iter().map(|m| m.content.chars().count()).sum())
+    }
+    fn generate(
+        &self,
+        messages: &[ChatMessage],
+        _params: &SamplingParams,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> GenResult<GenerationStats> {
+        self.seen.lock().unwrap().push(messages.to_vec());
+        let reply = self.replies.lock().unwrap().pop_front().unwrap_or_default();
+        let chars: Vec<char> = reply.chars().collect();
+        for piece in chars.chunks(3) {
+            let s: String = piece.iter().collect();
+            if on_text(&s).is_break() {
+                break;
+            }
+        }
+        Ok(GenerationStats {
+            prompt_tokens: 0,
+            completion_tokens: chars.len(),
+            ttft_ms: 1.0,
+            total_ms: 2.0,
+            tokens_per_s: 100.0,
+            finish: FinishReason::Stop,
+        })
+    }
+}
+
+/// The samples in knowledge base `handbook`, hash embedder, lexical relevance gate only.
+fn handbook(dir: &Path) -> Engine {
+    let mut config = common::config(dir);
+    config.rag.min_dense_score = 2.0;
+    let engine = Engine::open(config)
+        .unwrap()
+        .with_embedder(common::HashEmbedder::new());
+    index::ingest_paths(
+        &engine,
+        "handbook",
+        &[common::samples()],
+        &Default::default(),
+        &ProgressBar::hidden(),
+    )
+    .unwrap();
+    engine
+}
+
+fn kb(engine: &Engine) -> Vec<i64> {
+    vec![engine.meta.require_kb("handbook").unwrap()]
+}
+
+fn ask(
+    engine: &Engine,
+    g: Option<&dyn Generator>,
+    q: &str,
+    history: &[Turn],
+) -> (rag::Answer, String) {
+    let mut streamed = String::new();
+    let a = rag::ask(engine, g, q, history, &kb(engine), &mut |p| {
+        streamed.push_str(p);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    (a, streamed)
+}
+
+#[test]
+fn generated_answer_cites_only_prompt_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = handbook(&dir.path().join("data"));
+    let g = Scripted::new(&["年假按工龄计算[1]，另见【2】和[1, 9]。"], 32_000);
+    let (a, streamed) = ask(&engine, Some(&g), "年假怎么计算？", &[]);
+    assert_eq!(a.outcome, Outcome::Generated);
+    assert_eq!(streamed, "年假按工龄计算[1]，另见【2】和[1, 9]。");
+    assert_eq!(a.answer, "年假按工龄计算[1]，另见【2】和[1]。");
+    let prompt = &g.prompts()[0];
+    assert_eq!(prompt[0].role, Role::System);
+    assert!(prompt[0].content.contains("只根据"), "Chinese template");
+    assert!(
+        !prompt[0].content.contains("年假"),
+        "no retrieved text in the instructions"
+    );
+    let user = &prompt[1].content;
+    assert!(user.contains("问题：年假怎么计算？"), "{user}");
+    assert!(user.contains("[1] ") && user.contains("[2] "), "{user}");
+    // The first source is the leave policy, and citation [1] is that passage.
+    assert!(a.sources >= 2);
+    let idx: Vec<usize> = a.citations.iter().map(|c| c.index).collect();
+    assert_eq!(idx, vec![1, 2]);
+    let first = &a.citations[0];
+    assert!(
+        first.document.ends_with("员工手册-休假制度.txt"),
+        "{first:?}"
+    );
+    let numbered = format!("[1] {}", first.title);
+    assert!(
+        user.contains(&numbered),
+        "[1] is the first cited passage: {user}"
+    );
+    assert!(user.contains(first.text.trim()));
+    assert!(a.ttft_ms.is_some());
+}
+
+#[test]
+fn english_question_gets_the_english_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = handbook(&dir.path().join("data"));
+    let g = Scripted::new(&["At least 12 characters [1]."], 32_000);
+    let (a, _) = ask(&engine, Some(&g), "How long must a password be?", &[]);
+    let prompt = &g.prompts()[0];
+    assert!(
+        prompt[0].content.starts_with("You are"),
+        "{}",
+        prompt[0].content
+    );
+    assert!(
+        prompt[1]
+            .content
+            .contains("Question: How long must a password be?")
+    );
+    assert_eq!(a.citations.len(), 1);
+    assert!(
+        a.citations[0]
+            .document
+            .ends_with("information-security-policy.pdf")
+    );
+}
+
+#[test]
+fn sources_are_fitted_to_the_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = handbook(&dir.path().join("data"));
+    let question = "年假怎么计算？";
+    // Room for the templates and about one passage: max_tokens 512 + margin 64 are reserved.
+    let probe = Scripted::new(&["x"], 100_000);
+    let _ = ask(&engine, Some(&probe), question, &[]);
+    let full: usize = probe.count_prompt_tokens(&probe.prompts()[0]).unwrap();
+    assert!(
+        probe.prompts()[0][1].content.contains("\n\n[2] "),
+        "needs two sources to drop one"
+    );
+    let g = Scripted::new(&["标准见[1]和[2]。"], full - 1 + 512 + 64);
+    let (a, _) = ask(&engine, Some(&g), question, &[]);
+    let user = &g.prompts()[0][1].content;
+    assert!(a.sources >= 1);
+    let full_sources = probe.prompts()[0][1].content.matches("\n[").count();
+    let kept = user.matches("\n[").count();
+    assert!(kept >= 1 && kept < full_sources, "{kept} of {full_sources}");
+    assert!(g.count_prompt_tokens(&g.prompts()[0]).unwrap() < full);
+    // [2] may be cited only when a second passage was kept.
+    let idx: Vec<usize> = a.citations.iter().map(|c| c.index).collect();
+    assert!(
+        idx.iter().all(|&i| i <= a.sources),
+        "{idx:?} of {}",
+        a.sources
+    );
+    // Too small for even one passage: a clear error.
+    let tiny = Scripted::new(&["x"], 600);
+    let e = rag::ask(
+        &engine,
+        Some(&tiny),
+        question,
+        &[],
+        &kb(&engine),
+        &mut |_| ControlFlow::Continue(()),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("context is too small"), "{e}");
+}
+
+#[test]
+fn follow_up_is_condensed_by_the_generator() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = handbook(&dir.path().join("data"));
+    let g = Scripted::new(
+        &["病假需要什么证明？\n多余的行", "需要医院证明[1]。"],
+        32_000,
+    );
+    let history = [Turn {
+        question: "年假怎么计算？".into(),
+        answer: "按工龄[1]。".into(),
+    }];
+    let (a, _) = ask(&engine, Some(&g), "那病假呢？", &history);
+    assert_eq!(a.standalone_question, "病假需要什么证明？");
+    let prompts = g.prompts();
+    assert_eq!(prompts.len(), 2);
+    assert!(prompts[0][0].content.contains("后续问题：那病假呢？"));
+    assert!(prompts[0][0].content.contains("用户: 年假怎么计算？"));
+    assert!(prompts[1][1].content.contains("问题：病假需要什么证明？"));
+}
+
+#[test]
+fn nothing_relevant_says_so_without_calling_the_generator() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = handbook(&dir.path().join("data"));
+    let g = Scripted::new(&["编造的答案"], 32_000);
+    let (a, streamed) = ask(&engine, Some(&g), "火星上有多少颗卫星", &[]);
+    assert_eq!(a.outcome, Outcome::NotFound);
+    assert!(a.answer.contains("没有找到"), "{}", a.answer);
+    assert_eq!(streamed, a.answer);
+    assert!(a.citations.is_empty());
+    assert!(g.prompts().is_empty());
+    let (a, _) = ask(&engine, None, "How do I bake sourdough bread?", &[]);
+    assert_eq!(a.outcome, Outcome::NotFound);
+    assert!(a.answer.starts_with("Sorry"), "{}", a.answer);
+}
+
+#[test]
+fn templates_are_read_from_the_prompts_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = handbook(&dir.path().join("data"));
+    let prompts = engine.config.prompts_dir();
+    std::fs::create_dir_all(&prompts).unwrap();
+    std::fs::write(prompts.join("answer.system.zh.md"), "只用资料回答。\n").unwrap();
+    std::fs::write(prompts.join("source.md"), "<<{index}>> {text}").unwrap();
+    let g = Scripted::new(&["好[1]"], 32_000);
+    let _ = ask(&engine, Some(&g), "年假怎么计算？", &[]);
+    let p = &g.prompts()[0];
+    assert_eq!(p[0].content, "只用资料回答。");
+    assert!(p[1].content.contains("<<1>> "), "{}", p[1].content);
+}
+
+#[test]
+fn extractive_answer_quotes_and_cites() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = handbook(&dir.path().join("data"));
+    let (a, _) = ask(&engine, None, "年假怎么计算？", &[]);
+    assert_eq!(a.outcome, Outcome::Extractive);
+    assert!(a.notice.is_some());
+    assert!(a.answer.contains("**年休假**"), "{}", a.answer);
+    assert!(a.citations[0].document.ends_with("员工手册-休假制度.txt"));
+    check_quotes(&a.answer, &a.citations);
+}
+
+/// Every `- sentence [n]` line of an extractive answer is a sentence of citation n's passage.
+fn check_quotes(answer: &str, citations: &[rag::Citation]) {
+    assert!(!citations.is_empty());
+    for line in answer.lines() {
+        let line = line.strip_prefix("- ").expect(line);
+        let open = line.rfind(" [").expect(line);
+        let n: usize = line[open + 2..line.len() - 1].parse().expect(line);
+        let quote = line[..open].replace("**", "");
+        let quote = quote.trim_end_matches('…');
+        let c = citations.iter().find(|c| c.index == n).expect("cited");
+        assert!(
+            c.text.contains(quote),
+            "{quote:?} not in [{n}] {:?}",
+            c.text
+        );
+    }
+}
+
+fn zhiku(data: &Path, model: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_zhiku"))
+        .args(args)
+        .env("ZHIKU_DATA_DIR", data)
+        .env("ZHIKU_EMBED__MODEL", model)
+        .env("ZHIKU_GENERATE__BACKEND", "none")
+        .env_remove("ZHIKU_CONFIG")
+        .current_dir(data.parent().unwrap())
+        .output()
+        .expect("run zhiku")
+}
+
+#[test]
+fn ask_json_without_generator() {
+    let Some(model) = common::e5_model() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let samples = common::samples();
+    let out = zhiku(
+        &data,
+        &model,
+        &["ingest", samples.to_str().unwrap(), "--kb", "handbook"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cases = [
+        ("年假怎么计算？", "员工手册-休假制度.txt"),
+        ("出差住酒店每晚最多报销多少钱", "差旅费报销管理办法.pdf"),
+        (
+            "How long must a password be?",
+            "information-security-policy.pdf",
+        ),
+        ("忘记邮箱密码怎么办", "IT服务台常见问题.txt"),
+    ];
+    for (q, doc) in cases {
+        let out = zhiku(&data, &model, &["ask", q, "--kb", "handbook", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["outcome"], "extractive", "{q}: {v}");
+        assert!(v.get("ttft_ms").is_none(), "no generator ran");
+        let citations: Vec<rag::Citation> = v["citations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                for key in ["index", "document", "title", "page", "text"] {
+                    assert!(c.get(key).is_some(), "{key} missing: {c}");
+                }
+                rag::Citation {
+                    index: c["index"].as_u64().unwrap() as usize,
+                    chunk: c["chunk"].as_u64().unwrap(),
+                    document: c["document"].as_str().unwrap().into(),
+                    document_id: c["document_id"].as_i64().unwrap(),
+                    title: c["title"].as_str().unwrap().into(),
+                    page: c["page"].as_u64().unwrap() as u32,
+                    text: c["text"].as_str().unwrap().into(),
+                }
+            })
+            .collect();
+        check_quotes(v["answer"].as_str().unwrap(), &citations);
+        assert!(citations[0].document.ends_with(doc), "{q}: {v}");
+    }
+    for q in [
+        "火星上有多少颗卫星",
+        "What is the capital of France?",
+        "食堂几点开饭",
+    ] {
+        let out = zhiku(&data, &model, &["ask", q, "--kb", "handbook", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["outcome"], "not_found", "{q}: {v}");
+        assert_eq!(v["citations"].as_array().unwrap().len(), 0);
+    }
+    // Plain output: the quote, then the sources.
+    let out = zhiku(
+        &data,
+        &model,
+        &["ask", "年假怎么计算？", "--kb", "handbook"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("来源：") && text.contains("[1] "), "{text}");
+}
