@@ -179,8 +179,7 @@ impl Default for RetrieveConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GenerateBackend {
-    /// `openai` when `url` is set, else `candle` when the model file or folder exists, else
-    /// `none`.
+    /// `openai` when `url` is set, else `candle` when `model` is set, else `none`.
     Auto,
     /// No generator: answers are the best-matching sentences, highlighted and cited.
     None,
@@ -206,9 +205,11 @@ pub struct GenerateConfig {
     /// `auto` (default), `none`, `candle` or `openai`.
     pub backend: GenerateBackend,
     /// candle: a `.gguf` file or a Hugging Face folder (config.json, tokenizer.json,
-    /// *.safetensors). Default `models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf`
-    /// (written by `scripts/fetch-models.sh`).
-    pub model: PathBuf,
+    /// *.safetensors). Unset by default: no model small enough to ship answers well, so a
+    /// fresh install answers extractively. `scripts/fetch-models.sh` writes the English demo
+    /// model `models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf` (135M parameters:
+    /// it shows the pipeline working, it is not a reliable answerer, and it knows no Chinese).
+    pub model: Option<PathBuf>,
     /// candle: a `tokenizer.json` to use instead of the model's own (or of the one rebuilt
     /// from GGUF metadata).
     pub tokenizer: Option<PathBuf>,
@@ -242,7 +243,7 @@ impl Default for GenerateConfig {
     fn default() -> Self {
         Self {
             backend: GenerateBackend::Auto,
-            model: PathBuf::from("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            model: None,
             tokenizer: None,
             device: GenerateDevice::Auto,
             cuda_device: 0,

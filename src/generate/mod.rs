@@ -181,7 +181,7 @@ pub trait Generator: Send + Sync {
 ///
 /// `none` → `None`; `candle` → the model on candle (with `lora_per_kb[kb]`, else `lora`,
 /// merged); `openai` → [`openai::OpenAiGenerator`] on `url`; `auto` → `openai` when `url` is
-/// set, else candle when `generate.model` exists, else `None`.
+/// set, else candle when `generate.model` is set, else `None`.
 pub fn from_config(
     cfg: &crate::config::GenerateConfig,
     kb: Option<&str>,
@@ -192,8 +192,14 @@ pub fn from_config(
             .and_then(|k| cfg.lora_per_kb.get(k))
             .or(cfg.lora.as_ref())
             .cloned();
+        let model = cfg.model.clone().ok_or_else(|| GenerateError::Load {
+            path: "(not set)".into(),
+            message: "generate.backend = \"candle\" needs generate.model: a .gguf file or a \
+                      Hugging Face model folder"
+                .into(),
+        })?;
         let opts = CandleOptions {
-            model: cfg.model.clone(),
+            model,
             tokenizer: cfg.tokenizer.clone(),
             device: cfg.device,
             cuda_device: cfg.cuda_device,
@@ -213,17 +219,13 @@ pub fn from_config(
         GenerateBackend::Auto if cfg.url.as_deref().is_some_and(|u| !u.trim().is_empty()) => {
             openai()
         }
+        GenerateBackend::Auto if cfg.model.is_some() => candle(),
         GenerateBackend::Auto => {
-            if cfg.model.exists() {
-                candle()
-            } else {
-                tracing::info!(
-                    model = %cfg.model.display(),
-                    "no generator model found; answers are extracted sentences \
-                     (run scripts/fetch-models.sh or set [generate] model)"
-                );
-                Ok(None)
-            }
+            tracing::info!(
+                "no generator configured ([generate] model or url); answers are extracted \
+                 sentences"
+            );
+            Ok(None)
         }
     }
 }
@@ -241,16 +243,22 @@ mod tests {
         };
         assert!(from_config(&cfg, None).unwrap().is_none());
         cfg.backend = GenerateBackend::Auto;
-        cfg.model = "/nonexistent/model.gguf".into();
         assert!(from_config(&cfg, None).unwrap().is_none());
         cfg.backend = GenerateBackend::Candle;
         let e = from_config(&cfg, None).err().unwrap();
+        assert!(e.to_string().contains("needs generate.model"), "{e}");
+        cfg.model = Some("/nonexistent/model.gguf".into());
+        let e = from_config(&cfg, None).err().unwrap();
         assert!(matches!(e, GenerateError::Load { .. }), "{e}");
+        // auto with a model set means candle (and fails loudly on a bad path).
+        cfg.backend = GenerateBackend::Auto;
+        assert!(from_config(&cfg, None).is_err());
+        cfg.backend = GenerateBackend::Candle;
 
         // lora_per_kb wins over lora for its knowledge base.
         let tmp = tempfile::tempdir().unwrap();
         arch::tests::write_tiny_qwen2(tmp.path(), 21);
-        cfg.model = tmp.path().to_path_buf();
+        cfg.model = Some(tmp.path().to_path_buf());
         cfg.device = crate::config::GenerateDevice::Cpu;
         cfg.lora = Some(tmp.path().join("no-such-adapter"));
         cfg.lora_per_kb
