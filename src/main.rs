@@ -343,13 +343,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let generator = load_generator(&engine, &kb)?;
             let g = generator.as_deref();
             let streaming = !json && g.is_some();
+            if streaming {
+                interrupts();
+            }
             let mut out = std::io::stdout().lock();
             let answer = rag::ask(&engine, g, &question, &[], &kbs, &mut |piece| {
-                if streaming {
-                    let _ = out.write_all(piece.as_bytes());
-                    let _ = out.flush();
-                }
-                std::ops::ControlFlow::Continue(())
+                stream_to(&mut out, streaming, piece)
             })?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&answer)?)?;
@@ -378,13 +377,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     continue;
                 }
                 let streaming = g.is_some();
+                if streaming {
+                    interrupts().store(false, std::sync::atomic::Ordering::SeqCst);
+                }
                 let mut out = std::io::stdout().lock();
                 let answer = rag::ask(&engine, g, question, &history, &kbs, &mut |piece| {
-                    if streaming {
-                        let _ = out.write_all(piece.as_bytes());
-                        let _ = out.flush();
-                    }
-                    std::ops::ControlFlow::Continue(())
+                    stream_to(&mut out, streaming, piece)
                 });
                 let answer = match answer {
                     Ok(a) => a,
@@ -491,6 +489,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The configured generator, or none (extractive answers). The first knowledge base picks a
 /// per-knowledge-base adapter where the backend has one.
+/// Ctrl-C while an answer is being generated stops that answer (the part written so far and
+/// its citations are kept); a second Ctrl-C before the next question quits. Installed only
+/// when a generator runs: extractive answers are instant.
+fn interrupts() -> &'static std::sync::atomic::AtomicBool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FLAG: std::sync::OnceLock<&'static AtomicBool> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+        let installed = std::thread::Builder::new()
+            .name("ctrl-c".into())
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async {
+                    while tokio::signal::ctrl_c().await.is_ok() {
+                        if flag.swap(true, Ordering::SeqCst) {
+                            std::process::exit(130);
+                        }
+                        eprintln!("\n(stopped; Ctrl-C again to quit)");
+                    }
+                });
+            });
+        if let Err(e) = installed {
+            tracing::warn!("Ctrl-C handler not installed: {e}");
+        }
+        flag
+    })
+}
+
+/// Streams answer pieces to `out`; `Break` once Ctrl-C was pressed.
+fn stream_to(out: &mut impl Write, streaming: bool, piece: &str) -> std::ops::ControlFlow<()> {
+    if streaming {
+        if interrupts().load(std::sync::atomic::Ordering::SeqCst) {
+            return std::ops::ControlFlow::Break(());
+        }
+        let _ = out.write_all(piece.as_bytes());
+        let _ = out.flush();
+    }
+    std::ops::ControlFlow::Continue(())
+}
+
 fn load_generator(
     engine: &Engine,
     kb: &[String],
