@@ -539,11 +539,72 @@ impl Generator for OpenAiGenerator {
                         tokio::time::sleep(delay).await;
                         attempt += 1;
                     }
-                    Err(f) => return Err(f.error),
+                    Err(f) => {
+                        return Err(self.as_context_overflow(f.error, messages, params));
+                    }
                 }
             }
         })
     }
+}
+
+impl OpenAiGenerator {
+    /// A server's "prompt too long" answer (vLLM, llama.cpp server, OpenAI's
+    /// `context_length_exceeded`) as [`GenerateError::ContextOverflow`], with the server's
+    /// numbers when its message has them, so callers can fit fewer sources and retry.
+    fn as_context_overflow(
+        &self,
+        error: GenerateError,
+        messages: &[ChatMessage],
+        params: &SamplingParams,
+    ) -> GenerateError {
+        let GenerateError::Server { message, .. } = &error else {
+            return error;
+        };
+        let lower = message.to_lowercase();
+        let overflow = message.contains("HTTP 400")
+            && [
+                "maximum context length",
+                "context_length_exceeded",
+                "exceeds the available context",
+                "context window",
+            ]
+            .iter()
+            .any(|p| lower.contains(p));
+        if !overflow {
+            return error;
+        }
+        let context_length =
+            number_after(&lower, "maximum context length is").unwrap_or(self.context_length);
+        let prompt_tokens = number_before(&lower, "in the messages")
+            .or_else(|| self.count_prompt_tokens(messages).ok())
+            .unwrap_or(context_length + 1);
+        GenerateError::ContextOverflow {
+            prompt_tokens,
+            max_new_tokens: params.max_tokens,
+            context_length,
+        }
+    }
+}
+
+/// The first number after `phrase` in `text` ("maximum context length is 4096 tokens").
+fn number_after(text: &str, phrase: &str) -> Option<usize> {
+    let rest = &text[text.find(phrase)? + phrase.len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// The number just before `phrase` in `text` ("(4000 in the messages, …").
+fn number_before(text: &str, phrase: &str) -> Option<usize> {
+    let head = text[..text.find(phrase)?].trim_end();
+    let start = head
+        .rfind(|c: char| !c.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    head[start..].parse().ok()
 }
 
 /// A conservative token estimate for an unknown tokenizer: one per Han character (tokenizers

@@ -365,3 +365,50 @@ fn sse_parser_and_stop_filter() {
     assert_eq!(estimate_tokens("年假"), 2);
     assert_eq!(estimate_tokens("abcdef"), 2);
 }
+
+#[test]
+fn a_prompt_too_long_for_the_server_is_a_context_overflow() {
+    // vLLM's wording, with its numbers.
+    let vllm = json!({"object": "error", "message": "This model's maximum context length is 4096 tokens. However, you requested 4612 tokens (4100 in the messages, 512 in the completion). Please reduce the length of the messages or completion.", "type": "BadRequestError", "code": 400}).to_string();
+    // llama.cpp server's wording, without numbers.
+    let llama = json!({"error": {"code": 400, "message": "the request exceeds the available context size, try increasing it", "type": "exceed_context_size_error"}}).to_string();
+    let m = mock(vec![
+        models(),
+        Reply::Json(400, vllm),
+        Reply::Json(400, llama),
+    ]);
+    let g = OpenAiGenerator::connect(&config(&m.url, Some("qwen"))).unwrap();
+    let params = SamplingParams {
+        max_tokens: 512,
+        ..Default::default()
+    };
+    let (_, r) = collect(&g, &params, None);
+    match r {
+        Err(GenerateError::ContextOverflow {
+            prompt_tokens,
+            max_new_tokens,
+            context_length,
+        }) => assert_eq!(
+            (prompt_tokens, max_new_tokens, context_length),
+            (4100, 512, 4096)
+        ),
+        other => panic!("expected ContextOverflow, got {other:?}"),
+    }
+    let (_, r) = collect(&g, &params, None);
+    assert!(
+        matches!(r, Err(GenerateError::ContextOverflow { context_length, .. }) if context_length == g.context_length()),
+        "{r:?}"
+    );
+    assert_eq!(m.requests.lock().unwrap().len(), 3, "a 400 is not retried");
+}
+
+#[test]
+fn other_bad_requests_stay_server_errors() {
+    let body = json!({"error": {"message": "temperature must be non-negative"}}).to_string();
+    let m = mock(vec![models(), Reply::Json(400, body)]);
+    let g = OpenAiGenerator::connect(&config(&m.url, Some("qwen"))).unwrap();
+    let (_, r) = collect(&g, &SamplingParams::default(), None);
+    let e = r.expect_err("400");
+    assert!(matches!(e, GenerateError::Server { .. }), "{e}");
+    assert!(e.to_string().contains("temperature"), "{e}");
+}
