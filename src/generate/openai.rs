@@ -30,6 +30,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::sampling::{Released, StopBuffer};
 use super::{
     ChatMessage, FinishReason, GenerateError, GenerationStats, Generator, Result, SamplingParams,
 };
@@ -375,7 +376,7 @@ impl OpenAiGenerator {
             .is_none_or(|ct| ct.contains("event-stream"));
         let mut body = resp.into_body();
         let mut sse = SseParser::default();
-        let mut stop = StopFilter::new(&params.stop);
+        let mut stop = StopBuffer::new(&params.stop);
         let mut state = StreamState::default();
         let mut whole = Vec::new();
         let mut first: Option<Instant> = None;
@@ -404,7 +405,7 @@ impl OpenAiGenerator {
             for event in sse.feed(&data) {
                 let pieces = state.event(&event).map_err(|m| self.failure(m, false))?;
                 for piece in pieces {
-                    let (out, stopped) = stop.push(&piece);
+                    let Released { text: out, stopped } = stop.push(&piece);
                     if !out.is_empty() {
                         first.get_or_insert_with(Instant::now);
                         *emitted = true;
@@ -435,7 +436,7 @@ impl OpenAiGenerator {
                     .as_str()
                     .unwrap_or("")
                     .to_string();
-                let (out, stopped) = stop.push(&text);
+                let Released { text: out, stopped } = stop.push(&text);
                 if stopped {
                     finish = Some(FinishReason::Stop);
                 }
@@ -452,7 +453,7 @@ impl OpenAiGenerator {
             }
         }
         if finish.is_none() {
-            let rest = stop.finish();
+            let rest = stop.flush();
             if !rest.is_empty() {
                 first.get_or_insert_with(Instant::now);
                 *emitted = true;
@@ -769,58 +770,6 @@ impl StreamState {
 
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
-}
-
-/// Withholds text that might be the start of a stop string, and cuts at the first one.
-pub struct StopFilter {
-    stops: Vec<String>,
-    pending: String,
-}
-
-impl StopFilter {
-    pub fn new(stops: &[String]) -> Self {
-        Self {
-            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
-            pending: String::new(),
-        }
-    }
-
-    /// Add a piece; returns the text now safe to pass on, and whether a stop string was hit
-    /// (then nothing more may be passed on).
-    pub fn push(&mut self, piece: &str) -> (String, bool) {
-        self.pending.push_str(piece);
-        if self.stops.is_empty() {
-            return (std::mem::take(&mut self.pending), false);
-        }
-        if let Some(pos) = self
-            .stops
-            .iter()
-            .filter_map(|s| self.pending.find(s.as_str()))
-            .min()
-        {
-            let out = self.pending[..pos].to_string();
-            self.pending.clear();
-            return (out, true);
-        }
-        // Keep the longest tail that is a proper prefix of a stop string.
-        let keep_from = self
-            .pending
-            .char_indices()
-            .map(|(i, _)| i)
-            .find(|&i| {
-                let tail = &self.pending[i..];
-                self.stops.iter().any(|s| s.starts_with(tail))
-            })
-            .unwrap_or(self.pending.len());
-        let out = self.pending[..keep_from].to_string();
-        self.pending.drain(..keep_from);
-        (out, false)
-    }
-
-    /// The text still withheld at the end of the stream.
-    pub fn finish(&mut self) -> String {
-        std::mem::take(&mut self.pending)
-    }
 }
 
 #[cfg(test)]

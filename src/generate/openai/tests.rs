@@ -354,14 +354,19 @@ fn sse_parser_and_stop_filter() {
         p.feed(b":1}\r\n\r\n: comment\n\ndata: [DONE]\n\n"),
         vec!["{\"a\":1}".to_string(), "[DONE]".to_string()]
     );
-    let mut f = StopFilter::new(&["</s>".to_string(), "\n\n".to_string()]);
-    assert_eq!(f.push("ab<"), ("ab".to_string(), false));
-    assert_eq!(f.push("x"), ("<x".to_string(), false));
-    assert_eq!(f.push("c\n"), ("c".to_string(), false));
-    assert_eq!(f.push("\nrest"), (String::new(), true));
-    let mut f = StopFilter::new(&["</s>".to_string()]);
-    assert_eq!(f.push("尾巴</"), ("尾巴".to_string(), false));
-    assert_eq!(f.finish(), "</");
+    // The stop buffer is the one the candle generator uses (sampling::StopBuffer).
+    let released = |text: &str, stopped| Released {
+        text: text.to_string(),
+        stopped,
+    };
+    let mut f = StopBuffer::new(&["</s>".to_string(), "\n\n".to_string()]);
+    assert_eq!(f.push("ab<"), released("ab", false));
+    assert_eq!(f.push("x"), released("<x", false));
+    assert_eq!(f.push("c\n"), released("c", false));
+    assert_eq!(f.push("\nrest"), released("", true));
+    let mut f = StopBuffer::new(&["</s>".to_string()]);
+    assert_eq!(f.push("尾巴</"), released("尾巴", false));
+    assert_eq!(f.flush(), "</");
     assert_eq!(estimate_tokens("年假"), 2);
     assert_eq!(estimate_tokens("abcdef"), 2);
 }
