@@ -7,7 +7,6 @@ mod common;
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Mutex;
 
 use indicatif::ProgressBar;
@@ -18,6 +17,8 @@ use zhiku::generate::{
 };
 use zhiku::index;
 use zhiku::rag::{self, Outcome, Turn};
+
+use common::zhiku;
 
 /// Replies with scripted texts in order, a few characters at a time; records every prompt.
 /// Tokens are characters.
@@ -299,18 +300,6 @@ fn check_quotes(answer: &str, citations: &[rag::Citation]) {
             c.text
         );
     }
-}
-
-fn zhiku(data: &Path, model: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_zhiku"))
-        .args(args)
-        .env("ZHIKU_DATA_DIR", data)
-        .env("ZHIKU_EMBED__MODEL", model)
-        .env("ZHIKU_GENERATE__BACKEND", "none")
-        .env_remove("ZHIKU_CONFIG")
-        .current_dir(data.parent().unwrap())
-        .output()
-        .expect("run zhiku")
 }
 
 #[test]

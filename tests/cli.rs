@@ -3,18 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
-fn zhiku(data: &std::path::Path, model: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_zhiku"))
-        .args(args)
-        .env("ZHIKU_DATA_DIR", data)
-        .env("ZHIKU_EMBED__MODEL", model)
-        .env_remove("ZHIKU_CONFIG")
-        .current_dir(data.parent().unwrap())
-        .output()
-        .expect("run zhiku")
-}
+use common::zhiku;
 
 #[test]
 fn ingest_samples_and_search() {

@@ -9,6 +9,20 @@ use zhiku::config::Config;
 use zhiku::embed::{EmbedError, Embedder};
 use zhiku::engine::Engine;
 
+/// Run the `zhiku` binary on data folder `data` (its parent is the working directory) with
+/// embedding model `model`, no configuration file and no answer generator.
+pub fn zhiku(data: &Path, model: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_zhiku"))
+        .args(args)
+        .env("ZHIKU_DATA_DIR", data)
+        .env("ZHIKU_EMBED__MODEL", model)
+        .env("ZHIKU_GENERATE__BACKEND", "none")
+        .env_remove("ZHIKU_CONFIG")
+        .current_dir(data.parent().unwrap())
+        .output()
+        .expect("run zhiku")
+}
+
 /// A small deterministic embedder for pipeline tests: hashed character unigrams and bigrams,
 /// L2-normalised. Lexical, not semantic, which is all these tests need. `fail_after` makes
 /// `embed_passages` fail once it has been called that many times (a simulated crash).
