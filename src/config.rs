@@ -40,6 +40,7 @@ pub struct Config {
     pub retrieve: RetrieveConfig,
     pub generate: GenerateConfig,
     pub rag: RagConfig,
+    pub server: ServerConfig,
 }
 
 impl Default for Config {
@@ -53,6 +54,7 @@ impl Default for Config {
             retrieve: RetrieveConfig::default(),
             generate: GenerateConfig::default(),
             rag: RagConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -304,6 +306,63 @@ impl Default for RagConfig {
             condense_with_generator: true,
             extractive_sentences: 3,
             context_margin_tokens: 64,
+        }
+    }
+}
+
+/// `zhiku serve`: the web chat, admin pages, REST and OpenAI-compatible API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (`zhiku serve --addr` overrides). Default `127.0.0.1:8080`;
+    /// use `0.0.0.0:8080` to serve the network.
+    pub addr: String,
+    /// The address users reach zhiku at (e.g. `https://zhiku.example.com`), for links sent
+    /// outside the browser (WeCom) and to mark session cookies `Secure` when it is https.
+    /// Default none.
+    pub public_url: Option<String>,
+    /// How long a browser login lasts, in hours. Default 168 (a week).
+    pub session_hours: u64,
+    /// Question endpoints (`/api/ask`, `/v1/chat/completions`): requests per second allowed
+    /// per client IP, with bursts of twice that; over it the answer is 429 with Retry-After.
+    /// Default 10.
+    pub ip_questions_per_s: u32,
+    /// The same, per logged-in user or API token owner. Default 5.
+    pub user_questions_per_s: u32,
+    /// Answers being generated at once (more wait in the queue). Default 1: one in-process
+    /// model answers one question at a time; raise it for an LLM server.
+    pub generation_slots: usize,
+    /// Questions allowed to wait for a generation slot; more get 503 with Retry-After.
+    /// Default 32.
+    pub generation_queue: usize,
+    /// Most time a non-streamed request may take, in seconds. Default 300.
+    pub request_timeout_secs: u64,
+    /// Largest upload request, in MiB (a folder or zip in one request). Default 512.
+    pub max_upload_mb: u64,
+    /// Most files in one upload (after unpacking zips). Default 2000.
+    pub max_upload_files: usize,
+    /// Most bytes unpacked from one zip, in MiB (zip-bomb defence). Default 2048.
+    pub max_unzipped_mb: u64,
+    /// Words that must not appear in answers (the output content filter); an answer that
+    /// contains one is replaced by a refusal and logged for admins. Default none.
+    pub blocked_words: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8080".into(),
+            public_url: None,
+            session_hours: 168,
+            ip_questions_per_s: 10,
+            user_questions_per_s: 5,
+            generation_slots: 1,
+            generation_queue: 32,
+            request_timeout_secs: 300,
+            max_upload_mb: 512,
+            max_upload_files: 2000,
+            max_unzipped_mb: 2048,
+            blocked_words: Vec::new(),
         }
     }
 }

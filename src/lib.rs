@@ -5,6 +5,7 @@
 //! → [`store`] (SQLite metadata = truth; Qdrant vectors and tantivy keywords = derived indexes)
 //! → [`retrieve`] (dense + BM25, fused, filtered by knowledge base) → [`eval`].
 
+pub mod access;
 pub mod config;
 pub mod embed;
 pub mod engine;
@@ -13,4 +14,5 @@ pub mod generate;
 pub mod index;
 pub mod rag;
 pub mod retrieve;
+pub mod server;
 pub mod store;

@@ -12,7 +12,7 @@ use zhiku::config::{Config, Fusion};
 use zhiku::engine::Engine;
 use zhiku::generate::Generator;
 use zhiku::rag::{self, Outcome, Turn};
-use zhiku::{eval, generate, index, retrieve};
+use zhiku::{access, eval, generate, index, retrieve};
 
 #[derive(Parser)]
 #[command(
@@ -93,6 +93,88 @@ enum Command {
     },
     /// Print the configuration in force, every key with its value.
     Config,
+    /// Serve the web chat, admin pages, REST API and OpenAI-compatible API. On first start
+    /// the account `admin` is created, with the password in ZHIKU_ADMIN_PASSWORD or a
+    /// generated one printed once.
+    Serve {
+        /// Address to listen on (default: server.addr, 127.0.0.1:8080).
+        #[arg(long)]
+        addr: Option<String>,
+    },
+    /// User accounts.
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+    /// Groups (members of a group may read the knowledge bases granted to it).
+    Group {
+        #[command(subcommand)]
+        action: GroupCommand,
+    },
+    /// API tokens (sent as `Authorization: Bearer …`; they carry their user's rights).
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user.
+    Add {
+        name: String,
+        #[arg(long, env = "ZHIKU_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, default_value = "member")]
+        role: zhiku::store::meta::Role,
+        /// Groups to join (created when missing).
+        #[arg(long)]
+        group: Vec<String>,
+    },
+    /// List users with their role and groups.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a user's password (their sessions end).
+    Passwd {
+        name: String,
+        #[arg(long, env = "ZHIKU_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// Add a user to groups (created when missing).
+    Join { name: String, groups: Vec<String> },
+    /// Delete a user with their sessions and tokens.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Add a group.
+    Add { name: String },
+    /// List groups with their member counts and knowledge bases.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a group (its members stay).
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token for a user and print it (only this once).
+    Create {
+        #[arg(long)]
+        user: String,
+        /// What the token is for.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -139,6 +221,18 @@ enum KbCommand {
     Create { name: String },
     /// Delete a knowledge base and everything in it.
     Delete { name: String },
+    /// Let a group read a knowledge base.
+    Grant {
+        name: String,
+        #[arg(long)]
+        group: String,
+    },
+    /// Stop a group reading a knowledge base.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        group: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -480,10 +574,208 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let n = index::delete_kb(&engine, &name)?;
                     println!("deleted knowledge base {name} ({n} documents)");
                 }
+                KbCommand::Grant { name, group } => {
+                    let m = &engine.meta;
+                    m.grant(m.require_kb(&name)?, m.require_group(&group)?)?;
+                    m.audit("cli", "kb.grant", &name, &format!("group {group}"), None)?;
+                    println!("group {group} may read knowledge base {name}");
+                }
+                KbCommand::Revoke { name, group } => {
+                    let m = &engine.meta;
+                    m.revoke(m.require_kb(&name)?, m.require_group(&group)?)?;
+                    m.audit("cli", "kb.revoke", &name, &format!("group {group}"), None)?;
+                    println!("group {group} may no longer read knowledge base {name}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { addr } => serve(engine, addr),
+        Command::User { action } => {
+            let m = &engine.meta;
+            match action {
+                UserCommand::Add {
+                    name,
+                    password,
+                    role,
+                    group,
+                } => {
+                    let id =
+                        m.create_user(&name, Some(&access::hash_password(&password)?), role)?;
+                    for g in &group {
+                        m.add_to_group(id, m.ensure_group(g)?)?;
+                    }
+                    m.audit(
+                        "cli",
+                        "user.create",
+                        &name,
+                        &format!("role {}", role.as_str()),
+                        None,
+                    )?;
+                    println!("added {} {name}", role.as_str());
+                }
+                UserCommand::List { json } => {
+                    let users = m.list_users()?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&users)?);
+                    }
+                    for u in users.iter().filter(|_| !json) {
+                        println!("{}\t{}\t{}", u.name, u.role.as_str(), u.groups.join(","));
+                    }
+                }
+                UserCommand::Passwd { name, password } => {
+                    m.set_password(
+                        m.require_user(&name)?.id,
+                        &access::hash_password(&password)?,
+                    )?;
+                    m.audit("cli", "user.update", &name, "password", None)?;
+                    println!("password of {name} changed");
+                }
+                UserCommand::Join { name, groups } => {
+                    let id = m.require_user(&name)?.id;
+                    for g in &groups {
+                        m.add_to_group(id, m.ensure_group(g)?)?;
+                    }
+                    println!("{name} is in {}", m.require_user(&name)?.groups.join(", "));
+                }
+                UserCommand::Delete { name } => {
+                    let u = m.require_user(&name)?;
+                    if u.is_admin() && m.admin_count()? <= 1 {
+                        bail!("{name} is the last admin; make another admin first");
+                    }
+                    m.delete_user(u.id)?;
+                    m.audit("cli", "user.delete", &name, "", None)?;
+                    println!("deleted user {name}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Group { action } => {
+            let m = &engine.meta;
+            match action {
+                GroupCommand::Add { name } => {
+                    m.create_group(&name)?;
+                    m.audit("cli", "group.create", &name, "", None)?;
+                    println!("added group {name}");
+                }
+                GroupCommand::List { json } => {
+                    let groups = m.list_groups()?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&groups)?);
+                    }
+                    for g in groups.iter().filter(|_| !json) {
+                        println!(
+                            "{}\t{} members\t{}",
+                            g.name,
+                            g.members,
+                            g.knowledge_bases.join(",")
+                        );
+                    }
+                }
+                GroupCommand::Delete { name } => {
+                    m.delete_group(m.require_group(&name)?)?;
+                    m.audit("cli", "group.delete", &name, "", None)?;
+                    println!("deleted group {name}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token { action } => {
+            let m = &engine.meta;
+            match action {
+                TokenCommand::Create { user, name } => {
+                    let (id, token) = access::create_token(m, m.require_user(&user)?.id, &name)?;
+                    m.audit(
+                        "cli",
+                        "token.create",
+                        &id.to_string(),
+                        &format!("for {user}: {name}"),
+                        None,
+                    )?;
+                    eprintln!("token {id} for {user} (shown only now; store it safely):");
+                    println!("{token}");
+                }
+                TokenCommand::List => {
+                    for t in m.list_tokens(None)? {
+                        println!(
+                            "{}\t{}\t{}\t{}…\t{}",
+                            t.id,
+                            t.user,
+                            t.name,
+                            t.prefix,
+                            if t.revoked { "revoked" } else { "active" }
+                        );
+                    }
+                }
+                TokenCommand::Revoke { id } => {
+                    if !m.revoke_token(id)? {
+                        bail!("no active token {id} (see `zhiku token list`)");
+                    }
+                    m.audit("cli", "token.revoke", &id.to_string(), "", None)?;
+                    println!("revoked token {id}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Config => unreachable!("handled above"),
+    }
+}
+
+/// `zhiku serve`: first-run admin, then the server until Ctrl-C or SIGTERM (requests in
+/// flight finish first).
+fn serve(engine: Engine, addr: Option<String>) -> anyhow::Result<ExitCode> {
+    let addr = addr.unwrap_or_else(|| engine.config.server.addr.clone());
+    let env_password = std::env::var("ZHIKU_ADMIN_PASSWORD").ok();
+    match access::ensure_first_admin(&engine.meta, env_password.as_deref())? {
+        access::FirstAdmin::Existing => {}
+        access::FirstAdmin::FromEnv => {
+            eprintln!("created user admin with the password from ZHIKU_ADMIN_PASSWORD")
+        }
+        access::FirstAdmin::Generated(p) => eprintln!(
+            "created user admin with password {p}\n(shown only now; change it with `zhiku user passwd admin`)"
+        ),
+    }
+    index::recover(&engine)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let state = zhiku::server::AppState::new(engine);
+        // Load the embedding model now rather than on the first question (/readyz says
+        // when it is done).
+        let warm = state.engine.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = warm.embedder() {
+                tracing::error!(error = %e, "the embedding model cannot be loaded");
+            }
+        });
+        println!("zhiku serving on http://{}", listener.local_addr()?);
+        zhiku::server::serve(state, listener, shutdown_signal()).await?;
+        eprintln!("zhiku stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
     }
 }
 

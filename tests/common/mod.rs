@@ -132,3 +132,4 @@ pub fn store_counts(e: &Engine) -> (u64, usize, usize) {
         e.keyword.count().unwrap(),
     )
 }
+pub mod http;

@@ -17,6 +17,14 @@ use serde::Serialize;
 
 use super::{ChunkId, DocId, KbId};
 
+mod accounts;
+mod audit;
+
+pub use accounts::{
+    ApiToken, Group, GroupId, Role, Session, TokenId, User, UserId, valid_account_name,
+};
+pub use audit::AuditEntry;
+
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
     #[error("metadata database {path}: {source}")]
@@ -34,6 +42,18 @@ pub enum MetaError {
         "invalid knowledge base name `{0}`: use 1–64 letters, digits, CJK characters, `-`, `_` or `.`"
     )]
     BadKbName(String),
+    #[error("user `{0}` does not exist (add it with `zhiku user add {0} --password …`)")]
+    NoSuchUser(String),
+    #[error("user `{0}` already exists")]
+    UserExists(String),
+    #[error("group `{0}` does not exist (add it with `zhiku group add {0}`)")]
+    NoSuchGroup(String),
+    #[error("group `{0}` already exists")]
+    GroupExists(String),
+    #[error(
+        "invalid {kind} name `{name}`: use 1–64 letters, digits, CJK characters, `-`, `_`, `.` or `@`"
+    )]
+    BadAccountName { kind: &'static str, name: String },
 }
 
 pub type Result<T> = std::result::Result<T, MetaError>;
@@ -216,7 +236,9 @@ impl MetaStore {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        for schema in [SCHEMA, accounts::SCHEMA, audit::SCHEMA] {
+            conn.execute_batch(schema).map_err(err)?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
@@ -225,6 +247,11 @@ impl MetaStore {
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` on the connection, mapping SQLite errors to [`MetaError::Sqlite`].
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        f(&self.conn()).map_err(|e| self.err(e))
     }
 
     fn err(&self, source: rusqlite::Error) -> MetaError {
@@ -325,6 +352,25 @@ impl MetaStore {
             .map_err(|e| self.err(e))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| self.err(e))
+    }
+
+    /// Rename a knowledge base (its id, documents and grants stay).
+    pub fn rename_kb(&self, kb: KbId, name: &str) -> Result<()> {
+        if !valid_kb_name(name) {
+            return Err(MetaError::BadKbName(name.into()));
+        }
+        match self.conn().execute(
+            "UPDATE knowledge_bases SET name = ?2 WHERE id = ?1",
+            params![kb, name],
+        ) {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(MetaError::KbExists(name.into()))
+            }
+            Err(e) => Err(self.err(e)),
+        }
     }
 
     /// Delete a knowledge base's rows; returns its documents' ids so the caller can purge

@@ -1,0 +1,280 @@
+//! Who is calling: a browser session (cookie + CSRF header on writes) or an API token
+//! (`Authorization: Bearer zk_…`). Either way the caller acts with the user's own rights,
+//! never more; retrieval is limited to [`Caller::readable_kbs`].
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use axum::response::{IntoResponse, Response};
+use cookie::{Cookie, SameSite};
+use serde::{Deserialize, Serialize};
+
+use crate::access::{self, hash_secret, secrets_equal};
+use crate::store::KbId;
+use crate::store::meta::User;
+
+use super::error::ApiError;
+use super::state::AppState;
+
+pub const SESSION_COOKIE: &str = "zhiku_session";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Session { id_hash: String, csrf: String },
+    Token,
+}
+
+/// An authenticated caller. Extracting it answers 401 without credentials, and 403 for a
+/// cookie-authenticated write without the session's CSRF token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    pub credential: Credential,
+    /// The client's address (for rate limits and the audit log).
+    pub ip: Option<std::net::IpAddr>,
+}
+
+/// A caller who is an admin (403 otherwise).
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+impl Caller {
+    /// The knowledge bases this caller may read.
+    pub fn readable_kbs(&self, state: &AppState) -> Result<Vec<KbId>, ApiError> {
+        Ok(state.engine.meta.readable_kbs(&self.user)?)
+    }
+
+    /// Record an action of this caller in the audit log. A failure to record is logged,
+    /// not returned: the action itself has already happened.
+    pub fn audit(&self, state: &AppState, action: &str, target: &str, detail: &str) {
+        let ip = self.ip.map(|i| i.to_string());
+        if let Err(e) =
+            state
+                .engine
+                .meta
+                .audit(&self.user.name, action, target, detail, ip.as_deref())
+        {
+            tracing::error!(error = %e, action, target, "cannot write the audit log");
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == SESSION_COOKIE)
+        .map(|c| c.value().to_string())
+}
+
+fn is_write(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let meta = &state.engine.meta;
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        if let Some(token) = bearer(&parts.headers) {
+            return match meta.token_user(&hash_secret(token))? {
+                Some(user) => Ok(Caller {
+                    user,
+                    credential: Credential::Token,
+                    ip,
+                }),
+                None => Err(ApiError::Unauthorized(
+                    "the API token is invalid or revoked".into(),
+                )),
+            };
+        }
+        let Some(id) = session_cookie(&parts.headers) else {
+            return Err(ApiError::Unauthorized(
+                "log in first, or send an API token as `Authorization: Bearer …`".into(),
+            ));
+        };
+        let id_hash = hash_secret(&id);
+        let Some(session) = meta.session(&id_hash)? else {
+            return Err(ApiError::Unauthorized(
+                "your session has expired; log in again".into(),
+            ));
+        };
+        if is_write(&parts.method) {
+            let sent = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !secrets_equal(sent, &session.csrf) {
+                return Err(ApiError::Forbidden(format!(
+                    "missing or wrong {CSRF_HEADER} header (reload the page)"
+                )));
+            }
+        }
+        Ok(Caller {
+            user: session.user,
+            credential: Credential::Session {
+                id_hash,
+                csrf: session.csrf,
+            },
+            ip,
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if !caller.user.is_admin() {
+            return Err(ApiError::Forbidden("only admins may do this".into()));
+        }
+        Ok(Admin(caller))
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct Login {
+    pub name: String,
+    pub password: String,
+}
+
+/// The logged-in user, the CSRF token to send on writes, and what they may read.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Me {
+    pub user: User,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf: Option<String>,
+    pub knowledge_bases: Vec<String>,
+}
+
+fn me(state: &AppState, user: User, csrf: Option<String>) -> Result<Me, ApiError> {
+    let readable = state.engine.meta.readable_kbs(&user)?;
+    let knowledge_bases = state
+        .engine
+        .meta
+        .list_kbs()?
+        .into_iter()
+        .filter(|k| readable.contains(&k.id))
+        .map(|k| k.name)
+        .collect();
+    Ok(Me {
+        user,
+        csrf,
+        knowledge_bases,
+    })
+}
+
+fn secure_cookies(state: &AppState, headers: &HeaderMap) -> bool {
+    let public_https = state
+        .engine
+        .config
+        .server
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
+    let proxied_https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    public_https || proxied_https
+}
+
+/// Log in with a name and password: sets the session cookie (HttpOnly, SameSite=Lax, Secure
+/// behind TLS) and returns the CSRF token.
+#[utoipa::path(post, path = "/api/login", request_body = Login, tag = "session",
+    responses((status = 200, body = Me), (status = 401, description = "wrong name or password")))]
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(login) = body?;
+    let meta = &state.engine.meta;
+    let found = meta.password_hash(login.name.trim())?;
+    // Verify on a blocking thread: argon2 takes tens of milliseconds by design.
+    let ok = match found {
+        Some((id, hash)) => {
+            let password = login.password.clone();
+            tokio::task::spawn_blocking(move || access::verify_password(&password, &hash))
+                .await
+                .map_err(ApiError::internal)?
+                .then_some(id)
+        }
+        None => None,
+    };
+    let Some(user_id) = ok else {
+        tracing::info!(name = %login.name, "failed login");
+        return Err(ApiError::Unauthorized("wrong name or password".into()));
+    };
+    let hours = state.engine.config.server.session_hours.max(1);
+    let id = access::new_secret("")?;
+    let csrf = access::new_secret("")?;
+    let expires = now() + (hours * 3600) as i64;
+    meta.create_session(&hash_secret(&id), user_id, &csrf, expires)?;
+    let user = meta
+        .user(user_id)?
+        .ok_or_else(|| ApiError::Unauthorized("the user was deleted".into()))?;
+    let cookie = Cookie::build((SESSION_COOKIE, id))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure_cookies(&state, &headers))
+        .max_age(cookie::time::Duration::hours(hours as i64))
+        .build();
+    let body = me(&state, user, Some(csrf))?;
+    Ok(([(header::SET_COOKIE, cookie.to_string())], Json(body)).into_response())
+}
+
+/// End the browser session.
+#[utoipa::path(post, path = "/api/logout", tag = "session", responses((status = 204)))]
+pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    if let Credential::Session { id_hash, .. } = &caller.credential {
+        state.engine.meta.delete_session(id_hash)?;
+    }
+    let gone = Cookie::build((SESSION_COOKIE, ""))
+        .path("/")
+        .http_only(true)
+        .max_age(cookie::time::Duration::ZERO)
+        .build();
+    Ok((
+        axum::http::StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, gone.to_string())],
+    )
+        .into_response())
+}
+
+/// Who is logged in (with the CSRF token for a browser session).
+#[utoipa::path(get, path = "/api/me", tag = "session",
+    responses((status = 200, body = Me), (status = 401)))]
+pub async fn whoami(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
+    let csrf = match caller.credential {
+        Credential::Session { csrf, .. } => Some(csrf),
+        Credential::Token => None,
+    };
+    Ok(Json(me(&state, caller.user, csrf)?))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,150 @@
+//! `zhiku serve`: the web chat, admin pages, REST API and OpenAI-compatible API on axum.
+//!
+//! One [`AppState`]; handlers are thin and call the engine ([`crate::rag`], [`crate::index`],
+//! [`crate::store`]); one error type ([`ApiError`]) renders every failure as JSON. Who may
+//! read what is decided in [`auth`] and enforced inside retrieval: a question only ever
+//! searches the caller's readable knowledge bases.
+
+pub mod accounts;
+pub mod ask;
+pub mod auth;
+pub mod error;
+pub mod kbs;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Json};
+use axum::routing::{get, patch, post, put};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+pub use error::ApiError;
+pub use state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "zhiku",
+        description = "On-premises knowledge-base assistant: REST API. \
+        Authenticate with the session cookie from /api/login (send the returned csrf token \
+        as X-CSRF-Token on writes) or with an API token as `Authorization: Bearer zk_…`."
+    ),
+    paths(
+        auth::login,
+        auth::logout,
+        auth::whoami,
+        kbs::list,
+        kbs::create,
+        kbs::rename,
+        kbs::delete,
+        kbs::grant,
+        kbs::revoke,
+        accounts::list_users,
+        accounts::create_user,
+        accounts::update_user,
+        accounts::delete_user,
+        accounts::list_groups,
+        accounts::create_group,
+        accounts::delete_group,
+        accounts::list_tokens,
+        accounts::create_token,
+        accounts::revoke_token,
+        ask::ask,
+    )
+)]
+pub struct ApiDoc;
+
+/// Every route, with the layers (tracing, timeouts, panics → 500).
+pub fn router(state: AppState) -> Router {
+    let timeout = Duration::from_secs(state.engine.config.server.request_timeout_secs.max(1));
+    let api = Router::new()
+        .route("/api/login", post(auth::login))
+        .route("/api/logout", post(auth::logout))
+        .route("/api/me", get(auth::whoami))
+        .route("/api/kbs", get(kbs::list).post(kbs::create))
+        .route("/api/kbs/{kb}", patch(kbs::rename).delete(kbs::delete))
+        .route(
+            "/api/kbs/{kb}/groups/{group}",
+            put(kbs::grant).delete(kbs::revoke),
+        )
+        .route(
+            "/api/users",
+            get(accounts::list_users).post(accounts::create_user),
+        )
+        .route(
+            "/api/users/{name}",
+            patch(accounts::update_user).delete(accounts::delete_user),
+        )
+        .route(
+            "/api/groups",
+            get(accounts::list_groups).post(accounts::create_group),
+        )
+        .route(
+            "/api/groups/{name}",
+            axum::routing::delete(accounts::delete_group),
+        )
+        .route(
+            "/api/tokens",
+            get(accounts::list_tokens).post(accounts::create_token),
+        )
+        .route(
+            "/api/tokens/{id}",
+            axum::routing::delete(accounts::revoke_token),
+        )
+        .route("/api/ask", post(ask::ask))
+        .route("/api/openapi.json", get(openapi));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Ready when the metadata database answers and the embedding model is loaded.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let engine = state.engine.clone();
+    let ready = tokio::task::spawn_blocking(move || {
+        engine.meta.chunk_count().is_ok() && engine.embedder().is_ok()
+    })
+    .await
+    .unwrap_or(false);
+    if ready {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no such page or endpoint: {}", uri.path()))
+}
+
+/// Serve on `listener` until `shutdown` resolves; requests in flight are finished first.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,170 @@
+//! What every handler shares: the engine, the generators (one per LoRA adapter in use), the
+//! rate limiters and the generation queue.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::engine::Engine;
+use crate::generate::{self, GenerateError, Generator};
+
+use super::error::ApiError;
+
+/// Shared state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub engine: Arc<Engine>,
+    generators: Generators,
+    ip_limit: DefaultKeyedRateLimiter<std::net::IpAddr>,
+    user_limit: DefaultKeyedRateLimiter<i64>,
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+fn quota(per_s: u32) -> Quota {
+    let n = NonZeroU32::new(per_s.max(1)).expect("at least 1");
+    let burst = NonZeroU32::new(per_s.max(1).saturating_mul(2)).expect("at least 2");
+    Quota::per_second(n).allow_burst(burst)
+}
+
+impl AppState {
+    pub fn new(engine: Engine) -> Self {
+        Self::with_generators(engine, Generators::from_config())
+    }
+
+    /// State whose answers come from `generator` (tests, benchmarks); `None` = extractive.
+    pub fn with_generator(engine: Engine, generator: Option<Arc<dyn Generator>>) -> Self {
+        Self::with_generators(engine, Generators::fixed(generator))
+    }
+
+    fn with_generators(engine: Engine, generators: Generators) -> Self {
+        let s = &engine.config.server;
+        let inner = Inner {
+            ip_limit: governor::RateLimiter::keyed(quota(s.ip_questions_per_s)),
+            user_limit: governor::RateLimiter::keyed(quota(s.user_questions_per_s)),
+            slots: Arc::new(Semaphore::new(s.generation_slots.max(1))),
+            waiting: AtomicUsize::new(0),
+            generators,
+            engine: Arc::new(engine),
+        };
+        Self(Arc::new(inner))
+    }
+}
+
+impl Inner {
+    /// Count a question against the per-IP and per-user limits; 429 with the wait when over.
+    pub fn check_question_rate(&self, ip: std::net::IpAddr, user: i64) -> Result<(), ApiError> {
+        let now = DefaultClock::default().now();
+        let over = |wait: Duration, who: &str| ApiError::TooManyRequests {
+            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+            message: format!("too many questions from this {who}; try again in a moment"),
+        };
+        if let Err(n) = self.ip_limit.check_key(&ip) {
+            return Err(over(n.wait_time_from(now), "address"));
+        }
+        if let Err(n) = self.user_limit.check_key(&user) {
+            return Err(over(n.wait_time_from(now), "user"));
+        }
+        Ok(())
+    }
+
+    /// Wait for a generation slot; 503 at once when the queue is full.
+    pub async fn generation_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let max = self.engine.config.server.generation_queue;
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= max {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::Unavailable {
+                retry_after: 5,
+                message: format!(
+                    "all answer slots are busy and {max} questions are already waiting; try again shortly"
+                ),
+            });
+        }
+        let permit = self.slots.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        permit.map_err(|_| ApiError::Internal("the generation queue is closed".into()))
+    }
+
+    /// Questions waiting for a generation slot now.
+    pub fn queue_depth(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// The generator for questions to `kbs` (with that knowledge base's LoRA adapter when
+    /// exactly one is asked and it has one), loading it on first use. Blocking: call from
+    /// a blocking task.
+    pub fn generator_for(
+        &self,
+        kbs: &[String],
+    ) -> Result<Option<Arc<dyn Generator>>, GenerateError> {
+        let kb = match kbs {
+            [one] => Some(one.as_str()),
+            _ => None,
+        };
+        self.generators.get(&self.engine.config.generate, kb)
+    }
+}
+
+/// A loaded generator, or `None` where answers are extractive.
+type MaybeGenerator = Option<Arc<dyn Generator>>;
+
+/// Generators by LoRA adapter: questions to a knowledge base with its own adapter get a
+/// model with that adapter merged; the others share one.
+pub struct Generators {
+    fixed: Option<MaybeGenerator>,
+    loaded: Mutex<HashMap<Option<PathBuf>, MaybeGenerator>>,
+}
+
+impl Generators {
+    fn from_config() -> Self {
+        Self {
+            fixed: None,
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn fixed(generator: Option<Arc<dyn Generator>>) -> Self {
+        Self {
+            fixed: Some(generator),
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(
+        &self,
+        cfg: &crate::config::GenerateConfig,
+        kb: Option<&str>,
+    ) -> Result<Option<Arc<dyn Generator>>, GenerateError> {
+        if let Some(g) = &self.fixed {
+            return Ok(g.clone());
+        }
+        let adapter = kb.and_then(|k| cfg.lora_per_kb.get(k)).cloned();
+        // Held while loading, so that two first questions load the model once.
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = loaded.get(&adapter) {
+            return Ok(g.clone());
+        }
+        let g = generate::from_config(cfg, if adapter.is_some() { kb } else { None })?;
+        loaded.insert(adapter, g.clone());
+        Ok(g)
+    }
+}
