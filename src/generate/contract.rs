@@ -180,6 +180,7 @@ pub(crate) fn check_generator(g: &dyn Generator, counting: Counting) {
         "{id}: text before the stop string {stop:?} differs"
     );
     assert_eq!(ss.finish, FinishReason::Stop, "{id}: {ss:?}");
+    check_stats(g, counting, &msgs, &with_stop, &ss);
 
     // Callback Break → Cancelled, nothing streamed after it.
     let mut calls = 0;
@@ -191,6 +192,7 @@ pub(crate) fn check_generator(g: &dyn Generator, counting: Counting) {
         .unwrap();
     assert_eq!(sc.finish, FinishReason::Cancelled, "{id}: {sc:?}");
     assert_eq!(calls, 1, "{id}: text streamed after Break");
+    check_stats(g, counting, &msgs, &greedy, &sc);
 
     // A prompt longer than the context → ContextOverflow.
     let ctx = g.context_length();
