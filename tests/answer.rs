@@ -238,7 +238,19 @@ fn follow_up_is_condensed_by_the_generator() {
     assert_eq!(prompts.len(), 2);
     assert!(prompts[0][0].content.contains("后续问题：那病假呢？"));
     assert!(prompts[0][0].content.contains("用户: 年假怎么计算？"));
-    assert!(prompts[1][1].content.contains("问题：病假需要什么证明？"));
+    // The answer prompt holds the earlier turn (its [1] numbered another prompt's source),
+    // then the sources and the standalone question.
+    let p = &prompts[1];
+    let roles: Vec<Role> = p.iter().map(|m| m.role).collect();
+    assert_eq!(
+        roles,
+        [Role::System, Role::User, Role::Assistant, Role::User]
+    );
+    assert_eq!(p[1].content, "年假怎么计算？");
+    assert_eq!(p[2].content, "按工龄。");
+    assert!(p[3].content.contains("问题：病假需要什么证明？"));
+    assert!(p[3].content.contains("[1] "), "{}", p[3].content);
+    assert!(a.citations.iter().all(|c| c.index <= a.sources));
 }
 
 #[test]

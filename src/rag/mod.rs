@@ -125,7 +125,10 @@ pub fn judge(engine: &Engine, terms: &[String], hits: &[Hit]) -> Vec<Relevance> 
 }
 
 /// Answer `question` from the knowledge bases `kbs`, streaming the text through `on_text`
-/// (`Break` cancels generation). Without a generator the answer is extractive.
+/// (`Break` cancels generation). Without a generator the answer is extractive. The last
+/// `rag.max_history_turns` turns of `history` (oldest first) turn a follow-up into a
+/// standalone question for retrieval, and go into the answer prompt so that the generator
+/// sees the conversation too.
 pub fn ask(
     engine: &Engine,
     generator: Option<&dyn Generator>,
@@ -194,7 +197,14 @@ pub fn ask(
         let budget = g
             .context_length()
             .saturating_sub(params.max_tokens + cfg.context_margin_tokens);
-        let p = prompt::answer_prompt(&prompts, lang, &standalone, &relevant, Some((g, budget)))?;
+        let p = prompt::answer_prompt(
+            &prompts,
+            lang,
+            &standalone,
+            &relevant,
+            history,
+            Some((g, budget)),
+        )?;
         answer.sources = p.sources.len();
         let mut text = String::new();
         let mut first: Option<f64> = None;
