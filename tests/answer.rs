@@ -355,8 +355,7 @@ fn a_prompt_that_keeps_overflowing_fails_after_three_attempts() {
             ControlFlow::Continue(())
         },
     )
-    .err()
-    .expect("every prompt is refused");
+    .expect_err("every prompt is refused");
     assert!(
         matches!(
             e,
