@@ -282,7 +282,9 @@ pub struct RagConfig {
     /// measured for multilingual-e5-small (unrelated questions score up to 0.87). Set above 1
     /// to use the lexical part alone. Default 0.88.
     pub min_dense_score: f32,
-    /// Earlier turns of a chat used to rewrite a follow-up question. Default 4.
+    /// Earlier turns of a chat used to rewrite a follow-up question and put in the answer
+    /// prompt before the sources (the oldest are dropped first when the prompt does not fit
+    /// the context). Default 4.
     pub max_history_turns: usize,
     /// Rewrite follow-up questions with the generator (when one is configured); otherwise,
     /// or when false, with the key-term rule (README "Answers"). Default true.

@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use indicatif::ProgressBar;
 use zhiku::engine::Engine;
 use zhiku::generate::{
-    ChatMessage, FinishReason, GenerationStats, Generator, Result as GenResult, Role,
-    SamplingParams,
+    ChatMessage, FinishReason, GenerateError, GenerationStats, Generator, Result as GenResult,
+    Role, SamplingParams,
 };
 use zhiku::index;
 use zhiku::rag::{self, Outcome, Turn};
@@ -220,6 +220,163 @@ fn sources_are_fitted_to_the_context() {
     assert!(e.contains("context is too small"), "{e}");
 }
 
+/// A server whose tokenizer finds `ratio` tokens for every one the client estimates (the
+/// estimate is a token per character): like a server, it refuses a prompt whose own count
+/// plus `max_tokens` exceeds its context, with its numbers; with `refuse_all` it refuses
+/// every prompt. Otherwise it answers citing [1], [2] and [5]. Records every prompt.
+struct Picky {
+    ratio: f64,
+    context: usize,
+    refuse_all: bool,
+    seen: Mutex<Vec<Vec<ChatMessage>>>,
+}
+
+impl Picky {
+    fn new(ratio: f64, context: usize, refuse_all: bool) -> Self {
+        Self {
+            ratio,
+            context,
+            refuse_all,
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+    fn prompts(&self) -> Vec<Vec<ChatMessage>> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Generator for Picky {
+    fn model_id(&self) -> &str {
+        "picky"
+    }
+    fn context_length(&self) -> usize {
+        self.context
+    }
+    fn count_prompt_tokens(&self, messages: &[ChatMessage]) -> GenResult<usize> {
+        Ok(messages.iter().map(|m| m.content.chars().count()).sum())
+    }
+    fn generate(
+        &self,
+        messages: &[ChatMessage],
+        params: &SamplingParams,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> GenResult<GenerationStats> {
+        self.seen.lock().unwrap().push(messages.to_vec());
+        let own = (self.count_prompt_tokens(messages)? as f64 * self.ratio).ceil() as usize;
+        if self.refuse_all || own + params.max_tokens > self.context {
+            return Err(GenerateError::ContextOverflow {
+                prompt_tokens: own,
+                max_new_tokens: params.max_tokens,
+                context_length: self.context,
+            });
+        }
+        let _ = on_text("见[1]，另见[2]和[5]。");
+        Ok(GenerationStats {
+            prompt_tokens: own,
+            completion_tokens: 12,
+            ttft_ms: 1.0,
+            total_ms: 2.0,
+            tokens_per_s: 100.0,
+            finish: FinishReason::Stop,
+        })
+    }
+}
+
+/// Sources numbered in a prompt's last message.
+fn numbered(prompt: &[ChatMessage]) -> usize {
+    let user = &prompt.last().unwrap().content;
+    (1..)
+        .take_while(|i| user.contains(&format!("[{i}] ")))
+        .count()
+}
+
+#[test]
+fn a_prompt_the_server_finds_too_long_is_retried_with_fewer_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = handbook(&dir.path().join("data"));
+    let question = "年假怎么计算？";
+    let probe = Scripted::new(&["x"], 100_000);
+    let _ = ask(&engine, Some(&probe), question, &[]);
+    let full = probe.count_prompt_tokens(&probe.prompts()[0]).unwrap();
+    let all = numbered(&probe.prompts()[0]);
+    assert!(all >= 2, "needs two sources to drop one");
+    // By the client's estimate every source fits (512 answer + 64 margin reserved); the
+    // server counts 25 % more and refuses.
+    let g = Picky::new(1.25, full + 512 + 64, false);
+    let (a, streamed) = ask(&engine, Some(&g), question, &[]);
+    let prompts = g.prompts();
+    assert_eq!(prompts.len(), 2, "one refusal, one retry");
+    assert_eq!(numbered(&prompts[0]), all);
+    let kept = numbered(&prompts[1]);
+    assert!(kept >= 1 && kept < all, "{kept} of {all}");
+    assert_eq!(a.outcome, Outcome::Generated);
+    assert_eq!(a.sources, kept);
+    // Citations refer to the sources of the prompt that answered, and only to those.
+    assert_eq!(streamed, "见[1]，另见[2]和[5]。");
+    let last = &prompts[1].last().unwrap().content;
+    for c in &a.citations {
+        assert!(c.index <= kept, "[{}] of {kept}", c.index);
+        assert!(
+            last.contains(&format!("[{}] {}", c.index, c.title)),
+            "{last}"
+        );
+        assert!(last.contains(c.text.trim()));
+    }
+    assert!(!a.answer.contains("[5]"), "{}", a.answer);
+    if kept < 2 {
+        assert!(!a.answer.contains("[2]"), "{}", a.answer);
+    }
+}
+
+#[test]
+fn a_prompt_that_keeps_overflowing_fails_after_three_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = handbook(&dir.path().join("data"));
+    // The rule condenses, so that every generator call is an answer prompt.
+    engine.config.rag.condense_with_generator = false;
+    // Earlier turns give the retries more to drop than two sources do.
+    let history: Vec<Turn> = ["病假", "婚假", "产假"]
+        .iter()
+        .map(|l| Turn {
+            question: format!("{l}有几天？"),
+            answer: format!("{l}的天数按公司休假制度和国家规定执行，具体以人事部门审批为准[1]。"),
+        })
+        .collect();
+    let g = Picky::new(1.0, 32_000, true);
+    let mut streamed = String::new();
+    let e = rag::ask(
+        &engine,
+        Some(&g),
+        "年假怎么计算？",
+        &history,
+        &kb(&engine),
+        &mut |p| {
+            streamed.push_str(p);
+            ControlFlow::Continue(())
+        },
+    )
+    .expect_err("every prompt is refused");
+    assert!(
+        matches!(
+            e,
+            rag::RagError::Generate(GenerateError::ContextOverflow { .. })
+        ),
+        "{e}"
+    );
+    assert!(streamed.is_empty());
+    // Three attempts, each at least 10 % smaller than the one before; the turns go first.
+    let prompts = g.prompts();
+    let sizes: Vec<usize> = prompts
+        .iter()
+        .map(|p| g.count_prompt_tokens(p).unwrap())
+        .collect();
+    assert_eq!(sizes.len(), rag::MAX_PROMPT_ATTEMPTS, "{sizes:?}");
+    assert!(sizes.windows(2).all(|w| w[1] * 10 <= w[0] * 9), "{sizes:?}");
+    assert_eq!(prompts[0].len(), 2 + 2 * history.len());
+    assert!(prompts[2].len() < prompts[0].len());
+    assert_eq!(numbered(&prompts[0]), numbered(&prompts[1]));
+}
+
 #[test]
 fn follow_up_is_condensed_by_the_generator() {
     let dir = tempfile::tempdir().unwrap();
@@ -238,7 +395,19 @@ fn follow_up_is_condensed_by_the_generator() {
     assert_eq!(prompts.len(), 2);
     assert!(prompts[0][0].content.contains("后续问题：那病假呢？"));
     assert!(prompts[0][0].content.contains("用户: 年假怎么计算？"));
-    assert!(prompts[1][1].content.contains("问题：病假需要什么证明？"));
+    // The answer prompt holds the earlier turn (its [1] numbered another prompt's source),
+    // then the sources and the standalone question.
+    let p = &prompts[1];
+    let roles: Vec<Role> = p.iter().map(|m| m.role).collect();
+    assert_eq!(
+        roles,
+        [Role::System, Role::User, Role::Assistant, Role::User]
+    );
+    assert_eq!(p[1].content, "年假怎么计算？");
+    assert_eq!(p[2].content, "按工龄。");
+    assert!(p[3].content.contains("问题：病假需要什么证明？"));
+    assert!(p[3].content.contains("[1] "), "{}", p[3].content);
+    assert!(a.citations.iter().all(|c| c.index <= a.sources));
 }
 
 #[test]

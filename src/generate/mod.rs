@@ -146,6 +146,8 @@ pub enum FinishReason {
 /// Timings of one generation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerationStats {
+    /// Tokens of the prompt: counted by the model's tokenizer, or, from a server that did
+    /// not report them, [`Generator::count_prompt_tokens`]'s estimate.
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     /// From the call to the first streamed piece of text, milliseconds.

@@ -342,9 +342,13 @@ impl OpenAiGenerator {
     }
 
     /// One attempt at a streamed completion. `emitted` becomes true once text was passed on.
+    /// `prompt_estimate` stands in for the prompt tokens when the server reports no usage:
+    /// servers without `stream_options`, and answers this side ends early (a stop string
+    /// the server did not honour, a cancel), before the last chunk that carries it.
     async fn attempt(
         &self,
         body: &[u8],
+        prompt_estimate: usize,
         params: &SamplingParams,
         start: Instant,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
@@ -473,7 +477,7 @@ impl OpenAiGenerator {
             0.0
         };
         Ok(GenerationStats {
-            prompt_tokens: state.prompt_tokens.unwrap_or(0),
+            prompt_tokens: state.prompt_tokens.unwrap_or(prompt_estimate),
             completion_tokens,
             ttft_ms: ttft.as_secs_f64() * 1e3,
             total_ms: (end - start).as_secs_f64() * 1e3,
@@ -516,13 +520,14 @@ impl Generator for OpenAiGenerator {
     ) -> Result<GenerationStats> {
         let _span = tracing::debug_span!("openai", model = %self.model).entered();
         let body = self.request_body(messages, params);
+        let prompt_estimate = self.count_prompt_tokens(messages)?;
         let start = Instant::now();
         self.rt().block_on(async {
             let mut attempt = 0;
             loop {
                 let mut emitted = false;
                 match self
-                    .attempt(&body, params, start, on_text, &mut emitted)
+                    .attempt(&body, prompt_estimate, params, start, on_text, &mut emitted)
                     .await
                 {
                     Ok(stats) => return Ok(stats),

@@ -152,11 +152,25 @@ pub fn strip_markup(text: &str) -> String {
     out.replace("**", "")
 }
 
+/// `text` without citation markers, and without the spaces before each (so that "12
+/// characters [1]." becomes "12 characters."); other markdown is kept.
+pub fn strip_markers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for m in markers(text) {
+        out.push_str(text[last..m.range.start].trim_end_matches([' ', '\t']));
+        last = m.range.end;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn hit(id: u64) -> Hit {
+    /// A passage "passage {id}" of document "doc{id}.txt".
+    pub(crate) fn hit(id: u64) -> Hit {
         Hit {
             chunk: id,
             text: format!("passage {id}"),
@@ -210,5 +224,11 @@ mod tests {
     #[test]
     fn strips_markup() {
         assert_eq!(strip_markup("**年假**5天[1][2]。"), "年假5天。");
+        assert_eq!(strip_markers("**年假**5天[1][2]。"), "**年假**5天。");
+        assert_eq!(
+            strip_markers("At least 12 characters [1], see [2, 3] and 【4】.\n- list [5]\n"),
+            "At least 12 characters, see and.\n- list\n"
+        );
+        assert_eq!(strip_markers("array[i] stays"), "array[i] stays");
     }
 }

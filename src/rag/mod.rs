@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info_span;
 
 use crate::engine::{Engine, EngineError};
-use crate::generate::{GenerateError, GenerationStats, Generator};
+use crate::generate::{GenerateError, GenerationStats, Generator, SamplingParams};
 use crate::retrieve::{self, Hit};
 use crate::store::KbId;
 
@@ -106,6 +106,118 @@ pub struct Answer {
     pub total_ms: f64,
 }
 
+/// Most prompts tried for one answer when the generator finds them too long.
+pub const MAX_PROMPT_ATTEMPTS: usize = 3;
+
+/// An answer as generated, and the prompt it came from.
+struct Generated<'h> {
+    /// Its sources are the ones the answer's citation markers number.
+    prompt: prompt::AnswerPrompt<'h>,
+    text: String,
+    /// When the first text came, ms after the question.
+    first_ms: Option<f64>,
+    stats: GenerationStats,
+}
+
+/// Generate an answer from the prompt `build` makes for a token budget: the context less
+/// `reserved` tokens (the answer's and the margin's).
+///
+/// A remote server counts with its own tokenizer, which may find more tokens than the
+/// estimate the prompt was fitted by, and refuse it (`ContextOverflow`, with its numbers).
+/// When that happens before any text was streamed, the prompt is built again for a budget
+/// scaled by those numbers ([`retry_budget`]), so that fewer earlier turns and sources are
+/// in it; at most [`MAX_PROMPT_ATTEMPTS`] prompts, then the server's error.
+fn generate_fitted<'h>(
+    g: &dyn Generator,
+    params: &SamplingParams,
+    reserved: usize,
+    build: impl Fn(usize) -> Result<prompt::AnswerPrompt<'h>, RagError>,
+    start: Instant,
+    on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+) -> Result<Generated<'h>, RagError> {
+    let mut budget = g.context_length().saturating_sub(reserved);
+    // The last refusal and the prompt refused.
+    let mut refused: Option<(GenerateError, prompt::AnswerPrompt<'h>)> = None;
+    for attempt in 1..=MAX_PROMPT_ATTEMPTS {
+        let prompt = match (build(budget), refused) {
+            (Ok(p), None) => p,
+            (Ok(p), Some((error, before))) => {
+                tracing::info!(
+                    attempt,
+                    %error,
+                    budget,
+                    sources = p.sources.len(),
+                    dropped_sources = ?before
+                        .sources
+                        .iter()
+                        .skip(p.sources.len())
+                        .map(|h| h.title.as_str())
+                        .collect::<Vec<_>>(),
+                    turns = p.history,
+                    dropped_turns = before.history.saturating_sub(p.history),
+                    "the generator found the prompt too long; trying again with less of it"
+                );
+                p
+            }
+            // Not even one source fits the smaller budget: the refusal says why, with the
+            // server's numbers.
+            (Err(RagError::ContextTooSmall { .. }), Some((error, _))) => return Err(error.into()),
+            (Err(e), _) => return Err(e),
+        };
+        let mut text = String::new();
+        let mut first_ms: Option<f64> = None;
+        let result = g.generate(&prompt.messages, params, &mut |piece| {
+            if first_ms.is_none() && !piece.is_empty() {
+                first_ms = Some(start.elapsed().as_secs_f64() * 1e3);
+            }
+            text.push_str(piece);
+            on_text(piece)
+        });
+        match result {
+            Ok(stats) => {
+                return Ok(Generated {
+                    prompt,
+                    text,
+                    first_ms,
+                    stats,
+                });
+            }
+            Err(
+                error @ GenerateError::ContextOverflow {
+                    prompt_tokens,
+                    context_length,
+                    ..
+                },
+            ) if text.is_empty() && attempt < MAX_PROMPT_ATTEMPTS => {
+                let counted = g.count_prompt_tokens(&prompt.messages)?;
+                budget = retry_budget(counted, prompt_tokens, reserved, context_length);
+                refused = Some((error, prompt));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// The budget, by the generator's own count, for the prompt to try after one it counted
+/// `counted` tokens was refused as `prompt_tokens` tokens of a `context_length` context of
+/// which `reserved` must stay free: the room the refusing side has for a prompt, converted
+/// to the generator's count at the ratio of the two counts, less 5 % (the ratio varies a
+/// little from passage to passage; `reserved` holds the configured margin too); and at
+/// most 90 % of `counted`, so that every attempt is smaller even when a server gives no
+/// numbers (the client then reports its own).
+pub fn retry_budget(
+    counted: usize,
+    prompt_tokens: usize,
+    reserved: usize,
+    context_length: usize,
+) -> usize {
+    let room = context_length.saturating_sub(reserved) as f64;
+    let ratio = counted as f64 / prompt_tokens.max(1) as f64;
+    let scaled = (room * ratio * 0.95) as usize;
+    scaled.min(counted - counted.div_ceil(10))
+}
+
 /// Judge every hit by the gate of `rag.min_term_coverage` / `rag.min_dense_score`.
 pub fn judge(engine: &Engine, terms: &[String], hits: &[Hit]) -> Vec<Relevance> {
     let c = &engine.config.rag;
@@ -125,7 +237,10 @@ pub fn judge(engine: &Engine, terms: &[String], hits: &[Hit]) -> Vec<Relevance> 
 }
 
 /// Answer `question` from the knowledge bases `kbs`, streaming the text through `on_text`
-/// (`Break` cancels generation). Without a generator the answer is extractive.
+/// (`Break` cancels generation). Without a generator the answer is extractive. The last
+/// `rag.max_history_turns` turns of `history` (oldest first) turn a follow-up into a
+/// standalone question for retrieval, and go into the answer prompt so that the generator
+/// sees the conversation too.
 pub fn ask(
     engine: &Engine,
     generator: Option<&dyn Generator>,
@@ -191,27 +306,26 @@ pub fn ask(
         let _ = on_text(&answer.answer);
     } else if let Some(g) = generator {
         let params = &engine.config.generate.sampling;
-        let budget = g
-            .context_length()
-            .saturating_sub(params.max_tokens + cfg.context_margin_tokens);
-        let p = prompt::answer_prompt(&prompts, lang, &standalone, &relevant, Some((g, budget)))?;
-        answer.sources = p.sources.len();
-        let mut text = String::new();
-        let mut first: Option<f64> = None;
-        let stats = g.generate(&p.messages, params, &mut |piece| {
-            if first.is_none() && !piece.is_empty() {
-                first = Some(start.elapsed().as_secs_f64() * 1e3);
-            }
-            text.push_str(piece);
-            on_text(piece)
-        })?;
-        let (cleaned, citations) = cite::resolve(&text, &p.sources);
+        let reserved = params.max_tokens + cfg.context_margin_tokens;
+        let build = |budget| {
+            prompt::answer_prompt(
+                &prompts,
+                lang,
+                &standalone,
+                &relevant,
+                history,
+                Some((g, budget)),
+            )
+        };
+        let done = generate_fitted(g, params, reserved, build, start, on_text)?;
+        answer.sources = done.prompt.sources.len();
+        let (cleaned, citations) = cite::resolve(&done.text, &done.prompt.sources);
         answer.outcome = Outcome::Generated;
         answer.answer = cleaned;
         answer.citations = citations;
-        answer.ttft_ms = first;
-        answer.tokens_per_s = Some(stats.tokens_per_s);
-        answer.generation = Some(stats);
+        answer.ttft_ms = done.first_ms;
+        answer.tokens_per_s = Some(done.stats.tokens_per_s);
+        answer.generation = Some(done.stats);
     } else {
         let e = extract::extract(&engine.keyword, &relevant, &key, cfg.extractive_sentences);
         answer.outcome = Outcome::Extractive;
@@ -228,4 +342,23 @@ pub fn ask(
         "answered"
     );
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_budget;
+
+    #[test]
+    fn retry_budget_shrinks_by_the_servers_count() {
+        // The server counts 1.5× the estimate: 4096 − 576 of room is 2346 estimated
+        // tokens, less 5 %.
+        assert_eq!(retry_budget(3000, 4500, 576, 4096), 2229);
+        // A server that gives no numbers (the client reports its own estimate and
+        // context): 10 % less each time.
+        assert_eq!(retry_budget(3000, 3000, 576, 4096), 2700);
+        assert_eq!(retry_budget(2700, 2700, 576, 4096), 2430);
+        // No room at all: 0, which no prompt fits.
+        assert_eq!(retry_budget(3000, 4500, 5000, 4096), 0);
+        assert_eq!(retry_budget(0, 0, 0, 4096), 0);
+    }
 }

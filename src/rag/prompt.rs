@@ -6,16 +6,18 @@
 //! admin's edit takes effect without a restart. Placeholders are `{name}`, replaced in one
 //! pass: text coming from documents or users is never scanned for placeholders again.
 //!
-//! Instructions live in the system message; the retrieved passages, numbered `[1]`, `[2]`…,
-//! and the question live in the user message.
+//! Instructions live in the system message; the earlier turns of a chat follow as
+//! user/assistant messages; the retrieved passages, numbered `[1]`, `[2]`…, and the question
+//! live in the last user message.
 
 use std::path::{Path, PathBuf};
 
 use crate::generate::{ChatMessage, Generator};
 use crate::retrieve::Hit;
 
-use super::RagError;
+use super::cite::strip_markers;
 use super::lang::Lang;
+use super::{RagError, Turn};
 
 /// Built-in templates: (file name, text).
 const BUILT_IN: &[(&str, &str)] = &[
@@ -176,57 +178,232 @@ pub fn format_sources(template: &str, hits: &[&Hit], lang: Lang) -> String {
 pub struct AnswerPrompt<'h> {
     pub messages: Vec<ChatMessage>,
     pub sources: Vec<&'h Hit>,
+    /// Earlier turns in the prompt (the most recent ones of those given).
+    pub history: usize,
 }
 
-/// Build the answer prompt for `question` from `hits` (best first). With a generator, the
-/// prompt must fit `budget` tokens by its `count_prompt_tokens`: the lowest-ranked passages
-/// are dropped until it does; an error when even one passage does not fit.
+/// Earlier turns as chat messages: each question as a user message, its answer as an
+/// assistant message without citation markers (they numbered sources of that turn's
+/// prompt, not of this one; left in, the model would copy numbers that now point at other
+/// passages).
+pub fn history_messages(history: &[Turn]) -> Vec<ChatMessage> {
+    history
+        .iter()
+        .flat_map(|t| {
+            [
+                ChatMessage::user(t.question.trim()),
+                ChatMessage::assistant(strip_markers(&t.answer).trim()),
+            ]
+        })
+        .collect()
+}
+
+/// Build the answer prompt for `question` from `hits` (best first) after the chat so far
+/// (`history`, oldest first): the system message, the earlier turns as user/assistant
+/// pairs, then the user message with the numbered sources and the question.
+///
+/// With a generator, the prompt must fit `budget` tokens by its `count_prompt_tokens`: the
+/// oldest turns are dropped first (the sources answer the question; the chat only helps to
+/// read it), then the lowest-ranked passages; an error when even one passage does not fit
+/// without any history.
 pub fn answer_prompt<'h>(
     prompts: &Prompts,
     lang: Lang,
     question: &str,
     hits: &[&'h Hit],
+    history: &[Turn],
     fit: Option<(&dyn Generator, usize)>,
 ) -> Result<AnswerPrompt<'h>, RagError> {
     let system = prompts.get_lang("answer.system", lang)?;
     let user = prompts.get_lang("answer.user", lang)?;
     let source = prompts.get("source.md")?;
+    let turns = history_messages(history);
     let mut n = hits.len();
+    let mut h = history.len();
     loop {
         let sources = &hits[..n];
         let block = format_sources(&source, sources, lang);
-        let messages = vec![
-            ChatMessage::system(system.clone()),
-            ChatMessage::user(render(
-                &user,
-                &[("sources", &block), ("question", question)],
-            )),
-        ];
-        let Some((generator, budget)) = fit else {
-            return Ok(AnswerPrompt {
-                messages,
-                sources: sources.to_vec(),
-            });
+        let mut messages = Vec::with_capacity(2 + 2 * h);
+        messages.push(ChatMessage::system(system.clone()));
+        messages.extend_from_slice(&turns[2 * (history.len() - h)..]);
+        messages.push(ChatMessage::user(render(
+            &user,
+            &[("sources", &block), ("question", question)],
+        )));
+        let prompt = AnswerPrompt {
+            messages,
+            sources: sources.to_vec(),
+            history: h,
         };
-        let tokens = generator.count_prompt_tokens(&messages)?;
+        let Some((generator, budget)) = fit else {
+            return Ok(prompt);
+        };
+        let tokens = generator.count_prompt_tokens(&prompt.messages)?;
         if tokens <= budget {
-            if n < hits.len() {
+            if n < hits.len() || h < history.len() {
                 tracing::debug!(
-                    kept = n,
-                    dropped = hits.len() - n,
+                    sources = n,
+                    dropped_sources = hits.len() - n,
+                    turns = h,
+                    dropped_turns = history.len() - h,
                     tokens,
                     budget,
-                    "sources fitted to the context"
+                    "prompt fitted to the context"
                 );
             }
-            return Ok(AnswerPrompt {
-                messages,
-                sources: sources.to_vec(),
-            });
+            return Ok(prompt);
         }
-        if n <= 1 {
+        if h > 0 {
+            h -= 1;
+        } else if n > 1 {
+            n -= 1;
+        } else {
             return Err(RagError::ContextTooSmall { tokens, budget });
         }
-        n -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::ControlFlow;
+
+    use super::*;
+    use crate::generate::{GenerationStats, Result as GenResult, Role, SamplingParams};
+    use crate::rag::cite::tests::hit;
+
+    /// Counts a token per character; never generates.
+    struct Chars;
+
+    impl Generator for Chars {
+        fn model_id(&self) -> &str {
+            "chars"
+        }
+        fn context_length(&self) -> usize {
+            100_000
+        }
+        fn count_prompt_tokens(&self, messages: &[ChatMessage]) -> GenResult<usize> {
+            Ok(messages.iter().map(|m| m.content.chars().count()).sum())
+        }
+        fn generate(
+            &self,
+            _: &[ChatMessage],
+            _: &SamplingParams,
+            _: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        ) -> GenResult<GenerationStats> {
+            unreachable!("prompts are only counted")
+        }
+    }
+
+    fn turn(q: &str, a: &str) -> Turn {
+        Turn {
+            question: q.into(),
+            answer: a.into(),
+        }
+    }
+
+    fn history() -> Vec<Turn> {
+        vec![
+            turn("年假怎么计算？", "按工龄计算[1]，满一年5天【2】。"),
+            turn("病假需要什么证明？", "需要医院证明[1, 3]。"),
+        ]
+    }
+
+    #[test]
+    fn history_goes_between_instructions_and_sources_without_markers() {
+        let hits = [hit(1), hit(2)];
+        let refs: Vec<&Hit> = hits.iter().collect();
+        let p = answer_prompt(
+            &Prompts::built_in(),
+            Lang::Zh,
+            "婚假几天？",
+            &refs,
+            &history(),
+            None,
+        )
+        .unwrap();
+        let roles: Vec<Role> = p.messages.iter().map(|m| m.role).collect();
+        use Role::{Assistant, System, User};
+        assert_eq!(roles, [System, User, Assistant, User, Assistant, User]);
+        let text: Vec<&str> = p.messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(
+            text[1..5],
+            [
+                "年假怎么计算？",
+                "按工龄计算，满一年5天。",
+                "病假需要什么证明？",
+                "需要医院证明。"
+            ]
+        );
+        assert!(text[0].contains("只根据"), "{}", text[0]);
+        let last = text[5];
+        assert!(
+            last.contains("[1] ") && last.contains("[2] ") && last.contains("passage 2"),
+            "{last}"
+        );
+        assert!(last.ends_with("问题：婚假几天？"), "{last}");
+        assert_eq!((p.sources.len(), p.history), (2, 2));
+        // No history, no turns: the two messages as before.
+        let p = answer_prompt(
+            &Prompts::built_in(),
+            Lang::Zh,
+            "婚假几天？",
+            &refs,
+            &[],
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.messages.len(), 2);
+        assert_eq!(p.messages[1].content, last);
+    }
+
+    #[test]
+    fn fitting_drops_the_oldest_turns_before_any_source() {
+        let hits = [hit(1), hit(2), hit(3)];
+        let refs: Vec<&Hit> = hits.iter().collect();
+        let history = history();
+        fn build<'h>(
+            hits: &[&'h Hit],
+            history: &[Turn],
+            budget: Option<usize>,
+        ) -> Result<AnswerPrompt<'h>, RagError> {
+            let fit = budget.map(|b| (&Chars as &dyn Generator, b));
+            answer_prompt(
+                &Prompts::built_in(),
+                Lang::Zh,
+                "婚假几天？",
+                hits,
+                history,
+                fit,
+            )
+        }
+        let size = |hits: &[&Hit], history: &[Turn]| {
+            Chars
+                .count_prompt_tokens(&build(hits, history, None).unwrap().messages)
+                .unwrap()
+        };
+        let kept = |budget: usize| {
+            let p = build(&refs, &history, Some(budget)).unwrap();
+            assert!(Chars.count_prompt_tokens(&p.messages).unwrap() <= budget);
+            // The turns kept are the latest ones.
+            if p.history == 1 {
+                assert_eq!(p.messages[1].content, "病假需要什么证明？");
+            }
+            (p.history, p.sources.len())
+        };
+        assert_eq!(kept(size(&refs, &history)), (2, 3));
+        // One token short: the older turn goes, every source stays.
+        assert_eq!(kept(size(&refs, &history) - 1), (1, 3));
+        assert_eq!(kept(size(&refs, &history[1..])), (1, 3));
+        // Then the other turn, and only then sources, lowest-ranked first.
+        assert_eq!(kept(size(&refs, &history[1..]) - 1), (0, 3));
+        assert_eq!(kept(size(&refs, &[]) - 1), (0, 2));
+        let p = build(&refs, &history, Some(size(&refs[..1], &[]))).unwrap();
+        assert_eq!((p.history, p.sources.len()), (0, 1));
+        assert_eq!(p.sources[0].chunk, 1, "the best passage is kept");
+        // Not even one passage without history: ContextTooSmall, as without a chat.
+        let e = build(&refs, &history, Some(size(&refs[..1], &[]) - 1))
+            .err()
+            .unwrap();
+        assert!(matches!(e, RagError::ContextTooSmall { .. }), "{e}");
     }
 }

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use super::*;
+use crate::generate::contract::Counting;
+use crate::generate::{CandleGenerator, CandleOptions};
 
 /// What the mock server does with one connection.
 enum Reply {
@@ -304,7 +306,13 @@ fn stop_strings_are_enforced_client_side() {
     };
     let (text, r) = collect(&g, &params, None);
     assert_eq!(text, "答案");
-    assert_eq!(r.unwrap().finish, FinishReason::Stop);
+    let stats = r.unwrap();
+    assert_eq!(stats.finish, FinishReason::Stop);
+    // Cut before any usage came: the estimate stands in for the prompt tokens, not 0.
+    let estimate = g
+        .count_prompt_tokens(&[ChatMessage::user("年假几天？")])
+        .unwrap();
+    assert_eq!(stats.prompt_tokens, estimate);
 }
 
 #[test]
@@ -416,4 +424,320 @@ fn other_bad_requests_stay_server_errors() {
     let e = r.expect_err("400");
     assert!(matches!(e, GenerateError::Server { .. }), "{e}");
     assert!(e.to_string().contains("temperature"), "{e}");
+}
+
+/// An OpenAI-compatible chat-completions server on 127.0.0.1 backed by a real generator,
+/// speaking as vLLM does: `GET /v1/models` with `max_model_len`, streamed
+/// `chat.completion.chunk` deltas, a last chunk with `finish_reason` and `usage`, `[DONE]`,
+/// and a 400 in vLLM's words when the prompt does not fit. One connection at a time;
+/// serves until dropped. `ignore_stop` makes it a server that does not honour `stop`
+/// (the client must then cut the text itself).
+struct ModelServer {
+    url: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl ModelServer {
+    fn start(generator: Arc<dyn Generator>, ignore_stop: bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let quit = stop.clone();
+        let thread = thread::spawn(move || {
+            for stream in listener.incoming() {
+                if quit.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok(mut s) = stream {
+                    serve(generator.as_ref(), ignore_stop, &mut s);
+                }
+            }
+        });
+        Self {
+            url,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ModelServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the blocking accept so the thread sees the flag.
+        let _ = TcpStream::connect(
+            self.url
+                .trim_start_matches("http://")
+                .trim_end_matches("/v1"),
+        );
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One server-sent event; false when the client has gone.
+fn send(s: &mut TcpStream, data: &str) -> bool {
+    s.write_all(format!("data: {data}\n\n").as_bytes()).is_ok() && s.flush().is_ok()
+}
+
+fn respond_json(s: &mut TcpStream, status: u16, body: &Value) {
+    let body = body.to_string();
+    let _ = write!(
+        s,
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// Sampling parameters from a request body, with vLLM's defaults for what is absent (a
+/// random seed: an unforwarded seed shows as text that differs between runs).
+fn request_params(v: &Value) -> std::result::Result<SamplingParams, String> {
+    let float = |k: &str, default: f64| v[k].as_f64().unwrap_or(default) as f32;
+    let stop = match &v["stop"] {
+        Value::Null => Vec::new(),
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .map(|s| s.as_str().map(str::to_string).ok_or("stop: not a string"))
+            .collect::<std::result::Result<_, _>>()?,
+        other => return Err(format!("stop: {other}")),
+    };
+    let seed = v["seed"].as_u64().unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    });
+    Ok(SamplingParams {
+        max_tokens: v["max_tokens"].as_u64().unwrap_or(16) as usize,
+        temperature: float("temperature", 1.0),
+        top_p: float("top_p", 1.0),
+        // vLLM: -1 (or absent) is off.
+        top_k: v["top_k"].as_i64().filter(|&k| k > 0).unwrap_or(0) as usize,
+        repetition_penalty: float("repetition_penalty", 1.0),
+        repeat_last_n: v["repeat_last_n"].as_u64().unwrap_or(64) as usize,
+        seed,
+        stop,
+    })
+}
+
+/// Answer one HTTP request on `s` with `g`.
+fn serve(g: &dyn Generator, ignore_stop: bool, s: &mut TcpStream) {
+    let request = read_request(s);
+    let body = &request[request.find("\r\n\r\n").map_or(request.len(), |i| i + 4)..];
+    if request.starts_with("GET /v1/models ") {
+        let models = json!({"object": "list", "data": [
+            {"id": g.model_id(), "object": "model", "max_model_len": g.context_length()}
+        ]});
+        return respond_json(s, 200, &models);
+    }
+    if !request.starts_with("POST /v1/chat/completions ") {
+        return respond_json(s, 404, &json!({"error": {"message": "no such route"}}));
+    }
+    let bad = |s: &mut TcpStream, m: String| {
+        respond_json(
+            s,
+            400,
+            &json!({"object": "error", "message": m, "type": "BadRequestError", "code": 400}),
+        )
+    };
+    let v: Value = match serde_json::from_str(body) {
+        Ok(v) => v,
+        Err(e) => return bad(s, format!("not JSON: {e}")),
+    };
+    let messages: Vec<ChatMessage> = match serde_json::from_value(v["messages"].clone()) {
+        Ok(m) => m,
+        Err(e) => return bad(s, format!("messages: {e}")),
+    };
+    let mut params = match request_params(&v) {
+        Ok(p) => p,
+        Err(e) => return bad(s, e),
+    };
+    if ignore_stop {
+        params.stop.clear();
+    }
+    let model = g.model_id().to_string();
+    let chunk = |delta: Value, finish: Option<&str>| {
+        json!({"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0,
+               "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let stream = v["stream"].as_bool().unwrap_or(false);
+    // Headers go out with the first piece: an error before it is still an HTTP status.
+    let mut started = false;
+    let mut text = String::new();
+    let result = {
+        let s = &mut *s;
+        g.generate(&messages, &params, &mut |piece| {
+            if !stream {
+                text.push_str(piece);
+                return ControlFlow::Continue(());
+            }
+            if !started {
+                started = true;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                if s.write_all(head.as_bytes()).is_err()
+                    || !send(s, &chunk(json!({"role": "assistant", "content": ""}), None).to_string())
+                {
+                    return ControlFlow::Break(());
+                }
+            }
+            // The client went away: stop generating, as vLLM aborts the request.
+            if send(s, &chunk(json!({"content": piece}), None).to_string()) {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        })
+    };
+    let stats = match result {
+        Ok(stats) => stats,
+        Err(GenerateError::ContextOverflow {
+            prompt_tokens,
+            max_new_tokens,
+            context_length,
+        }) => {
+            return bad(
+                s,
+                format!(
+                    "This model's maximum context length is {context_length} tokens. However, \
+                     you requested {} tokens ({prompt_tokens} in the messages, \
+                     {max_new_tokens} in the completion). Please reduce the length of the \
+                     messages or completion.",
+                    prompt_tokens + max_new_tokens
+                ),
+            );
+        }
+        Err(e) => {
+            return respond_json(s, 500, &json!({"error": {"message": e.to_string()}}));
+        }
+    };
+    let finish = match stats.finish {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::Cancelled => return,
+    };
+    let usage = json!({
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "total_tokens": stats.prompt_tokens + stats.completion_tokens,
+    });
+    if !stream {
+        let reply = json!({"id": "chatcmpl-test", "object": "chat.completion", "created": 0,
+            "model": g.model_id(), "usage": usage, "choices": [{"index": 0,
+            "message": {"role": "assistant", "content": text}, "finish_reason": finish}]});
+        return respond_json(s, 200, &reply);
+    }
+    if !started {
+        let head =
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+        let _ = s.write_all(head.as_bytes());
+    }
+    let mut last = chunk(json!({}), Some(finish));
+    last["usage"] = usage;
+    let _ = send(s, &last.to_string()) && send(s, "[DONE]");
+}
+
+/// SmolLM2 on candle with a 512-token window (the contract's too-long prompt is then quick
+/// to tokenise), or `None` when the model is missing.
+fn smollm2_512() -> Option<Arc<CandleGenerator>> {
+    let path = crate::generate::candle::tests::smollm2()?;
+    let mut opts = CandleOptions::new(&path);
+    opts.context_length = Some(512);
+    Some(Arc::new(CandleGenerator::load(&opts).unwrap()))
+}
+
+/// The client against a [`ModelServer`] on `model`, configured with the served context.
+fn behind_a_server(
+    model: &Arc<CandleGenerator>,
+    ignore_stop: bool,
+) -> (ModelServer, OpenAiGenerator) {
+    let server = ModelServer::start(model.clone(), ignore_stop);
+    let mut cfg = config(&server.url, None);
+    cfg.timeout_secs = 60;
+    cfg.context_length = Some(model.context_length());
+    let client = OpenAiGenerator::connect(&cfg).unwrap();
+    (server, client)
+}
+
+#[test]
+fn the_client_passes_the_contract_against_smollm2_behind_a_server() {
+    let Some(model) = smollm2_512() else {
+        return;
+    };
+    let (_server, client) = behind_a_server(&model, false);
+    assert_eq!(client.model_id(), model.model_id());
+    assert_eq!(client.context_length(), 512);
+    crate::generate::contract::check_generator(&client, Counting::Estimate);
+    // A server that does not honour stop strings: the client cuts the text itself.
+    let (_server, client) = behind_a_server(&model, true);
+    crate::generate::contract::check_generator(&client, Counting::Estimate);
+}
+
+#[test]
+fn the_client_forwards_every_sampling_parameter() {
+    let Some(model) = smollm2_512() else {
+        return;
+    };
+    let (_server, client) = behind_a_server(&model, false);
+    // Through the client, the same text as in process, for parameters that change it: a
+    // parameter dropped on the way shows as different text.
+    let msgs = [ChatMessage::user("Write a short poem about the sea.")];
+    let run = |g: &dyn Generator, p: &SamplingParams| {
+        let mut text = String::new();
+        let stats = g
+            .generate(&msgs, p, &mut |t| {
+                text.push_str(t);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        (text, stats.finish, stats.completion_tokens)
+    };
+    let base = SamplingParams {
+        max_tokens: 24,
+        temperature: 1.3,
+        top_p: 1.0,
+        top_k: 0,
+        repetition_penalty: 1.0,
+        seed: 7,
+        ..Default::default()
+    };
+    let variants = [
+        base.clone(),
+        SamplingParams {
+            seed: 8,
+            ..base.clone()
+        },
+        SamplingParams {
+            top_k: 3,
+            ..base.clone()
+        },
+        SamplingParams {
+            top_p: 0.5,
+            ..base.clone()
+        },
+        SamplingParams {
+            repetition_penalty: 1.8,
+            repeat_last_n: 8,
+            ..base.clone()
+        },
+        SamplingParams {
+            temperature: 0.0,
+            max_tokens: 5,
+            ..base.clone()
+        },
+    ];
+    let mut texts = Vec::new();
+    for p in &variants {
+        let direct = run(model.as_ref(), p);
+        assert_eq!(run(&client, p), direct, "{p:?}");
+        texts.push(direct.0);
+    }
+    texts.sort();
+    texts.dedup();
+    assert!(
+        texts.len() >= 5,
+        "the parameters do not change the text enough to test: {texts:?}"
+    );
 }
