@@ -38,7 +38,7 @@ pub enum GenerateError {
     #[error(
         "prompt of {prompt_tokens} tokens plus {max_new_tokens} new tokens exceeds the \
          model's context of {context_length} tokens; shorten the question or lower \
-         retrieve.top_k / generate.sampling.max_tokens"
+         rag.sources (passages per prompt) / generate.sampling.max_tokens"
     )]
     ContextOverflow {
         prompt_tokens: usize,
