@@ -265,7 +265,7 @@ pub fn eval_answers(
         ttft.extend(a.ttft_ms);
         tps.extend(a.tokens_per_s);
         match a.outcome {
-            Outcome::NotFound => not_found += 1,
+            Outcome::NotFound | Outcome::Blocked => not_found += 1,
             Outcome::Generated => generated += 1,
             Outcome::Extractive => extractive += 1,
         }

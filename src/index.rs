@@ -644,3 +644,40 @@ pub fn reindex(engine: &Engine, progress: &ProgressBar) -> Result<u64> {
     progress.finish_and_clear();
     Ok(total)
 }
+
+/// Re-add every ready chunk to the keyword index, so that text indexed with an older user
+/// dictionary is segmented with the current one (after
+/// [`KeywordIndex::set_user_dict`](crate::store::keyword::KeywordIndex::set_user_dict)).
+/// The vectors are untouched. Nothing is cleared first: each chunk replaces itself, so
+/// searches keep working meanwhile and a document ingested at the same time is not lost.
+/// (A document deleted at the same time may leave keyword entries behind; retrieval ignores
+/// them, since SQLite decides which chunks exist, and `zhiku reindex` drops them.)
+/// Returns the number of chunks re-added.
+pub fn reindex_keywords(engine: &Engine) -> Result<u64> {
+    let _span = info_span!("reindex_keywords").entered();
+    let docs = engine.meta.ready_documents()?;
+    let mut total = 0u64;
+    for group in docs.chunks(BATCH_DOCS) {
+        let mut chunks = Vec::new();
+        for (doc, kb, title) in group {
+            for (id, text) in engine.meta.document_chunks(*doc)? {
+                chunks.push((id, *kb, *doc, title, text));
+            }
+        }
+        let kdocs: Vec<KeywordDoc<'_>> = chunks
+            .iter()
+            .map(|(id, kb, doc, title, text)| KeywordDoc {
+                chunk: *id,
+                kb: *kb,
+                doc: *doc,
+                title,
+                text,
+            })
+            .collect();
+        engine.keyword.add(&kdocs)?;
+        engine.keyword.commit()?;
+        total += kdocs.len() as u64;
+    }
+    info!(chunks = total, "keyword index rebuilt");
+    Ok(total)
+}

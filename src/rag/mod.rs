@@ -8,6 +8,7 @@
 pub mod cite;
 pub mod condense;
 pub mod extract;
+pub mod guard;
 pub mod lang;
 pub mod prompt;
 pub mod terms;
@@ -65,6 +66,9 @@ pub enum Outcome {
     Extractive,
     /// No passage was relevant enough: a plain "not found" in the question's language.
     NotFound,
+    /// The output content filter (`server.blocked_words`) withheld the answer: a refusal in
+    /// the question's language, no citations. Set by the server; [`ask`] never returns it.
+    Blocked,
 }
 
 /// How relevant one retrieved passage is.
@@ -104,6 +108,10 @@ pub struct Answer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation: Option<GenerationStats>,
     pub total_ms: f64,
+    /// Instruction-like text in the question or the offered passages ([`guard::flags`]):
+    /// answered as usual, recorded in the server's query log.
+    #[serde(skip)]
+    pub flags: Vec<guard::Flag>,
 }
 
 /// Most prompts tried for one answer when the generator finds them too long.
@@ -299,6 +307,7 @@ pub fn ask(
         tokens_per_s: None,
         generation: None,
         total_ms: 0.0,
+        flags: guard::flags(question, &relevant),
     };
 
     if relevant.is_empty() {

@@ -8,7 +8,9 @@
 //!
 //! Instructions live in the system message; the earlier turns of a chat follow as
 //! user/assistant messages; the retrieved passages, numbered `[1]`, `[2]`…, and the question
-//! live in the last user message.
+//! live in the last user message, each passage quoted as data
+//! ([`super::guard::quote_passage`]: whatever the `source.md` template says, a passage cannot
+//! pose as instructions).
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +64,8 @@ const BUILT_IN: &[(&str, &str)] = &[
         "extractive.en.md",
         include_str!("../../prompts/extractive.en.md"),
     ),
+    ("blocked.zh.md", include_str!("../../prompts/blocked.zh.md")),
+    ("blocked.en.md", include_str!("../../prompts/blocked.en.md")),
 ];
 
 /// Names of every template (for documentation and tests).
@@ -157,7 +161,7 @@ pub fn format_sources(template: &str, hits: &[&Hit], lang: Lang) -> String {
                 String::new()
             };
             let index = (i + 1).to_string();
-            let text = h.text.trim();
+            let text = super::guard::quote_passage(h.text.trim(), lang);
             render(
                 template,
                 &[
@@ -165,7 +169,7 @@ pub fn format_sources(template: &str, hits: &[&Hit], lang: Lang) -> String {
                     ("title", &h.title),
                     ("page", &page),
                     ("document", &h.document),
-                    ("text", text),
+                    ("text", &text),
                 ],
             )
         })

@@ -5,6 +5,11 @@
 //! The answer pipeline is blocking (model inference); it runs on a blocking thread and
 //! hands text to the response through a channel. When the client goes away the channel
 //! closes, the next piece of text fails to send, and generation stops.
+//!
+//! Every answer passes the output content filter on its way out (a `replace` event carries
+//! the refusal when a blocked word appears; see [`crate::rag::guard`]) and is recorded
+//! ([`super::activity`]): the query log always, the conversation's turn when the question
+//! names a `conversation_id` (its history then comes from the stored turns).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,17 +20,20 @@ use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::Stream;
-use serde::Deserialize;
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::generate::Generator;
-use crate::rag::{self, Answer, Turn};
+use crate::rag::guard::ContentFilter;
+use crate::rag::{self, Answer, Outcome, Prompts, Turn};
 use crate::store::KbId;
+use crate::store::meta::{ConversationId, MessageId};
 
+use super::activity::{self, Asker};
 use super::auth::Caller;
+use super::conversations;
 use super::error::ApiError;
 use super::state::AppState;
 
@@ -37,10 +45,15 @@ pub struct AskRequest {
     pub question: String,
     /// Knowledge base to ask; default: every one the caller may read.
     pub kb: Option<String>,
-    /// Earlier turns of this chat, oldest first (for follow-up questions).
+    /// Earlier turns of this chat, oldest first (for follow-up questions). Ignored with
+    /// `conversation_id`.
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub history: Vec<Turn>,
+    /// One of your conversations: its stored turns are the history, and this turn is stored
+    /// in it (the `done` answer then carries `message_id` and `conversation_id`). Its
+    /// knowledge base is asked unless `kb` says otherwise.
+    pub conversation_id: Option<ConversationId>,
     /// Stream server-sent events (default) or return one JSON answer.
     #[serde(default = "yes")]
     pub stream: bool,
@@ -100,18 +113,33 @@ pub fn check_question(q: &str) -> Result<&str, ApiError> {
     Ok(q)
 }
 
+/// A finished answer, with where its turn was stored (web chat).
+#[derive(Debug, Serialize)]
+pub struct Finished {
+    #[serde(flatten)]
+    pub answer: Answer,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<MessageId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<ConversationId>,
+}
+
 /// What the answering thread sends.
 pub enum Progress {
+    /// Answer text that passed the content filter.
     Text(String),
-    Done(Box<Answer>),
+    /// The answer (for a blocked one: the refusal, outcome `blocked`, no citations).
+    Done(Box<Finished>),
     Failed(ApiError),
 }
 
-/// Answer `question` on a blocking thread, sending its text as it comes. Waits for a
-/// generation slot first when a generator will run (503 at once when the queue is full).
+/// Answer `question` by `asker` on a blocking thread, sending its text as it comes through
+/// the content filter, then record it ([`activity`]). Waits for a generation slot first when
+/// a generator will run (503 at once when the queue is full).
 pub async fn answer_in_background(
     state: &AppState,
     scope: Scope,
+    asker: Asker,
     question: String,
     history: Vec<Turn>,
 ) -> Result<mpsc::Receiver<Progress>, ApiError> {
@@ -133,20 +161,62 @@ pub async fn answer_in_background(
     let engine = state.engine.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let filter = ContentFilter::new(&engine.config.server.blocked_words);
+        let mut stream = filter.stream();
+        let mut blocked: Option<String> = None;
         let result = rag::ask(
             &engine,
             generator.as_deref(),
             &question,
             &history,
             &scope.kbs,
-            &mut |piece| match tx.blocking_send(Progress::Text(piece.to_string())) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(_) => ControlFlow::Break(()),
+            &mut |piece| {
+                let passed = stream.push(piece);
+                if !passed.text.is_empty() && tx.blocking_send(Progress::Text(passed.text)).is_err()
+                {
+                    return ControlFlow::Break(());
+                }
+                match passed.blocked {
+                    Some(word) => {
+                        blocked = Some(word);
+                        ControlFlow::Break(())
+                    }
+                    None => ControlFlow::Continue(()),
+                }
             },
         );
+        let meta = &engine.meta;
         let last = match result {
-            Ok(answer) => Progress::Done(Box::new(answer)),
-            Err(e) => Progress::Failed(e.into()),
+            Ok(mut answer) => {
+                // The final text too: dropping an invalid citation marker can join a word.
+                let word = blocked.or_else(|| filter.find(&answer.answer).map(str::to_string));
+                match word {
+                    Some(word) => {
+                        let prompts = Prompts::new(Some(&engine.config.prompts_dir()));
+                        activity::withhold(meta, &prompts, &asker, &mut answer, &word);
+                    }
+                    None => {
+                        let tail = stream.finish();
+                        if !tail.is_empty() {
+                            let _ = tx.blocking_send(Progress::Text(tail));
+                        }
+                    }
+                }
+                activity::log_query(meta, &asker, &scope.names, &question, Ok(&answer));
+                let message_id = asker
+                    .conversation
+                    .and_then(|c| activity::store_turn(meta, c, &answer));
+                Progress::Done(Box::new(Finished {
+                    answer,
+                    message_id,
+                    conversation_id: asker.conversation,
+                }))
+            }
+            Err(e) => {
+                let e = ApiError::from(e);
+                activity::log_query(meta, &asker, &scope.names, &question, Err(&e));
+                Progress::Failed(e)
+            }
         };
         let _ = tx.blocking_send(last);
     });
@@ -156,7 +226,7 @@ pub async fn answer_in_background(
 /// Ask a question of the knowledge bases you may read.
 #[utoipa::path(post, path = "/api/ask", tag = "answers", request_body = AskRequest,
     responses(
-        (status = 200, description = "`text/event-stream` of `delta` {text}, then `done` (the answer with citations) or `error`; with stream=false one JSON answer"),
+        (status = 200, description = "`text/event-stream` of `delta` {text}, then `done` (the answer with citations, and `message_id`/`conversation_id` when stored in a conversation) or `error`; when the content filter blocks the answer, a `replace` {text} event with the refusal comes before `done`. With stream=false one JSON answer"),
         (status = 400), (status = 401), (status = 404), (status = 429), (status = 503)))]
 pub async fn ask(
     State(state): State<AppState>,
@@ -167,13 +237,23 @@ pub async fn ask(
     let Json(req) = body?;
     state.check_question_rate(peer.ip(), caller.user.id)?;
     let question = check_question(&req.question)?.to_string();
-    let scope = scope(&state, &caller, req.kb.as_deref())?;
-    let mut rx = answer_in_background(&state, scope, question, req.history).await?;
+    let mut asker = Asker::rest(&caller);
+    let (kb, history) = match req.conversation_id {
+        Some(id) => {
+            let c = conversations::owned(&state, &caller, id)?;
+            asker.conversation = Some(c.id);
+            let history = conversations::history(&state, c.id)?;
+            (req.kb.or(c.kb), history)
+        }
+        None => (req.kb, req.history),
+    };
+    let scope = scope(&state, &caller, kb.as_deref())?;
+    let mut rx = answer_in_background(&state, scope, asker, question, history).await?;
     if !req.stream {
         while let Some(p) = rx.recv().await {
             match p {
                 Progress::Text(_) => {}
-                Progress::Done(answer) => return Ok(Json(answer).into_response()),
+                Progress::Done(done) => return Ok(Json(done).into_response()),
                 Progress::Failed(e) => return Err(e),
             }
         }
@@ -185,18 +265,35 @@ pub async fn ask(
 }
 
 fn events(rx: mpsc::Receiver<Progress>) -> impl Stream<Item = Result<Event, Infallible>> {
-    ReceiverStream::new(rx).map(|p| {
-        Ok(match p {
-            Progress::Text(text) => Event::default()
-                .event("delta")
-                .data(serde_json::json!({ "text": text }).to_string()),
-            Progress::Done(answer) => Event::default()
-                .event("done")
-                .data(serde_json::to_string(&answer).unwrap_or_default()),
+    ReceiverStream::new(rx).flat_map(|p| {
+        let events = match p {
+            Progress::Text(text) => vec![
+                Event::default()
+                    .event("delta")
+                    .data(serde_json::json!({ "text": text }).to_string()),
+            ],
+            Progress::Done(done) => {
+                let mut events = Vec::with_capacity(2);
+                if done.answer.outcome == Outcome::Blocked {
+                    // Text already shown cannot be unsent: the page replaces it.
+                    events.push(
+                        Event::default()
+                            .event("replace")
+                            .data(serde_json::json!({ "text": done.answer.answer }).to_string()),
+                    );
+                }
+                events.push(
+                    Event::default()
+                        .event("done")
+                        .data(serde_json::to_string(&done).unwrap_or_default()),
+                );
+                events
+            }
             Progress::Failed(e) => {
                 tracing::warn!(error = %e, "answer failed");
-                Event::default().event("error").data(e.body().to_string())
+                vec![Event::default().event("error").data(e.body().to_string())]
             }
-        })
+        };
+        futures_util::stream::iter(events.into_iter().map(Ok))
     })
 }

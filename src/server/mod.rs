@@ -6,8 +6,11 @@
 //! searches the caller's readable knowledge bases.
 
 pub mod accounts;
+pub mod activity;
+pub mod admin;
 pub mod ask;
 pub mod auth;
+pub mod conversations;
 pub mod error;
 pub mod kbs;
 pub mod state;
@@ -57,6 +60,18 @@ pub use state::AppState;
         accounts::create_token,
         accounts::revoke_token,
         ask::ask,
+        conversations::list,
+        conversations::create,
+        conversations::rename,
+        conversations::delete,
+        conversations::messages,
+        conversations::feedback,
+        admin::feedback,
+        admin::queries,
+        admin::audit,
+        admin::blocked,
+        admin::dictionary,
+        admin::set_dictionary,
     )
 )]
 pub struct ApiDoc;
@@ -99,6 +114,27 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(accounts::revoke_token),
         )
         .route("/api/ask", post(ask::ask))
+        .route(
+            "/api/conversations",
+            get(conversations::list).post(conversations::create),
+        )
+        .route(
+            "/api/conversations/{id}",
+            patch(conversations::rename).delete(conversations::delete),
+        )
+        .route(
+            "/api/conversations/{id}/messages",
+            get(conversations::messages),
+        )
+        .route("/api/messages/{id}/feedback", post(conversations::feedback))
+        .route("/api/admin/feedback", get(admin::feedback))
+        .route("/api/admin/queries", get(admin::queries))
+        .route("/api/admin/audit", get(admin::audit))
+        .route("/api/admin/blocked", get(admin::blocked))
+        .route(
+            "/api/admin/dictionary",
+            get(admin::dictionary).put(admin::set_dictionary),
+        )
         .route("/api/openapi.json", get(openapi));
     Router::new()
         .merge(api)

@@ -86,6 +86,34 @@ pub enum KeywordError {
     },
 }
 
+/// A malformed line of a jieba user dictionary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct DictLineError {
+    /// 1-based.
+    pub line: usize,
+    pub message: String,
+}
+
+/// Check the text of a jieba user dictionary line by line, as loading it would; returns
+/// the number of words.
+pub fn check_user_dict(text: &str) -> Result<usize, DictLineError> {
+    let mut words = 0;
+    for (i, line) in text.lines().enumerate() {
+        match tokenizer::parse_dict_line(line) {
+            Ok(Some(_)) => words += 1,
+            Ok(None) => {}
+            Err(message) => {
+                return Err(DictLineError {
+                    line: i + 1,
+                    message,
+                });
+            }
+        }
+    }
+    Ok(words)
+}
+
 #[derive(Clone, Copy)]
 struct Fields {
     chunk: Field,
@@ -122,7 +150,9 @@ pub struct KeywordIndex {
     /// server) do not need the directory's writer lock.
     writer: Mutex<Option<IndexWriter<TantivyDocument>>>,
     fields: Fields,
-    analyzer: ZhTokenizer,
+    /// The query-side analyzer; replaced (with the index's registered one) when the user
+    /// dictionary changes.
+    analyzer: Mutex<ZhTokenizer>,
 }
 
 impl KeywordIndex {
@@ -166,7 +196,7 @@ impl KeywordIndex {
             reader,
             writer: Mutex::new(None),
             fields,
-            analyzer,
+            analyzer: Mutex::new(analyzer),
         })
     }
 
@@ -341,7 +371,35 @@ impl KeywordIndex {
 
     /// The analyzer's terms for a text (for tests, debugging and `zhiku` tools)
     pub fn analyze(&self, text: &str) -> Vec<String> {
-        self.analyzer.clone().terms(text)
+        let mut analyzer = self
+            .analyzer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        analyzer.terms(text)
+    }
+
+    /// Segment with another jieba user dictionary from now on (`None`: jieba's own only).
+    /// Queries use it at once, and so does text indexed after the next commit; chunks
+    /// already indexed keep their old terms until they are added again (a re-index).
+    pub fn set_user_dict(&self, user_dict: Option<&Path>) -> Result<(), KeywordError> {
+        let analyzer = ZhTokenizer::new(jieba_for(user_dict)?);
+        // New segment writers look the tokenizer up by name when they are created.
+        self.index
+            .tokenizers()
+            .register(TOKENIZER, analyzer.clone());
+        *self.analyzer.lock().unwrap_or_else(PoisonError::into_inner) = analyzer;
+        Ok(())
+    }
+
+    /// Number of indexed chunks whose text holds `term` (an analyzed term, e.g. from
+    /// [`analyze`](Self::analyze)), as of the last commit: shows whether a dictionary word
+    /// has reached the index.
+    pub fn chunks_with_term(&self, term: &str) -> Result<u64, KeywordError> {
+        self.reader
+            .searcher()
+            .doc_freq(&Term::from_field_text(self.fields.text, term))
+            .map_err(self.err("counting a term"))
     }
 
     /// The index directory.

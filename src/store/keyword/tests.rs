@@ -224,7 +224,7 @@ fn token_offsets_point_into_the_original_text() {
     let dir = tempfile::tempdir().unwrap();
     let index = open(&dir);
     let text = "ＡＢＣ 員工，Hello";
-    let mut tokenizer = index.analyzer.clone();
+    let mut tokenizer = index.analyzer.lock().unwrap().clone();
     let mut stream = tokenizer.token_stream(text);
     let mut seen = Vec::new();
     let mut last_position = None;

@@ -384,34 +384,58 @@ fn load_user_dict(jieba: &mut Jieba, path: &Path) -> Result<(), KeywordError> {
             },
             _ => io_err(source),
         })?;
-        let line = line.trim_start_matches('\u{feff}').trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut fields = line.split_whitespace();
-        let Some(word) = fields.next() else { continue };
-        let (mut freq, mut tag) = (None, None);
-        if let Some(second) = fields.next() {
-            match second.parse::<usize>() {
-                Ok(f) => {
-                    freq = Some(f);
-                    tag = fields.next();
-                }
-                Err(_) if second.chars().all(|c| c.is_ascii_alphabetic()) => tag = Some(second),
-                Err(_) => {
-                    return Err(KeywordError::UserDict {
-                        path: path.to_path_buf(),
-                        line: i + 1,
-                        message: format!(
-                            "`{second}` is neither a frequency (a whole number) nor a part-of-speech tag; \
-                             expected `word [freq] [tag]`"
-                        ),
-                    });
-                }
-            }
-        }
-        fold(word, &mut folded, &mut offsets);
-        jieba.add_word(&folded, freq, tag);
+        let entry = parse_dict_line(&line).map_err(|message| KeywordError::UserDict {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message,
+        })?;
+        let Some(entry) = entry else { continue };
+        fold(entry.word, &mut folded, &mut offsets);
+        jieba.add_word(&folded, entry.freq, entry.tag);
     }
     Ok(())
+}
+
+/// One word of a user dictionary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DictEntry<'a> {
+    pub word: &'a str,
+    pub freq: Option<usize>,
+    pub tag: Option<&'a str>,
+}
+
+/// One line of a user dictionary: `word [freq] [tag]`; `None` for blank lines and `#`
+/// comments; the reason when the line is malformed.
+pub(crate) fn parse_dict_line(line: &str) -> Result<Option<DictEntry<'_>>, String> {
+    let line = line.trim_start_matches('\u{feff}').trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let mut fields = line.split_whitespace();
+    let Some(word) = fields.next() else {
+        return Ok(None);
+    };
+    let (mut freq, mut tag) = (None, None);
+    if let Some(second) = fields.next() {
+        match second.parse::<usize>() {
+            Ok(f) => {
+                freq = Some(f);
+                tag = fields.next();
+            }
+            Err(_) if second.chars().all(|c| c.is_ascii_alphabetic()) => tag = Some(second),
+            Err(_) => {
+                return Err(format!(
+                    "`{second}` is neither a frequency (a whole number) nor a part-of-speech tag; \
+                     expected `word [freq] [tag]`"
+                ));
+            }
+        }
+    }
+    if let Some(extra) = fields.next() {
+        return Err(format!(
+            "unexpected `{extra}` after the word, frequency and tag; expected `word [freq] [tag]` \
+             (a word cannot contain spaces)"
+        ));
+    }
+    Ok(Some(DictEntry { word, freq, tag }))
 }

@@ -18,10 +18,15 @@ use serde::Serialize;
 use super::{ChunkId, DocId, KbId};
 
 mod accounts;
+mod activity;
 mod audit;
 
 pub use accounts::{
     ApiToken, Group, GroupId, Role, Session, TokenId, User, UserId, valid_account_name,
+};
+pub use activity::{
+    BlockedEntry, Conversation, ConversationId, Feedback, FeedbackEntry, Message, MessageId,
+    NewMessage, QueryEntry, QueryFilter, QueryRecord, Via,
 };
 pub use audit::AuditEntry;
 
@@ -236,7 +241,7 @@ impl MetaStore {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        for schema in [SCHEMA, accounts::SCHEMA, audit::SCHEMA] {
+        for schema in [SCHEMA, accounts::SCHEMA, audit::SCHEMA, activity::SCHEMA] {
             conn.execute_batch(schema).map_err(err)?;
         }
         Ok(Self {
