@@ -19,11 +19,18 @@ use super::{ChunkId, DocId, KbId};
 
 mod accounts;
 mod audit;
+mod catalog;
+mod uploads;
 
 pub use accounts::{
     ApiToken, Group, GroupId, Role, Session, TokenId, User, UserId, valid_account_name,
 };
 pub use audit::AuditEntry;
+pub use catalog::DocumentSummary;
+pub use uploads::{
+    ClaimedFile, FileStatus, JobFile, JobFileCounts, JobKind, JobStatus, NewJobFile, QueueCounts,
+    UploadJob,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -236,7 +243,7 @@ impl MetaStore {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        for schema in [SCHEMA, accounts::SCHEMA, audit::SCHEMA] {
+        for schema in [SCHEMA, accounts::SCHEMA, audit::SCHEMA, uploads::SCHEMA] {
             conn.execute_batch(schema).map_err(err)?;
         }
         Ok(Self {
