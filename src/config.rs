@@ -343,7 +343,8 @@ pub struct ServerConfig {
     pub max_upload_mb: u64,
     /// Most files in one upload (after unpacking zips). Default 2000.
     pub max_upload_files: usize,
-    /// Most bytes unpacked from one zip, in MiB (zip-bomb defence). Default 2048.
+    /// Most bytes unpacked from the zips of one upload together, in MiB (zip-bomb defence;
+    /// counted as the bytes come out, not taken from the zip's headers). Default 2048.
     pub max_unzipped_mb: u64,
     /// Words that must not appear in answers (the output content filter); an answer that
     /// contains one is replaced by a refusal and logged for admins. Default none.

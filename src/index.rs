@@ -6,8 +6,16 @@
 //! and retires the documents they replace, which are then purged from the derived indexes.
 //! A crash anywhere leaves either the old version or the new one visible, never half of
 //! one, and [`recover`] (run at the start of every job) clears what was left behind.
+//!
+//! The command line ingests a whole job in batches ([`ingest_paths`]); the server queues
+//! uploaded files and its worker ([`queue`]) runs them one at a time through
+//! [`ingest_file`], the same steps as a batch of one, reporting each file's [`Stage`].
+//! Uploaded originals are kept in [`originals`].
 
-use std::collections::HashSet;
+pub mod originals;
+pub mod queue;
+
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
@@ -295,6 +303,40 @@ pub fn ingest_qa_contexts(
     )
 }
 
+/// Where one file is in its ingestion, for callers that show progress per file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading, extracting, cleaning, masking and chunking.
+    Extracting,
+    /// Embedding the chunks and writing them to the three stores.
+    Embedding,
+}
+
+/// What became of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOutcome {
+    /// A new document.
+    Added {
+        doc: DocId,
+        chunks: usize,
+        warnings: Vec<String>,
+    },
+    /// A new version of the document with the same source, which it replaced.
+    Changed {
+        doc: DocId,
+        replaced: DocId,
+        chunks: usize,
+        warnings: Vec<String>,
+    },
+    /// The same content as the document already indexed under this source.
+    Unchanged { doc: DocId },
+    /// The same content as another document of the knowledge base (`doc` once that one is
+    /// indexed; `None` while it waits in the same batch): not indexed twice.
+    Duplicate { doc: Option<DocId>, source: String },
+    /// Not ingested, with the reason.
+    Failed { reason: String },
+}
+
 /// A document read, hashed and chunked, waiting for its batch to be written.
 struct Prepared {
     item: Item,
@@ -304,6 +346,12 @@ struct Prepared {
     size: u64,
     processed: zhiku_ingest::Processed,
     replaces: Option<DocId>,
+}
+
+/// A file either prepared for writing or already settled (unchanged, duplicate, failed).
+enum Prep {
+    Ready(Box<Prepared>),
+    Settled(FileOutcome),
 }
 
 type AfterWalk<'a> = dyn FnOnce(&Engine, &HashSet<String>, &mut IngestReport) -> Result<()> + 'a;
@@ -358,135 +406,199 @@ fn run_items(
     let mut seen = HashSet::new();
     let mut batch: Vec<Prepared> = Vec::new();
     let mut batch_chunks = 0usize;
-    let mut batch_hashes: HashSet<String> = HashSet::new();
+    // Content hash → source of the files waiting in this batch (duplicates within it).
+    let mut batch_hashes: HashMap<String, String> = HashMap::new();
     for item in items {
         progress.set_message(item.file_name.clone());
         seen.insert(item.source.clone());
-        let bytes = match &item.data {
-            ItemData::Bytes(b) => Ok(b.clone()),
-            ItemData::Path(p) => std::fs::read(p),
-        };
-        let bytes = match bytes {
-            Ok(b) => b,
-            Err(e) => {
-                fail(
-                    engine,
-                    job,
-                    report,
-                    &item.source,
-                    &format!("cannot read: {e}"),
-                )?;
+        let source = item.source.clone();
+        match prepare(engine, kb, item, false, &count_tokens, &batch_hashes)? {
+            Prep::Settled(outcome) => {
+                record(engine, job, report, &source, &outcome)?;
                 progress.inc(1);
-                continue;
             }
-        };
-        let hash = blake3::hash(&bytes).to_hex().to_string();
-        let existing = engine.meta.document_by_source(kb, &item.source)?;
-        if existing.as_ref().is_some_and(|d| d.content_hash == hash) {
-            report.counts.unchanged += 1;
-            progress.inc(1);
-            continue;
-        }
-        if existing.is_none() {
-            let dup = engine.meta.document_by_hash(kb, &hash)?;
-            if let Some(d) = dup.filter(|d| d.source != item.source) {
-                report.duplicates += 1;
-                engine
-                    .meta
-                    .record_file(job, &item.source, "duplicate", Some(&d.source))?;
-                progress.inc(1);
-                continue;
+            Prep::Ready(p) => {
+                batch_hashes.insert(p.hash.clone(), source);
+                batch_chunks += p.processed.chunks.len();
+                batch.push(*p);
+                if batch_chunks >= BATCH_CHUNKS || batch.len() >= BATCH_DOCS {
+                    for (source, outcome) in write_batch(engine, kb, std::mem::take(&mut batch))? {
+                        record(engine, job, report, &source, &outcome)?;
+                        progress.inc(1);
+                    }
+                    batch_chunks = 0;
+                    batch_hashes.clear();
+                }
             }
-            if !batch_hashes.insert(hash.clone()) {
-                report.duplicates += 1;
-                progress.inc(1);
-                continue;
-            }
-        }
-        let processed = zhiku_ingest::process(
-            &bytes,
-            &item.file_name,
-            &engine.config.ingest,
-            &count_tokens,
-        );
-        let processed = match processed {
-            Ok(p) => p,
-            Err(e) => {
-                fail(engine, job, report, &item.source, &e.to_string())?;
-                progress.inc(1);
-                continue;
-            }
-        };
-        for w in &processed.warnings {
-            report.warnings.push((item.source.clone(), w.clone()));
-        }
-        if processed.chunks.is_empty() {
-            let why = if processed.warnings.is_empty() {
-                "no text to index".to_string()
-            } else {
-                format!("no text to index: {}", processed.warnings.join("; "))
-            };
-            fail(engine, job, report, &item.source, &why)?;
-            progress.inc(1);
-            continue;
-        }
-        batch_chunks += processed.chunks.len();
-        batch.push(Prepared {
-            title: processed
-                .title
-                .clone()
-                .filter(|t| !t.trim().is_empty())
-                .unwrap_or_else(|| item.title.clone()),
-            format: format!("{:?}", processed.format).to_lowercase(),
-            hash,
-            size: bytes.len() as u64,
-            processed,
-            replaces: existing.map(|d| d.id),
-            item,
-        });
-        if batch_chunks >= BATCH_CHUNKS || batch.len() >= BATCH_DOCS {
-            write_batch(
-                engine,
-                kb,
-                job,
-                std::mem::take(&mut batch),
-                report,
-                progress,
-            )?;
-            batch_chunks = 0;
-            batch_hashes.clear();
         }
     }
-    write_batch(engine, kb, job, batch, report, progress)?;
+    for (source, outcome) in write_batch(engine, kb, batch)? {
+        record(engine, job, report, &source, &outcome)?;
+        progress.inc(1);
+    }
     after(engine, &seen, report)?;
     engine.vector()?.optimize()?;
     Ok(())
 }
 
-fn fail(
+/// Ingest one file now, the same steps as a batch of one, telling `on_stage` when each
+/// stage starts (the server's job worker records it for the admin page). `force` indexes
+/// the file again even when its content is unchanged (re-indexing after a change of
+/// extractor or settings).
+pub fn ingest_file(
+    engine: &Engine,
+    kb: KbId,
+    item: Item,
+    force: bool,
+    on_stage: &mut dyn FnMut(Stage) -> Result<()>,
+) -> Result<FileOutcome> {
+    let _span = info_span!("ingest_file", kb, source = %item.source).entered();
+    engine.check_model(false)?;
+    let embedder = engine.embedder()?;
+    let count_tokens = |t: &str| embedder.count_tokens(t);
+    on_stage(Stage::Extracting)?;
+    match prepare(engine, kb, item, force, &count_tokens, &HashMap::new())? {
+        Prep::Settled(outcome) => {
+            if let FileOutcome::Failed { reason } = &outcome {
+                warn!(why = %reason, "file not ingested");
+            }
+            Ok(outcome)
+        }
+        Prep::Ready(p) => {
+            on_stage(Stage::Embedding)?;
+            let mut written = write_batch(engine, kb, vec![*p])?;
+            Ok(written
+                .pop()
+                .map(|(_, outcome)| outcome)
+                .expect("a batch of one writes one document"))
+        }
+    }
+}
+
+/// Read, hash and process one file; settle it at once when it is unchanged, a duplicate or
+/// unreadable. `pending` holds the hashes (→ sources) of files waiting in the same batch.
+fn prepare(
+    engine: &Engine,
+    kb: KbId,
+    item: Item,
+    force: bool,
+    count_tokens: &dyn Fn(&str) -> usize,
+    pending: &HashMap<String, String>,
+) -> Result<Prep> {
+    let failed = |reason: String| Ok(Prep::Settled(FileOutcome::Failed { reason }));
+    let bytes = match &item.data {
+        ItemData::Bytes(b) => Ok(b.clone()),
+        ItemData::Path(p) => std::fs::read(p),
+    };
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(e) => return failed(format!("cannot read: {e}")),
+    };
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    let existing = engine.meta.document_by_source(kb, &item.source)?;
+    if let Some(d) = existing
+        .as_ref()
+        .filter(|d| d.content_hash == hash && !force)
+    {
+        return Ok(Prep::Settled(FileOutcome::Unchanged { doc: d.id }));
+    }
+    if existing.is_none() {
+        let dup = engine.meta.document_by_hash(kb, &hash)?;
+        if let Some(d) = dup.filter(|d| d.source != item.source) {
+            return Ok(Prep::Settled(FileOutcome::Duplicate {
+                doc: Some(d.id),
+                source: d.source,
+            }));
+        }
+        if let Some(other) = pending.get(&hash) {
+            return Ok(Prep::Settled(FileOutcome::Duplicate {
+                doc: None,
+                source: other.clone(),
+            }));
+        }
+    }
+    let processed =
+        zhiku_ingest::process(&bytes, &item.file_name, &engine.config.ingest, count_tokens);
+    let processed = match processed {
+        Ok(p) => p,
+        Err(e) => return failed(e.to_string()),
+    };
+    if processed.chunks.is_empty() {
+        return failed(if processed.warnings.is_empty() {
+            "no text to index".to_string()
+        } else {
+            format!("no text to index: {}", processed.warnings.join("; "))
+        });
+    }
+    Ok(Prep::Ready(Box::new(Prepared {
+        title: processed
+            .title
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| item.title.clone()),
+        format: format!("{:?}", processed.format).to_lowercase(),
+        hash,
+        size: bytes.len() as u64,
+        processed,
+        replaces: existing.map(|d| d.id),
+        item,
+    })))
+}
+
+/// Count one file's outcome in the CLI job's report and its `job_files` row.
+fn record(
     engine: &Engine,
     job: i64,
     report: &mut IngestReport,
     source: &str,
-    why: &str,
+    outcome: &FileOutcome,
 ) -> Result<()> {
-    warn!(source, why, "file not ingested");
-    report.counts.failed += 1;
-    report.failures.push((source.to_string(), why.to_string()));
-    engine.meta.record_file(job, source, "failed", Some(why))?;
+    let row = |outcome: &str, message: Option<&str>| {
+        engine.meta.record_file(job, source, outcome, message)
+    };
+    match outcome {
+        FileOutcome::Added {
+            chunks, warnings, ..
+        }
+        | FileOutcome::Changed {
+            chunks, warnings, ..
+        } => {
+            let added = matches!(outcome, FileOutcome::Added { .. });
+            if added {
+                report.counts.added += 1;
+            } else {
+                report.counts.changed += 1;
+            }
+            report.counts.chunks += *chunks as u64;
+            for w in warnings {
+                report.warnings.push((source.to_string(), w.clone()));
+            }
+            row(if added { "added" } else { "changed" }, None)?;
+        }
+        FileOutcome::Unchanged { .. } => report.counts.unchanged += 1,
+        FileOutcome::Duplicate { source: of, .. } => {
+            report.duplicates += 1;
+            row("duplicate", Some(of))?;
+        }
+        FileOutcome::Failed { reason } => {
+            warn!(source, why = %reason, "file not ingested");
+            report.counts.failed += 1;
+            report.failures.push((source.to_string(), reason.clone()));
+            row("failed", Some(reason))?;
+        }
+    }
     Ok(())
 }
 
+/// Write a batch to the three stores (crash-safe, see the module doc); returns each file's
+/// source and outcome, in order.
 fn write_batch(
     engine: &Engine,
     kb: KbId,
-    job: i64,
     batch: Vec<Prepared>,
-    report: &mut IngestReport,
-    progress: &ProgressBar,
-) -> Result<()> {
+) -> Result<Vec<(String, FileOutcome)>> {
     if batch.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let _span = info_span!("batch", docs = batch.len()).entered();
     // 1. SQLite: documents + chunks, status `indexing`.
@@ -551,22 +663,36 @@ fn write_batch(
     engine.meta.finish_documents(&done)?;
     let replaced: Vec<DocId> = batch.iter().filter_map(|p| p.replaces).collect();
     purge(engine, &replaced)?;
-    for p in &batch {
-        let outcome = if p.replaces.is_some() {
-            report.counts.changed += 1;
-            "changed"
-        } else {
-            report.counts.added += 1;
-            "added"
-        };
-        report.counts.chunks += p.processed.chunks.len() as u64;
-        engine
-            .meta
-            .record_file(job, &p.item.source, outcome, None)?;
-        progress.inc(1);
-    }
     info!(docs = batch.len(), chunks = points.len(), "batch indexed");
-    Ok(())
+    Ok(batch
+        .into_iter()
+        .zip(written)
+        .map(|(p, (doc, _))| {
+            let chunks = p.processed.chunks.len();
+            let warnings = p.processed.warnings;
+            let outcome = match p.replaces {
+                Some(replaced) => FileOutcome::Changed {
+                    doc,
+                    replaced,
+                    chunks,
+                    warnings,
+                },
+                None => FileOutcome::Added {
+                    doc,
+                    chunks,
+                    warnings,
+                },
+            };
+            (p.item.source, outcome)
+        })
+        .collect())
+}
+
+/// Delete documents from SQLite, then from the derived indexes (crash-safe: they wait in
+/// `pending_deletes` until both indexes have forgotten them).
+pub fn delete_documents(engine: &Engine, docs: &[DocId]) -> Result<()> {
+    engine.meta.delete_documents(docs)?;
+    purge(engine, docs)
 }
 
 /// Remove documents already deleted from SQLite from the derived indexes, then clear them
@@ -587,6 +713,7 @@ pub fn delete_kb(engine: &Engine, kb_name: &str) -> Result<usize> {
     let kb = engine.meta.require_kb(kb_name)?;
     let docs = engine.meta.delete_kb(kb)?;
     purge(engine, &docs)?;
+    originals::remove_kb(engine.data_dir(), kb);
     Ok(docs.len())
 }
 

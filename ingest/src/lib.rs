@@ -4,17 +4,20 @@
 //! → [`clean`] (NFKC where safe, width and whitespace normalisation, control characters,
 //! repeated page headers/footers) → [`mask`] (personal data) → [`chunk`] (sentence-aware,
 //! sized in embedding-model tokens, with overlap and heading paths). This crate knows nothing
-//! of stores, models or HTTP.
+//! of stores, models or HTTP. [`sniff`] checks that a file's content matches its name
+//! before any of that (uploads are typed by content).
 
 pub mod chunk;
 pub mod clean;
 pub mod extract;
 pub mod mask;
+pub mod sniff;
 
 pub use chunk::{Chunk, ChunkConfig};
 pub use clean::CleanConfig;
 pub use extract::{Block, ExtractError, Extracted, Format, Page};
 pub use mask::MaskConfig;
+pub use sniff::SniffError;
 
 /// Options for the whole pipeline.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]

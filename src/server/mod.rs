@@ -11,9 +11,13 @@ pub mod admin;
 pub mod ask;
 pub mod auth;
 pub mod conversations;
+pub mod documents;
 pub mod error;
+pub mod jobs;
 pub mod kbs;
 pub mod state;
+pub mod unpack;
+pub mod uploads;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -72,6 +76,14 @@ pub use state::AppState;
         admin::blocked,
         admin::dictionary,
         admin::set_dictionary,
+        uploads::upload,
+        documents::list,
+        documents::delete,
+        documents::reindex,
+        documents::download,
+        documents::chunk,
+        jobs::list,
+        jobs::get,
     )
 )]
 pub struct ApiDoc;
@@ -79,6 +91,15 @@ pub struct ApiDoc;
 /// Every route, with the layers (tracing, timeouts, panics → 500).
 pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.engine.config.server.request_timeout_secs.max(1));
+    let upload_limit = usize::try_from(
+        state
+            .engine
+            .config
+            .server
+            .max_upload_mb
+            .saturating_mul(1 << 20),
+    )
+    .unwrap_or(usize::MAX);
     let api = Router::new()
         .route("/api/login", post(auth::login))
         .route("/api/logout", post(auth::logout))
@@ -135,6 +156,21 @@ pub fn router(state: AppState) -> Router {
             "/api/admin/dictionary",
             get(admin::dictionary).put(admin::set_dictionary),
         )
+        .route(
+            "/api/kbs/{kb}/documents",
+            get(documents::list)
+                .post(uploads::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/api/documents/{id}",
+            axum::routing::delete(documents::delete),
+        )
+        .route("/api/documents/{id}/reindex", post(documents::reindex))
+        .route("/api/documents/{id}/file", get(documents::download))
+        .route("/api/chunks/{id}", get(documents::chunk))
+        .route("/api/jobs", get(jobs::list))
+        .route("/api/jobs/{id}", get(jobs::get))
         .route("/api/openapi.json", get(openapi));
     Router::new()
         .merge(api)
@@ -173,14 +209,23 @@ async fn not_found(uri: Uri) -> ApiError {
     ApiError::NotFound(format!("no such page or endpoint: {}", uri.path()))
 }
 
+/// How long a stopping server waits for the ingestion worker to finish its file.
+const WORKER_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Serve on `listener` until `shutdown` resolves; requests in flight are finished first.
+/// The ingestion worker runs alongside and stops with the server.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let worker = crate::index::queue::Worker::start(state.engine.clone(), state.ingest.clone())?;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
+        .await;
+    tokio::task::spawn_blocking(move || worker.stop(WORKER_PATIENCE))
         .await
+        .map_err(std::io::Error::other)?;
+    served
 }

@@ -1,5 +1,5 @@
 //! What every handler shares: the engine, the generators (one per LoRA adapter in use), the
-//! rate limiters and the generation queue.
+//! rate limiters, the generation queue and the ingestion worker's wake-up signal.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -23,6 +23,8 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub engine: Arc<Engine>,
+    /// Wakes the ingestion worker ([`crate::index::queue`]) when files are queued.
+    pub ingest: Arc<crate::index::queue::Signal>,
     generators: Generators,
     ip_limit: DefaultKeyedRateLimiter<std::net::IpAddr>,
     user_limit: DefaultKeyedRateLimiter<i64>,
@@ -60,6 +62,7 @@ impl AppState {
             user_limit: governor::RateLimiter::keyed(quota(s.user_questions_per_s)),
             slots: Arc::new(Semaphore::new(s.generation_slots.max(1))),
             waiting: AtomicUsize::new(0),
+            ingest: crate::index::queue::Signal::new(),
             generators,
             engine: Arc::new(engine),
         };

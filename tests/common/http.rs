@@ -198,6 +198,76 @@ impl Client {
     }
 }
 
+/// A `multipart/form-data` body, as a browser sends a file input: parts with a field name,
+/// a file name (which may be a relative path, like `webkitRelativePath`) and bytes.
+#[derive(Debug, Clone, Default)]
+pub struct Multipart {
+    body: Vec<u8>,
+}
+
+impl Multipart {
+    const BOUNDARY: &'static str = "----zhikuTestBoundary7MA4YWxkTrZu0gW";
+
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a file part. The name goes into the header raw (UTF-8), as browsers send it.
+    pub fn file(mut self, field: &str, file_name: &str, data: &[u8]) -> Self {
+        self.body.extend_from_slice(
+            format!(
+                "--{}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+                Self::BOUNDARY
+            )
+            .as_bytes(),
+        );
+        self.body.extend_from_slice(data);
+        self.body.extend_from_slice(b"\r\n");
+        self
+    }
+
+    pub fn content_type(&self) -> String {
+        format!("multipart/form-data; boundary={}", Self::BOUNDARY)
+    }
+
+    pub fn into_body(mut self) -> Vec<u8> {
+        self.body
+            .extend_from_slice(format!("--{}--\r\n", Self::BOUNDARY).as_bytes());
+        self.body
+    }
+}
+
+impl Client {
+    /// POST a multipart form. The server may answer before reading all of a large body
+    /// (413) and close the connection: the answer is read all the same.
+    pub fn post_multipart(&self, path: &str, form: Multipart) -> Response {
+        let content_type = form.content_type();
+        let body = form.into_body();
+        let mut s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(120))).unwrap();
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in &self.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let sent = s
+            .write_all(head.as_bytes())
+            .and_then(|_| s.write_all(&body));
+        let mut raw = Vec::new();
+        let read = s.read_to_end(&mut raw);
+        assert!(
+            !raw.is_empty(),
+            "no response to POST {path} (send: {sent:?}, read: {read:?})"
+        );
+        parse(&raw)
+    }
+}
+
 fn parse(raw: &[u8]) -> Response {
     let end = raw
         .windows(4)

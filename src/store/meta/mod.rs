@@ -20,6 +20,8 @@ use super::{ChunkId, DocId, KbId};
 mod accounts;
 mod activity;
 mod audit;
+mod catalog;
+mod uploads;
 
 pub use accounts::{
     ApiToken, Group, GroupId, Role, Session, TokenId, User, UserId, valid_account_name,
@@ -29,6 +31,11 @@ pub use activity::{
     NewMessage, QueryEntry, QueryFilter, QueryRecord, Via,
 };
 pub use audit::AuditEntry;
+pub use catalog::DocumentSummary;
+pub use uploads::{
+    ClaimedFile, FileStatus, JobFile, JobFileCounts, JobKind, JobStatus, NewJobFile, QueueCounts,
+    UploadJob,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -241,7 +248,13 @@ impl MetaStore {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        for schema in [SCHEMA, accounts::SCHEMA, audit::SCHEMA, activity::SCHEMA] {
+        for schema in [
+            SCHEMA,
+            accounts::SCHEMA,
+            audit::SCHEMA,
+            activity::SCHEMA,
+            uploads::SCHEMA,
+        ] {
             conn.execute_batch(schema).map_err(err)?;
         }
         Ok(Self {

@@ -1,0 +1,270 @@
+//! The server's ingestion worker: one thread takes queued files in order (uploads and
+//! re-indexes alike) and runs each through [`super::ingest_file`], writing its status to
+//! SQLite as it goes (`extracting`, `embedding`, then `done` or `failed` with the reason).
+//!
+//! Like meilisearch's task queue, the queue lives in the database, so it survives a restart:
+//! at start-up the worker first cleans up what a stopped process left half-written
+//! ([`super::recover`]), then queues again the files that were being extracted or embedded.
+//! A file run twice is harmless: a document already indexed with the same content is found
+//! unchanged, and a half-written one was purged.
+//!
+//! One worker per data folder: the embedder already uses every core for one batch, and one
+//! writer keeps the stores' crash safety simple.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, info_span, warn};
+
+use super::{FileOutcome, Item, ItemData, Stage, originals};
+use crate::engine::Engine;
+use crate::store::meta::{ClaimedFile, FileStatus, JobKind};
+
+/// How long an idle worker sleeps before looking at the queue again without being woken.
+const IDLE_POLL: Duration = Duration::from_secs(5);
+
+/// Wakes the worker when files are queued.
+#[derive(Debug, Default)]
+pub struct Signal {
+    pending: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Signal {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Files were queued (or the worker should stop): wake it.
+    pub fn notify(&self) {
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    /// Sleep until notified or `timeout` has passed.
+    fn wait(&self, timeout: Duration) {
+        let guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut pending, _) = self
+            .cv
+            .wait_timeout_while(guard, timeout, |p| !*p)
+            .unwrap_or_else(|p| p.into_inner());
+        *pending = false;
+    }
+}
+
+/// The running worker thread.
+pub struct Worker {
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    signal: Arc<Signal>,
+}
+
+impl Worker {
+    /// Start the worker for `engine`'s data folder. Uploads left in staging by a stopped
+    /// process are deleted now, before any request can stage new ones; recovery and the
+    /// queue then run on the worker's thread.
+    pub fn start(engine: Arc<Engine>, signal: Arc<Signal>) -> std::io::Result<Self> {
+        let staging = originals::staging_root(engine.data_dir());
+        match std::fs::remove_dir_all(&staging) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (signal.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("zhiku-ingest".into())
+            .spawn(move || run(&engine, &s, &st))?;
+        Ok(Self {
+            thread: Some(thread),
+            stop,
+            signal,
+        })
+    }
+
+    /// Stop after the file in hand, waiting at most `patience`; true when the worker has
+    /// stopped. A file cut short by the process ending is queued again at the next start.
+    pub fn stop(mut self, patience: Duration) -> bool {
+        self.stop.store(true, Ordering::SeqCst);
+        self.signal.notify();
+        let Some(thread) = self.thread.take() else {
+            return true;
+        };
+        let deadline = Instant::now() + patience;
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+            true
+        } else {
+            warn!(
+                "the ingestion worker is still busy with a file; it will be queued again at the next start"
+            );
+            false
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.signal.notify();
+    }
+}
+
+fn run(engine: &Engine, signal: &Signal, stop: &AtomicBool) {
+    if let Err(e) = start_up(engine) {
+        error!(error = %e, "cannot recover the ingestion queue; queued files wait");
+    }
+    let mut ingested = false;
+    while !stop.load(Ordering::SeqCst) {
+        match engine.meta.claim_next_file() {
+            Ok(Some(file)) => {
+                process(engine, file);
+                ingested = true;
+                continue;
+            }
+            Ok(None) if ingested => {
+                ingested = false;
+                if let Err(e) = engine.vector().and_then(|v| Ok(v.optimize()?)) {
+                    warn!(error = %e, "cannot optimise the vector store");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => error!(error = %e, "cannot read the ingestion queue"),
+        }
+        signal.wait(IDLE_POLL);
+    }
+}
+
+/// Clean up after a stopped process, then queue its interrupted files again.
+fn start_up(engine: &Engine) -> super::Result<()> {
+    super::recover(engine)?;
+    let n = engine.meta.requeue_interrupted()?;
+    if n > 0 {
+        warn!(files = n, "files interrupted by a stop are queued again");
+    }
+    Ok(())
+}
+
+/// Run one claimed file and record how it ended.
+fn process(engine: &Engine, file: ClaimedFile) {
+    let _span =
+        info_span!("queued_file", id = file.id, job = file.job, name = %file.name).entered();
+    // The version this file may replace, whose original is released once it is replaced.
+    let previous = engine
+        .meta
+        .document_by_source(file.kb, &file.name)
+        .ok()
+        .flatten()
+        .map(|d| d.content_hash);
+    let (status, message, doc) = match ingest(engine, &file) {
+        Ok(outcome) => settle(outcome),
+        Err(e) => {
+            error!(error = %e, "ingestion failed");
+            // Drop what the failed write left behind before the next file.
+            if let Err(e) = super::recover(engine) {
+                error!(error = %e, "cannot clean up after the failure");
+            }
+            (FileStatus::Failed, Some(e.to_string()), None)
+        }
+    };
+    info!(status = status.as_str(), "file finished");
+    if let Err(e) = engine
+        .meta
+        .finish_file(file.id, status, message.as_deref(), doc)
+    {
+        error!(error = %e, "cannot record the file's status");
+    }
+    if let Some(hash) = &file.blob {
+        originals::release(engine, file.kb, hash);
+    }
+    if let Some(hash) = previous.filter(|h| Some(h) != file.blob.as_ref()) {
+        originals::release(engine, file.kb, &hash);
+    }
+}
+
+fn ingest(engine: &Engine, file: &ClaimedFile) -> super::Result<FileOutcome> {
+    let failed = |reason: &str| {
+        Ok(FileOutcome::Failed {
+            reason: reason.into(),
+        })
+    };
+    let path = match &file.blob {
+        Some(hash) => originals::path(engine.data_dir(), file.kb, hash),
+        None if Path::new(&file.name).is_absolute() => Some(PathBuf::from(&file.name)),
+        None => None,
+    };
+    let Some(path) = path.filter(|p| p.is_file()) else {
+        return failed("the original file is not stored on the server; upload it again");
+    };
+    let reindex = file.kind == JobKind::Reindex;
+    if reindex {
+        match engine.meta.document_by_source(file.kb, &file.name)? {
+            None => return failed("the document was deleted before it could be re-indexed"),
+            Some(d) if file.blob.as_ref().is_some_and(|b| *b != d.content_hash) => {
+                return failed("a newer version of the document was indexed meanwhile");
+            }
+            Some(_) => {}
+        }
+    }
+    let name = originals::file_name(&file.name);
+    let item = Item {
+        source: file.name.clone(),
+        title: Path::new(name)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.to_string()),
+        file_name: name.to_string(),
+        data: ItemData::Path(path),
+    };
+    super::ingest_file(engine, file.kb, item, reindex, &mut |stage| {
+        let status = match stage {
+            Stage::Extracting => FileStatus::Extracting,
+            Stage::Embedding => FileStatus::Embedding,
+        };
+        Ok(engine.meta.set_file_status(file.id, status)?)
+    })
+}
+
+/// A file's final status, note and document.
+fn settle(outcome: FileOutcome) -> (FileStatus, Option<String>, Option<i64>) {
+    let with_warnings = |note: Option<&str>, warnings: &[String]| {
+        let mut parts: Vec<String> = note.map(str::to_string).into_iter().collect();
+        if !warnings.is_empty() {
+            parts.push(format!(
+                "{} warning{}: {}",
+                warnings.len(),
+                if warnings.len() == 1 { "" } else { "s" },
+                warnings.join("; ")
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    };
+    match outcome {
+        FileOutcome::Added { doc, warnings, .. } => {
+            (FileStatus::Done, with_warnings(None, &warnings), Some(doc))
+        }
+        FileOutcome::Changed { doc, warnings, .. } => (
+            FileStatus::Done,
+            with_warnings(Some("replaced the earlier version"), &warnings),
+            Some(doc),
+        ),
+        FileOutcome::Unchanged { doc } => (
+            FileStatus::Done,
+            Some("unchanged: this content is already indexed".into()),
+            Some(doc),
+        ),
+        FileOutcome::Duplicate { doc, source } => (
+            FileStatus::Done,
+            Some(format!(
+                "not indexed twice: the same content is already indexed as `{source}`"
+            )),
+            doc,
+        ),
+        FileOutcome::Failed { reason } => (FileStatus::Failed, Some(reason), None),
+    }
+}
