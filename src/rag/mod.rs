@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info_span;
 
 use crate::engine::{Engine, EngineError};
-use crate::generate::{GenerateError, GenerationStats, Generator};
+use crate::generate::{GenerateError, GenerationStats, Generator, SamplingParams};
 use crate::retrieve::{self, Hit};
 use crate::store::KbId;
 
@@ -125,10 +125,27 @@ pub fn judge(engine: &Engine, terms: &[String], hits: &[Hit]) -> Vec<Relevance> 
 }
 
 /// Answer `question` from the knowledge bases `kbs`, streaming the text through `on_text`
-/// (`Break` cancels generation). Without a generator the answer is extractive.
+/// (`Break` cancels generation). Without a generator the answer is extractive. Sampling is
+/// `generate.sampling` from the configuration.
 pub fn ask(
     engine: &Engine,
     generator: Option<&dyn Generator>,
+    question: &str,
+    history: &[Turn],
+    kbs: &[KbId],
+    on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+) -> Result<Answer, RagError> {
+    let sampling = &engine.config.generate.sampling;
+    ask_with(engine, generator, sampling, question, history, kbs, on_text)
+}
+
+/// [`ask`] with the caller's sampling parameters for the answer (an API client's
+/// `max_tokens`, `temperature`, `stop`, `seed`…), so that one server honours each request's
+/// settings; the context budget for passages follows its `max_tokens`.
+pub fn ask_with(
+    engine: &Engine,
+    generator: Option<&dyn Generator>,
+    sampling: &SamplingParams,
     question: &str,
     history: &[Turn],
     kbs: &[KbId],
@@ -190,7 +207,7 @@ pub fn ask(
         answer.answer = prompts.get_lang("not_found", lang)?;
         let _ = on_text(&answer.answer);
     } else if let Some(g) = generator {
-        let params = &engine.config.generate.sampling;
+        let params = sampling;
         let budget = g
             .context_length()
             .saturating_sub(params.max_tokens + cfg.context_margin_tokens);
