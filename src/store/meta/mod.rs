@@ -19,6 +19,7 @@ use super::{ChunkId, DocId, KbId};
 
 mod accounts;
 mod audit;
+mod stats;
 
 pub use accounts::{
     ApiToken, Group, GroupId, Role, Session, TokenId, User, UserId, valid_account_name,
