@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::generate::Generator;
+use crate::generate::{Generator, SamplingParams};
 use crate::rag::{self, Answer, Turn};
 use crate::store::KbId;
 
@@ -107,13 +107,33 @@ pub enum Progress {
     Failed(ApiError),
 }
 
+/// What `/api/ask` and `/v1/chat/completions` both do with a question: count it against the
+/// rate limits (refused questions count too), check its text, pick the knowledge bases
+/// (`kb`, else all the caller may read), then answer it in the background.
+pub async fn start_answer(
+    state: &AppState,
+    peer: std::net::IpAddr,
+    caller: &Caller,
+    question: &str,
+    kb: Option<&str>,
+    history: Vec<Turn>,
+    sampling: Option<SamplingParams>,
+) -> Result<mpsc::Receiver<Progress>, ApiError> {
+    state.check_question_rate(peer, caller.user.id)?;
+    let question = check_question(question)?.to_string();
+    let scope = scope(state, caller, kb)?;
+    answer_in_background(state, scope, question, history, sampling).await
+}
+
 /// Answer `question` on a blocking thread, sending its text as it comes. Waits for a
 /// generation slot first when a generator will run (503 at once when the queue is full).
+/// `sampling`: the request's own parameters; `None` = `generate.sampling`.
 pub async fn answer_in_background(
     state: &AppState,
     scope: Scope,
     question: String,
     history: Vec<Turn>,
+    sampling: Option<SamplingParams>,
 ) -> Result<mpsc::Receiver<Progress>, ApiError> {
     let names = scope.names.clone();
     let s = state.clone();
@@ -130,12 +150,15 @@ pub async fn answer_in_background(
         None => None,
     };
     let (tx, rx) = mpsc::channel(64);
-    let engine = state.engine.clone();
+    let state = state.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let result = rag::ask(
-            &engine,
+        let engine = &state.engine;
+        let sampling = sampling.unwrap_or_else(|| engine.config.generate.sampling.clone());
+        let result = rag::ask_with(
+            engine,
             generator.as_deref(),
+            &sampling,
             &question,
             &history,
             &scope.kbs,
@@ -153,6 +176,18 @@ pub async fn answer_in_background(
     Ok(rx)
 }
 
+/// Wait for the whole answer (a non-streamed response), skipping the pieces of text.
+pub async fn final_answer(mut rx: mpsc::Receiver<Progress>) -> Result<Box<Answer>, ApiError> {
+    while let Some(p) = rx.recv().await {
+        match p {
+            Progress::Text(_) => {}
+            Progress::Done(answer) => return Ok(answer),
+            Progress::Failed(e) => return Err(e),
+        }
+    }
+    Err(ApiError::internal("the answer stopped without a result"))
+}
+
 /// Ask a question of the knowledge bases you may read.
 #[utoipa::path(post, path = "/api/ask", tag = "answers", request_body = AskRequest,
     responses(
@@ -165,19 +200,18 @@ pub async fn ask(
     body: Result<Json<AskRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
-    state.check_question_rate(peer.ip(), caller.user.id)?;
-    let question = check_question(&req.question)?.to_string();
-    let scope = scope(&state, &caller, req.kb.as_deref())?;
-    let mut rx = answer_in_background(&state, scope, question, req.history).await?;
+    let rx = start_answer(
+        &state,
+        peer.ip(),
+        &caller,
+        &req.question,
+        req.kb.as_deref(),
+        req.history,
+        None,
+    )
+    .await?;
     if !req.stream {
-        while let Some(p) = rx.recv().await {
-            match p {
-                Progress::Text(_) => {}
-                Progress::Done(answer) => return Ok(Json(answer).into_response()),
-                Progress::Failed(e) => return Err(e),
-            }
-        }
-        return Err(ApiError::internal("the answer stopped without a result"));
+        return Ok(Json(final_answer(rx).await?).into_response());
     }
     Ok(Sse::new(events(rx))
         .keep_alive(KeepAlive::default())
