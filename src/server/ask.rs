@@ -167,6 +167,7 @@ pub async fn answer_in_background(
                 Err(_) => ControlFlow::Break(()),
             },
         );
+        state.metrics.observe_answer(result.as_ref().ok());
         let last = match result {
             Ok(answer) => Progress::Done(Box::new(answer)),
             Err(e) => Progress::Failed(e.into()),

@@ -10,6 +10,7 @@ pub mod ask;
 pub mod auth;
 pub mod error;
 pub mod kbs;
+pub mod metrics;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -57,6 +58,7 @@ pub use state::AppState;
         accounts::create_token,
         accounts::revoke_token,
         ask::ask,
+        metrics::scrape,
     )
 )]
 pub struct ApiDoc;
@@ -104,12 +106,17 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::scrape))
         .fallback(not_found)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
         .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

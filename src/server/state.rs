@@ -1,5 +1,5 @@
 //! What every handler shares: the engine, the generators (one per LoRA adapter in use), the
-//! rate limiters and the generation queue.
+//! rate limiters, the generation queue and the metrics.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -16,6 +16,7 @@ use crate::engine::Engine;
 use crate::generate::{self, GenerateError, Generator};
 
 use super::error::ApiError;
+use super::metrics::Metrics;
 
 /// Shared state; cheap to clone.
 #[derive(Clone)]
@@ -23,6 +24,8 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub engine: Arc<Engine>,
+    /// Prometheus series of this server (`GET /metrics`).
+    pub metrics: Metrics,
     generators: Generators,
     ip_limit: DefaultKeyedRateLimiter<std::net::IpAddr>,
     user_limit: DefaultKeyedRateLimiter<i64>,
@@ -60,6 +63,7 @@ impl AppState {
             user_limit: governor::RateLimiter::keyed(quota(s.user_questions_per_s)),
             slots: Arc::new(Semaphore::new(s.generation_slots.max(1))),
             waiting: AtomicUsize::new(0),
+            metrics: Metrics::new(),
             generators,
             engine: Arc::new(engine),
         };
