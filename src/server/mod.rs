@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 pub mod kbs;
 pub mod metrics;
+pub mod openai;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -58,6 +59,9 @@ pub use state::AppState;
         accounts::create_token,
         accounts::revoke_token,
         ask::ask,
+        openai::models,
+        openai::model,
+        openai::chat_completions,
         metrics::scrape,
     )
 )]
@@ -101,7 +105,10 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(accounts::revoke_token),
         )
         .route("/api/ask", post(ask::ask))
-        .route("/api/openapi.json", get(openapi));
+        .route("/api/openapi.json", get(openapi))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/models/{model}", get(openai::model))
+        .route("/v1/chat/completions", post(openai::chat_completions));
     Router::new()
         .merge(api)
         .route("/healthz", get(|| async { "ok" }))
