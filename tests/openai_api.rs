@@ -598,6 +598,50 @@ fn a_client_that_disconnects_stops_the_generation() {
     wait_for_metric(&f.server.client(), "zhiku_answers_cancelled_total 2");
 }
 
+#[test]
+fn a_client_that_leaves_the_generation_queue_frees_its_place() {
+    let g = Scripted::new(vec!["年假[1]。"; 200], Duration::from_millis(25));
+    let f = start(Some(g.clone()), |c| {
+        c.server.generation_slots = 1;
+        c.server.generation_queue = 1;
+    });
+    // One answer generating (5 s), one question waiting for its slot, whose client leaves.
+    let generating = {
+        let c = f.alice.clone();
+        std::thread::spawn(move || complete(&c, question("hr")).status)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while g.running.load(SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the generation never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let state = f.server.state.clone();
+    hang_up(&f.alice, &question("hr"), false, move || {
+        state.queue_depth() == 1
+    })
+    .join()
+    .unwrap();
+    while f.server.state.queue_depth() > 0 {
+        assert!(
+            g.running.load(SeqCst) == 1,
+            "the queue kept the place of a client that left"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Its place is free: another question may wait (a full queue would answer 503 at once).
+    let waiting = {
+        let c = f.alice.clone();
+        std::thread::spawn(move || complete(&c, question("hr")).status)
+    };
+    assert_eq!(generating.join().unwrap(), 200);
+    assert_eq!(waiting.join().unwrap(), 200);
+    assert_eq!(
+        g.params.lock().unwrap().len(),
+        2,
+        "the one that left never ran"
+    );
+}
+
 fn metric_line<'a>(text: &'a str, series: &str) -> Option<&'a str> {
     text.lines().find(|l| l.starts_with(series))
 }

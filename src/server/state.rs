@@ -103,8 +103,10 @@ impl Inner {
                 ),
             });
         }
+        // Counted out on drop: a client that leaves while waiting drops this future, and its
+        // place must be freed, or the queue fills up with questions nobody waits for.
+        let _waiting = Waiting(&self.waiting);
         let permit = self.slots.clone().acquire_owned().await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
         permit.map_err(|_| ApiError::Internal("the generation queue is closed".into()))
     }
 
@@ -125,6 +127,15 @@ impl Inner {
             _ => None,
         };
         self.generators.get(&self.engine.config.generate, kb)
+    }
+}
+
+/// One question waiting for a generation slot, for as long as it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
