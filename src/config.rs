@@ -349,6 +349,11 @@ pub struct ServerConfig {
     /// Words that must not appear in answers (the output content filter); an answer that
     /// contains one is replaced by a refusal and logged for admins. Default none.
     pub blocked_words: Vec<String>,
+    /// A secret that Prometheus sends as `Authorization: Bearer …` to scrape `/metrics`.
+    /// Unset (default): `/metrics` answers requests from loopback addresses that came through
+    /// no proxy, and admins (session or API token) from anywhere; set it to scrape from
+    /// another machine without an admin's token.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -366,6 +371,7 @@ impl Default for ServerConfig {
             max_upload_files: 2000,
             max_unzipped_mb: 2048,
             blocked_words: Vec::new(),
+            metrics_token: None,
         }
     }
 }

@@ -248,10 +248,26 @@ pub fn judge(engine: &Engine, terms: &[String], hits: &[Hit]) -> Vec<Relevance> 
 /// (`Break` cancels generation). Without a generator the answer is extractive. The last
 /// `rag.max_history_turns` turns of `history` (oldest first) turn a follow-up into a
 /// standalone question for retrieval, and go into the answer prompt so that the generator
-/// sees the conversation too.
+/// sees the conversation too. Sampling is `generate.sampling` from the configuration.
 pub fn ask(
     engine: &Engine,
     generator: Option<&dyn Generator>,
+    question: &str,
+    history: &[Turn],
+    kbs: &[KbId],
+    on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+) -> Result<Answer, RagError> {
+    let sampling = &engine.config.generate.sampling;
+    ask_with(engine, generator, sampling, question, history, kbs, on_text)
+}
+
+/// [`ask`] with the caller's sampling parameters for the answer (an API client's
+/// `max_tokens`, `temperature`, `stop`, `seed`…), so that one server honours each request's
+/// settings; the context budget for passages follows its `max_tokens`.
+pub fn ask_with(
+    engine: &Engine,
+    generator: Option<&dyn Generator>,
+    sampling: &SamplingParams,
     question: &str,
     history: &[Turn],
     kbs: &[KbId],
@@ -314,7 +330,7 @@ pub fn ask(
         answer.answer = prompts.get_lang("not_found", lang)?;
         let _ = on_text(&answer.answer);
     } else if let Some(g) = generator {
-        let params = &engine.config.generate.sampling;
+        let params = sampling;
         let reserved = params.max_tokens + cfg.context_margin_tokens;
         let build = |budget| {
             prompt::answer_prompt(

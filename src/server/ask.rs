@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::generate::Generator;
+use crate::generate::{Generator, SamplingParams};
 use crate::rag::guard::ContentFilter;
 use crate::rag::{self, Answer, Outcome, Prompts, Turn};
 use crate::store::KbId;
@@ -133,15 +133,37 @@ pub enum Progress {
     Failed(ApiError),
 }
 
+/// What `/api/ask` and `/v1/chat/completions` both do with a question: count it against the
+/// rate limits (refused questions count too), check its text, pick the knowledge bases
+/// (`kb`, else all the caller may read), then answer it in the background.
+#[allow(clippy::too_many_arguments)]
+pub async fn start_answer(
+    state: &AppState,
+    peer: std::net::IpAddr,
+    caller: &Caller,
+    asker: Asker,
+    question: &str,
+    kb: Option<&str>,
+    history: Vec<Turn>,
+    sampling: Option<SamplingParams>,
+) -> Result<mpsc::Receiver<Progress>, ApiError> {
+    state.check_question_rate(peer, caller.user.id)?;
+    let question = check_question(question)?.to_string();
+    let scope = scope(state, caller, kb)?;
+    answer_in_background(state, scope, asker, question, history, sampling).await
+}
+
 /// Answer `question` by `asker` on a blocking thread, sending its text as it comes through
 /// the content filter, then record it ([`activity`]). Waits for a generation slot first when
-/// a generator will run (503 at once when the queue is full).
+/// a generator will run (503 at once when the queue is full). `sampling`: the request's own
+/// parameters; `None` = `generate.sampling`.
 pub async fn answer_in_background(
     state: &AppState,
     scope: Scope,
     asker: Asker,
     question: String,
     history: Vec<Turn>,
+    sampling: Option<SamplingParams>,
 ) -> Result<mpsc::Receiver<Progress>, ApiError> {
     let names = scope.names.clone();
     let s = state.clone();
@@ -158,15 +180,18 @@ pub async fn answer_in_background(
         None => None,
     };
     let (tx, rx) = mpsc::channel(64);
-    let engine = state.engine.clone();
+    let state = state.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let engine = &state.engine;
+        let sampling = sampling.unwrap_or_else(|| engine.config.generate.sampling.clone());
         let filter = ContentFilter::new(&engine.config.server.blocked_words);
         let mut stream = filter.stream();
         let mut blocked: Option<String> = None;
-        let result = rag::ask(
-            &engine,
+        let result = rag::ask_with(
+            engine,
             generator.as_deref(),
+            &sampling,
             &question,
             &history,
             &scope.kbs,
@@ -202,6 +227,7 @@ pub async fn answer_in_background(
                         }
                     }
                 }
+                state.metrics.observe_answer(Some(&answer));
                 activity::log_query(meta, &asker, &scope.names, &question, Ok(&answer));
                 let message_id = asker
                     .conversation
@@ -214,6 +240,7 @@ pub async fn answer_in_background(
             }
             Err(e) => {
                 let e = ApiError::from(e);
+                state.metrics.observe_answer(None);
                 activity::log_query(meta, &asker, &scope.names, &question, Err(&e));
                 Progress::Failed(e)
             }
@@ -221,6 +248,18 @@ pub async fn answer_in_background(
         let _ = tx.blocking_send(last);
     });
     Ok(rx)
+}
+
+/// Wait for the whole answer (a non-streamed response), skipping the pieces of text.
+pub async fn final_answer(mut rx: mpsc::Receiver<Progress>) -> Result<Box<Finished>, ApiError> {
+    while let Some(p) = rx.recv().await {
+        match p {
+            Progress::Text(_) => {}
+            Progress::Done(answer) => return Ok(answer),
+            Progress::Failed(e) => return Err(e),
+        }
+    }
+    Err(ApiError::internal("the answer stopped without a result"))
 }
 
 /// Ask a question of the knowledge bases you may read.
@@ -235,8 +274,6 @@ pub async fn ask(
     body: Result<Json<AskRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
-    state.check_question_rate(peer.ip(), caller.user.id)?;
-    let question = check_question(&req.question)?.to_string();
     let mut asker = Asker::rest(&caller);
     let (kb, history) = match req.conversation_id {
         Some(id) => {
@@ -247,17 +284,19 @@ pub async fn ask(
         }
         None => (req.kb, req.history),
     };
-    let scope = scope(&state, &caller, kb.as_deref())?;
-    let mut rx = answer_in_background(&state, scope, asker, question, history).await?;
+    let rx = start_answer(
+        &state,
+        peer.ip(),
+        &caller,
+        asker,
+        &req.question,
+        kb.as_deref(),
+        history,
+        None,
+    )
+    .await?;
     if !req.stream {
-        while let Some(p) = rx.recv().await {
-            match p {
-                Progress::Text(_) => {}
-                Progress::Done(done) => return Ok(Json(done).into_response()),
-                Progress::Failed(e) => return Err(e),
-            }
-        }
-        return Err(ApiError::internal("the answer stopped without a result"));
+        return Ok(Json(final_answer(rx).await?).into_response());
     }
     Ok(Sse::new(events(rx))
         .keep_alive(KeepAlive::default())

@@ -15,6 +15,8 @@ pub mod documents;
 pub mod error;
 pub mod jobs;
 pub mod kbs;
+pub mod metrics;
+pub mod openai;
 pub mod state;
 pub mod unpack;
 pub mod uploads;
@@ -84,6 +86,10 @@ pub use state::AppState;
         documents::chunk,
         jobs::list,
         jobs::get,
+        openai::models,
+        openai::model,
+        openai::chat_completions,
+        metrics::scrape,
     )
 )]
 pub struct ApiDoc;
@@ -171,17 +177,25 @@ pub fn router(state: AppState) -> Router {
         .route("/api/chunks/{id}", get(documents::chunk))
         .route("/api/jobs", get(jobs::list))
         .route("/api/jobs/{id}", get(jobs::get))
-        .route("/api/openapi.json", get(openapi));
+        .route("/api/openapi.json", get(openapi))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/models/{model}", get(openai::model))
+        .route("/v1/chat/completions", post(openai::chat_completions));
     Router::new()
         .merge(api)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::scrape))
         .fallback(not_found)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
         .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -1,5 +1,5 @@
 //! What every handler shares: the engine, the generators (one per LoRA adapter in use), the
-//! rate limiters, the generation queue and the ingestion worker's wake-up signal.
+//! rate limiters, the generation queue, the metrics and the ingestion worker's wake-up signal.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -16,6 +16,7 @@ use crate::engine::Engine;
 use crate::generate::{self, GenerateError, Generator};
 
 use super::error::ApiError;
+use super::metrics::Metrics;
 
 /// Shared state; cheap to clone.
 #[derive(Clone)]
@@ -25,6 +26,8 @@ pub struct Inner {
     pub engine: Arc<Engine>,
     /// Wakes the ingestion worker ([`crate::index::queue`]) when files are queued.
     pub ingest: Arc<crate::index::queue::Signal>,
+    /// Prometheus series of this server (`GET /metrics`).
+    pub metrics: Metrics,
     generators: Generators,
     ip_limit: DefaultKeyedRateLimiter<std::net::IpAddr>,
     user_limit: DefaultKeyedRateLimiter<i64>,
@@ -63,6 +66,7 @@ impl AppState {
             slots: Arc::new(Semaphore::new(s.generation_slots.max(1))),
             waiting: AtomicUsize::new(0),
             ingest: crate::index::queue::Signal::new(),
+            metrics: Metrics::new(),
             generators,
             engine: Arc::new(engine),
         };
@@ -102,8 +106,10 @@ impl Inner {
                 ),
             });
         }
+        // Counted out on drop: a client that leaves while waiting drops this future, and its
+        // place must be freed, or the queue fills up with questions nobody waits for.
+        let _waiting = Waiting(&self.waiting);
         let permit = self.slots.clone().acquire_owned().await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
         permit.map_err(|_| ApiError::Internal("the generation queue is closed".into()))
     }
 
@@ -124,6 +130,15 @@ impl Inner {
             _ => None,
         };
         self.generators.get(&self.engine.config.generate, kb)
+    }
+}
+
+/// One question waiting for a generation slot, for as long as it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -21,6 +21,7 @@ mod accounts;
 mod activity;
 mod audit;
 mod catalog;
+mod stats;
 mod uploads;
 
 pub use accounts::{
