@@ -11,13 +11,14 @@ pub mod auth;
 pub mod error;
 pub mod kbs;
 pub mod state;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use axum::routing::{get, patch, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -102,9 +103,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi));
     Router::new()
         .merge(api)
+        .merge(web::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .fallback(not_found)
+        .fallback(web::fallback)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
@@ -131,10 +133,6 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
     }
-}
-
-async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("no such page or endpoint: {}", uri.path()))
 }
 
 /// Serve on `listener` until `shutdown` resolves; requests in flight are finished first.
