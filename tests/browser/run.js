@@ -162,6 +162,8 @@ async function run(page) {
   await page.goto(`${BASE}/`);
   await page.waitForURL(/\/login/);
   check(true, 'the chat sends a visitor without a session to the login page');
+  await page.waitForSelector('#login-form');
+  check(await page.isHidden('#login-error'), 'a first visit shows the form without an error');
   check((await page.textContent('#login-submit')).trim() === '登录', 'the UI is Chinese by default');
   await page.fill('#name', 'admin');
   await page.fill('#password', 'not-the-password');

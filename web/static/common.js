@@ -477,7 +477,8 @@ export async function api(method, path, body, opts = {}) {
     throw new ApiError(0, t('common.network', { msg: e.message }), 'network', path);
   }
   if (res.status === 401 && !opts.noRedirect) {
-    toLogin('expired');
+    // A session that ended says so on the login page; a first visit just shows the form.
+    toLogin(csrf ? 'expired' : undefined);
     throw new ApiError(401, t('login.expired'), 'unauthorized', path);
   }
   if (!res.ok) throw await errorOf(res, path);
