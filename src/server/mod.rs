@@ -20,13 +20,14 @@ pub mod openai;
 pub mod state;
 pub mod unpack;
 pub mod uploads;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use axum::routing::{get, patch, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -183,10 +184,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions));
     Router::new()
         .merge(api)
+        .merge(web::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::scrape))
-        .fallback(not_found)
+        .fallback(web::fallback)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
@@ -217,10 +219,6 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
     }
-}
-
-async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("no such page or endpoint: {}", uri.path()))
 }
 
 /// How long a stopping server waits for the ingestion worker to finish its file.
