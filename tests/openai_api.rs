@@ -739,6 +739,17 @@ fn metrics_are_for_loopback_admins_or_the_metrics_token() {
     assert_eq!(r.status, 200);
     assert!(r.text().contains("zhiku_generation_queue_depth"));
     assert_eq!(f.root.get("/metrics").status, 200);
+    drop(f);
+
+    // A blank metrics_token counts as unset (loopback only), not as a token to match.
+    let f = start(None, |c| c.server.metrics_token = Some(" ".into()));
+    let proxied = f
+        .server
+        .client()
+        .with_header("X-Forwarded-For", "203.0.113.9");
+    assert_eq!(proxied.clone().bearer(" ").get("/metrics").status, 403);
+    assert_eq!(f.server.client().get("/metrics").status, 200);
+    let anon = f.server.client();
     let doc = anon.get("/api/openapi.json").json();
     for path in [
         "/v1/models",

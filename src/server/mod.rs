@@ -232,6 +232,14 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let worker = crate::index::queue::Worker::start(state.engine.clone(), state.ingest.clone())?;
+    use axum::serve::ListenerExt;
+    // A streamed answer is many small writes: with Nagle's algorithm each waits for the
+    // client's delayed ACK (up to 40 ms), so turn it off.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -128,7 +128,7 @@ async function main() {
   context.setDefaultTimeout(30000);
   const page = context.pages()[0] || (await context.newPage());
   const pageErrors = [];
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  page.on('pageerror', (e) => pageErrors.push(e.message + ' @ ' + String(e.stack).split('\n').slice(0, 3).join(' | ')));
   page.on('console', (m) => {
     if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) pageErrors.push(m.text());
   });
