@@ -72,7 +72,9 @@ function fillKbs() {
   );
   els.kb.value = names.includes(keep) ? keep : '';
   const none = names.length === 0;
-  $('#no-kb').hidden = !none;
+  // The notice lives in the welcome area, which an open conversation replaces.
+  const notice = $('#no-kb');
+  if (notice) notice.hidden = !none;
   els.question.disabled = none;
   els.send.disabled = none;
   els.kb.disabled = none;
