@@ -299,11 +299,11 @@ fn versions_reindex_and_delete_keep_the_three_stores_in_step() {
     let d1 = job["files"][0]["document_id"].as_i64().unwrap();
 
     // The same file again: unchanged, nothing re-embedded.
-    let calls = || {
+    let counts = || {
         let n = e.meta.chunk_count().unwrap();
         (n, common::store_counts(e))
     };
-    let before = calls();
+    let before = counts();
     let job = upload_and_wait(&root, "hr", Multipart::new().file("files", name, &v1));
     let f = &job["files"][0];
     assert_eq!(
@@ -311,7 +311,7 @@ fn versions_reindex_and_delete_keep_the_three_stores_in_step() {
         (Some("done"), Some(d1))
     );
     assert!(f["message"].as_str().unwrap().contains("unchanged"), "{f}");
-    assert_eq!(calls(), before);
+    assert_eq!(counts(), before);
 
     // A new version under the same name replaces the document and its stored original.
     let mut v2 = v1.clone();
