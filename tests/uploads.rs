@@ -140,6 +140,43 @@ fn rfc5987(name: &str) -> String {
         .collect()
 }
 
+/// POST a multipart form with `Transfer-Encoding: chunked` (no Content-Length to check
+/// up front); the answer is read even when the server stops reading the body early.
+fn post_chunked(c: &Client, path: &str, form: Multipart) -> u16 {
+    use std::io::Read;
+    let content_type = form.content_type();
+    let body = form.into_body();
+    let mut s = std::net::TcpStream::connect(c.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n",
+        c.addr
+    );
+    for (k, v) in &c.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut sent = s.write_all(head.as_bytes());
+    for piece in body.chunks(64 * 1024) {
+        if sent.is_err() {
+            break;
+        }
+        sent = s
+            .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+            .and_then(|_| s.write_all(piece))
+            .and_then(|_| s.write_all(b"\r\n"));
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let head = String::from_utf8_lossy(&raw);
+    head.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no answer (send: {sent:?}): {head}"))
+}
+
 #[test]
 fn a_folder_and_a_zip_are_ingested_listed_searched_and_downloaded() {
     let (_d, s) = server(|_| {});
@@ -459,6 +496,14 @@ fn upload_attacks_are_refused_with_nothing_stored_and_the_server_stays_healthy()
         "max_upload_mb",
         "a large body",
     );
+    // …also when the body comes in chunks, with no length to check up front.
+    let status = post_chunked(
+        &root,
+        "/api/kbs/hr/documents",
+        Multipart::new().file("files", "big.txt", &big),
+    );
+    assert_eq!(status, 413, "a large chunked body");
+    healthy("a large chunked body");
     // More files than server.max_upload_files, as parts or inside a zip.
     let mut six = Multipart::new();
     for i in 0..6 {
