@@ -7,10 +7,9 @@
 //! A crash anywhere leaves either the old version or the new one visible, never half of
 //! one, and [`recover`] (run at the start of every job) clears what was left behind.
 //!
-//! The command line ingests a whole job in batches ([`ingest_paths`]); the server queues
-//! uploaded files and its worker ([`queue`]) runs them one at a time through
-//! [`ingest_file`], the same steps as a batch of one, reporting each file's [`Stage`].
-//! Uploaded originals are kept in [`originals`].
+//! The command line ingests a whole job in [`Batch`]es ([`ingest_paths`]); the server queues
+//! uploaded files in SQLite and its worker ([`queue`]) takes them in order through the same
+//! [`Batch`], recording each file's status. Uploaded originals are kept in [`originals`].
 
 pub mod originals;
 pub mod queue;
@@ -303,15 +302,6 @@ pub fn ingest_qa_contexts(
     )
 }
 
-/// Where one file is in its ingestion, for callers that show progress per file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Reading, extracting, cleaning, masking and chunking.
-    Extracting,
-    /// Embedding the chunks and writing them to the three stores.
-    Embedding,
-}
-
 /// What became of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileOutcome {
@@ -400,39 +390,24 @@ fn run_items(
     progress: &ProgressBar,
     after: Box<AfterWalk<'_>>,
 ) -> Result<()> {
-    let embedder = engine.embedder()?;
-    let count_tokens = |t: &str| embedder.count_tokens(t);
     progress.set_length(items.len() as u64);
     let mut seen = HashSet::new();
-    let mut batch: Vec<Prepared> = Vec::new();
-    let mut batch_chunks = 0usize;
-    // Content hash → source of the files waiting in this batch (duplicates within it).
-    let mut batch_hashes: HashMap<String, String> = HashMap::new();
+    let mut batch = Batch::new(engine, kb)?;
     for item in items {
         progress.set_message(item.file_name.clone());
         seen.insert(item.source.clone());
         let source = item.source.clone();
-        match prepare(engine, kb, item, false, &count_tokens, &batch_hashes)? {
-            Prep::Settled(outcome) => {
+        if let Some(outcome) = batch.add(engine, item, false)? {
+            record(engine, job, report, &source, &outcome)?;
+            progress.inc(1);
+        } else if batch.is_full() {
+            for (source, outcome) in batch.write(engine)? {
                 record(engine, job, report, &source, &outcome)?;
                 progress.inc(1);
             }
-            Prep::Ready(p) => {
-                batch_hashes.insert(p.hash.clone(), source);
-                batch_chunks += p.processed.chunks.len();
-                batch.push(*p);
-                if batch_chunks >= BATCH_CHUNKS || batch.len() >= BATCH_DOCS {
-                    for (source, outcome) in write_batch(engine, kb, std::mem::take(&mut batch))? {
-                        record(engine, job, report, &source, &outcome)?;
-                        progress.inc(1);
-                    }
-                    batch_chunks = 0;
-                    batch_hashes.clear();
-                }
-            }
         }
     }
-    for (source, outcome) in write_batch(engine, kb, batch)? {
+    for (source, outcome) in batch.write(engine)? {
         record(engine, job, report, &source, &outcome)?;
         progress.inc(1);
     }
@@ -441,37 +416,68 @@ fn run_items(
     Ok(())
 }
 
-/// Ingest one file now, the same steps as a batch of one, telling `on_stage` when each
-/// stage starts (the server's job worker records it for the admin page). `force` indexes
-/// the file again even when its content is unchanged (re-indexing after a change of
-/// extractor or settings).
-pub fn ingest_file(
-    engine: &Engine,
+/// Files of one knowledge base on their way into the stores, for the command line's jobs
+/// and the server's queue alike. Each file is read, hashed and processed when added, and
+/// settled at once when it is unchanged, a duplicate or unreadable; the others wait until
+/// [`Batch::write`] embeds and writes them together (crash-safe, see the module doc).
+pub struct Batch {
     kb: KbId,
-    item: Item,
-    force: bool,
-    on_stage: &mut dyn FnMut(Stage) -> Result<()>,
-) -> Result<FileOutcome> {
-    let _span = info_span!("ingest_file", kb, source = %item.source).entered();
-    engine.check_model(false)?;
-    let embedder = engine.embedder()?;
-    let count_tokens = |t: &str| embedder.count_tokens(t);
-    on_stage(Stage::Extracting)?;
-    match prepare(engine, kb, item, force, &count_tokens, &HashMap::new())? {
-        Prep::Settled(outcome) => {
-            if let FileOutcome::Failed { reason } = &outcome {
-                warn!(why = %reason, "file not ingested");
+    embedder: std::sync::Arc<dyn crate::embed::Embedder>,
+    ready: Vec<Prepared>,
+    chunks: usize,
+    /// Content hash → source of the files waiting (duplicates within the batch).
+    hashes: HashMap<String, String>,
+}
+
+impl Batch {
+    /// An empty batch for `kb` (fails when the index was built with another model).
+    pub fn new(engine: &Engine, kb: KbId) -> Result<Self> {
+        engine.check_model(false)?;
+        Ok(Self {
+            kb,
+            embedder: engine.embedder()?,
+            ready: Vec::new(),
+            chunks: 0,
+            hashes: HashMap::new(),
+        })
+    }
+
+    /// Read and process one file. `Some` when it is settled now; `None` when it waits for
+    /// [`Batch::write`]. `force` processes a file again even when its content is unchanged
+    /// (re-indexing after a change of extractor or settings). Add no two files with the
+    /// same source to one batch (see [`Batch::waits_for`]).
+    pub fn add(&mut self, engine: &Engine, item: Item, force: bool) -> Result<Option<FileOutcome>> {
+        let embedder = self.embedder.clone();
+        let count_tokens = |t: &str| embedder.count_tokens(t);
+        match prepare(engine, self.kb, item, force, &count_tokens, &self.hashes)? {
+            Prep::Settled(outcome) => Ok(Some(outcome)),
+            Prep::Ready(p) => {
+                self.hashes.insert(p.hash.clone(), p.item.source.clone());
+                self.chunks += p.processed.chunks.len();
+                self.ready.push(*p);
+                Ok(None)
             }
-            Ok(outcome)
         }
-        Prep::Ready(p) => {
-            on_stage(Stage::Embedding)?;
-            let mut written = write_batch(engine, kb, vec![*p])?;
-            Ok(written
-                .pop()
-                .map(|(_, outcome)| outcome)
-                .expect("a batch of one writes one document"))
-        }
+    }
+
+    /// Whether a file with this source waits in the batch (a second version of it must wait
+    /// for the next batch, or both would replace the same document).
+    pub fn waits_for(&self, source: &str) -> bool {
+        self.ready.iter().any(|p| p.item.source == source)
+    }
+
+    /// Enough waits to be written.
+    pub fn is_full(&self) -> bool {
+        self.chunks >= BATCH_CHUNKS || self.ready.len() >= BATCH_DOCS
+    }
+
+    /// Embed and write the waiting files; each one's source and outcome, in the order they
+    /// were added. The batch is empty afterwards, even when writing failed (run [`recover`]
+    /// then).
+    pub fn write(&mut self, engine: &Engine) -> Result<Vec<(String, FileOutcome)>> {
+        self.chunks = 0;
+        self.hashes.clear();
+        write_batch(engine, self.kb, std::mem::take(&mut self.ready))
     }
 }
 

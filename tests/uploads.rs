@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use indicatif::ProgressBar;
 use serde_json::{Value, json};
 use zhiku::engine::Engine;
-use zhiku::store::meta::{MetaStore, NewDocument, Role};
+use zhiku::store::meta::{JobKind, MetaStore, NewDocument, NewJobFile, Role};
 
 use common::HashEmbedder;
 use common::http::{Client, Multipart, Response, TestServer};
@@ -138,6 +138,43 @@ fn rfc5987(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// POST a multipart form with `Transfer-Encoding: chunked` (no Content-Length to check
+/// up front); the answer is read even when the server stops reading the body early.
+fn post_chunked(c: &Client, path: &str, form: Multipart) -> u16 {
+    use std::io::Read;
+    let content_type = form.content_type();
+    let body = form.into_body();
+    let mut s = std::net::TcpStream::connect(c.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n",
+        c.addr
+    );
+    for (k, v) in &c.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut sent = s.write_all(head.as_bytes());
+    for piece in body.chunks(64 * 1024) {
+        if sent.is_err() {
+            break;
+        }
+        sent = s
+            .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+            .and_then(|_| s.write_all(piece))
+            .and_then(|_| s.write_all(b"\r\n"));
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let head = String::from_utf8_lossy(&raw);
+    head.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no answer (send: {sent:?}): {head}"))
 }
 
 #[test]
@@ -299,11 +336,11 @@ fn versions_reindex_and_delete_keep_the_three_stores_in_step() {
     let d1 = job["files"][0]["document_id"].as_i64().unwrap();
 
     // The same file again: unchanged, nothing re-embedded.
-    let calls = || {
+    let counts = || {
         let n = e.meta.chunk_count().unwrap();
         (n, common::store_counts(e))
     };
-    let before = calls();
+    let before = counts();
     let job = upload_and_wait(&root, "hr", Multipart::new().file("files", name, &v1));
     let f = &job["files"][0];
     assert_eq!(
@@ -311,7 +348,7 @@ fn versions_reindex_and_delete_keep_the_three_stores_in_step() {
         (Some("done"), Some(d1))
     );
     assert!(f["message"].as_str().unwrap().contains("unchanged"), "{f}");
-    assert_eq!(calls(), before);
+    assert_eq!(counts(), before);
 
     // A new version under the same name replaces the document and its stored original.
     let mut v2 = v1.clone();
@@ -339,6 +376,25 @@ fn versions_reindex_and_delete_keep_the_three_stores_in_step() {
     );
     assert_eq!(f["document_id"], d2);
     assert_eq!(documents(&root, "hr", "")["total"], 1);
+
+    // Two versions of one name queued back to back (likely in one batch of the worker):
+    // the later one wins, once.
+    let (w1, w2) = (
+        "第一版：年假五天。".as_bytes(),
+        "第二版：年假六天。".as_bytes(),
+    );
+    let j1 = upload(&root, "hr", Multipart::new().file("files", "连续.txt", w1));
+    let j2 = upload(&root, "hr", Multipart::new().file("files", "连续.txt", w2));
+    for j in [&j1, &j2] {
+        assert_eq!(j.status, 202, "{}", j.text());
+        let job = wait_job(&root, j.json()["job"].as_i64().unwrap());
+        assert_eq!(job["status"], "done", "{job}");
+    }
+    let list = documents(&root, "hr", &format!("?q={}", pct("连续")));
+    assert_eq!(list["total"], 1, "{list}");
+    let id = &list["documents"][0]["id"];
+    assert_eq!(root.get(&format!("/api/documents/{id}/file")).body, w2);
+    assert_eq!(root.delete(&format!("/api/documents/{id}")).status, 204);
 
     // Re-index: extracted again from the stored original, as a job.
     let r = root.request("POST", &format!("/api/documents/{d2}/reindex"), None, &[]);
@@ -440,6 +496,14 @@ fn upload_attacks_are_refused_with_nothing_stored_and_the_server_stays_healthy()
         "max_upload_mb",
         "a large body",
     );
+    // …also when the body comes in chunks, with no length to check up front.
+    let status = post_chunked(
+        &root,
+        "/api/kbs/hr/documents",
+        Multipart::new().file("files", "big.txt", &big),
+    );
+    assert_eq!(status, 413, "a large chunked body");
+    healthy("a large chunked body");
     // More files than server.max_upload_files, as parts or inside a zip.
     let mut six = Multipart::new();
     for i in 0..6 {
@@ -628,6 +692,25 @@ fn other_groups_get_404_and_members_cannot_manage_documents() {
     let root = s.client().login("root", "password-1");
     let alice = s.client().login("alice", "password-1");
     let bob = s.client().login("bob", "password-1");
+    // The endpoints are in the API document, the upload as a multipart form.
+    let doc = root.get("/api/openapi.json").json();
+    for (path, method) in [
+        ("/api/kbs/{kb}/documents", "get"),
+        ("/api/kbs/{kb}/documents", "post"),
+        ("/api/documents/{id}", "delete"),
+        ("/api/documents/{id}/reindex", "post"),
+        ("/api/documents/{id}/file", "get"),
+        ("/api/chunks/{id}", "get"),
+        ("/api/jobs", "get"),
+        ("/api/jobs/{id}", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
+    assert!(
+        doc["paths"]["/api/kbs/{kb}/documents"]["post"]["requestBody"]["content"]
+            ["multipart/form-data"]
+            .is_object()
+    );
     let job = upload_and_wait(
         &root,
         "hr",
@@ -753,6 +836,28 @@ fn an_interrupted_queue_finishes_after_a_restart_without_duplicates() {
         chunks: &[chunk],
     })
     .unwrap();
+    // Two versions of one name queued back to back: at the restart they meet in one batch
+    // of the worker, where the second must wait for the first to be written.
+    let versions = ["同名文件第一版：年假五天。", "同名文件第二版：年假六天。"];
+    for (i, text) in versions.iter().enumerate() {
+        let staged = data.join(format!("staged-{i}"));
+        std::fs::write(&staged, text).unwrap();
+        let hash = blake3::hash(text.as_bytes()).to_hex().to_string();
+        zhiku::index::originals::keep(&data, kb, &hash, &staged).unwrap();
+        meta.create_upload_job(
+            kb,
+            JobKind::Upload,
+            "root",
+            &[NewJobFile {
+                name: "同名.txt",
+                blob: Some(&hash),
+                size: text.len() as u64,
+                refused: None,
+                document_id: None,
+            }],
+        )
+        .unwrap();
+    }
     drop((meta, conn));
 
     // Start again on the same data folder: everything finishes, once.
@@ -774,8 +879,12 @@ fn an_interrupted_queue_finishes_after_a_restart_without_duplicates() {
         (Some("done"), Some(a_doc))
     );
     assert!(a["message"].as_str().unwrap().contains("unchanged"), "{a}");
+    let jobs = root.get("/api/jobs?kb=hr").json();
+    for j in jobs.as_array().unwrap() {
+        assert_eq!(wait_job(&root, j["id"].as_i64().unwrap())["status"], "done");
+    }
     let list = documents(&root, "hr", "?limit=100");
-    assert_eq!(list["total"], 32);
+    assert_eq!(list["total"], 33);
     let mut names: Vec<&str> = list["documents"]
         .as_array()
         .unwrap()
@@ -783,7 +892,15 @@ fn an_interrupted_queue_finishes_after_a_restart_without_duplicates() {
         .map(|d| d["name"].as_str().unwrap())
         .collect();
     names.dedup();
-    assert_eq!(names.len(), 32, "no duplicates");
+    assert_eq!(names.len(), 33, "no duplicates");
+    let same = list["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "同名.txt")
+        .unwrap();
+    let file = root.get(&format!("/api/documents/{}/file", same["id"]));
+    assert_eq!(file.body, versions[1].as_bytes(), "the later version wins");
     let e = &s.state.engine;
     assert!(
         e.meta.unfinished().unwrap().indexing.is_empty(),

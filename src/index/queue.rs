@@ -1,6 +1,7 @@
 //! The server's ingestion worker: one thread takes queued files in order (uploads and
-//! re-indexes alike) and runs each through [`super::ingest_file`], writing its status to
-//! SQLite as it goes (`extracting`, `embedding`, then `done` or `failed` with the reason).
+//! re-indexes alike) through the same [`Batch`] as the command line, writing each file's
+//! status to SQLite as it goes (`extracting`, `embedding`, then `done` or `failed` with the
+//! reason). Files that follow each other in one knowledge base share a batch.
 //!
 //! Like meilisearch's task queue, the queue lives in the database, so it survives a restart:
 //! at start-up the worker first cleans up what a stopped process left half-written
@@ -18,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, info_span, warn};
 
-use super::{FileOutcome, Item, ItemData, Stage, originals};
+use super::{Batch, FileOutcome, Item, ItemData, originals};
 use crate::engine::Engine;
-use crate::store::meta::{ClaimedFile, FileStatus, JobKind};
+use crate::store::meta::{ClaimedFile, FileStatus, JobKind, MetaError};
 
 /// How long an idle worker sleeps before looking at the queue again without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(5);
@@ -121,19 +122,18 @@ fn run(engine: &Engine, signal: &Signal, stop: &AtomicBool) {
     }
     let mut ingested = false;
     while !stop.load(Ordering::SeqCst) {
-        match engine.meta.claim_next_file() {
-            Ok(Some(file)) => {
-                process(engine, file);
+        match ingest_next(engine, stop) {
+            Ok(true) => {
                 ingested = true;
                 continue;
             }
-            Ok(None) if ingested => {
+            Ok(false) if ingested => {
                 ingested = false;
                 if let Err(e) = engine.vector().and_then(|v| Ok(v.optimize()?)) {
                     warn!(error = %e, "cannot optimise the vector store");
                 }
             }
-            Ok(None) => {}
+            Ok(false) => {}
             Err(e) => error!(error = %e, "cannot read the ingestion queue"),
         }
         signal.wait(IDLE_POLL);
@@ -150,10 +150,51 @@ fn start_up(engine: &Engine) -> super::Result<()> {
     Ok(())
 }
 
-/// Run one claimed file and record how it ended.
-fn process(engine: &Engine, file: ClaimedFile) {
-    let _span =
-        info_span!("queued_file", id = file.id, job = file.job, name = %file.name).entered();
+/// A claimed file waiting in the batch, with the content hash of the version it replaces.
+struct Waiting {
+    file: ClaimedFile,
+    previous: Option<String>,
+}
+
+/// Ingest the oldest queued file and the queued files right behind it in the same knowledge
+/// base, in batches (as the command line does: embedding many files' chunks together is
+/// about twice as fast as one file at a time). False when the queue is empty.
+fn ingest_next(engine: &Engine, stop: &AtomicBool) -> Result<bool, MetaError> {
+    let Some(first) = engine.meta.claim_next_file(None)? else {
+        return Ok(false);
+    };
+    let kb = first.kb;
+    let _span = info_span!("ingest_batch", kb).entered();
+    let mut batch = match Batch::new(engine, kb) {
+        Ok(b) => b,
+        Err(e) => {
+            error!(error = %e, "cannot ingest");
+            finish(engine, &first, None, Err(e.to_string()));
+            return Ok(true);
+        }
+    };
+    let mut waiting = Vec::new();
+    let mut next = Some(first);
+    while let Some(file) = next {
+        if batch.waits_for(&file.name) {
+            flush(engine, &mut batch, &mut waiting);
+        }
+        add(engine, &mut batch, file, &mut waiting);
+        if batch.is_full() {
+            flush(engine, &mut batch, &mut waiting);
+        }
+        next = if stop.load(Ordering::SeqCst) {
+            None
+        } else {
+            engine.meta.claim_next_file(Some(kb))?
+        };
+    }
+    flush(engine, &mut batch, &mut waiting);
+    Ok(true)
+}
+
+/// Process one claimed file into the batch; settle it now when it needs no writing.
+fn add(engine: &Engine, batch: &mut Batch, file: ClaimedFile, waiting: &mut Vec<Waiting>) {
     // The version this file may replace, whose original is released once it is replaced.
     let previous = engine
         .meta
@@ -161,18 +202,95 @@ fn process(engine: &Engine, file: ClaimedFile) {
         .ok()
         .flatten()
         .map(|d| d.content_hash);
-    let (status, message, doc) = match ingest(engine, &file) {
-        Ok(outcome) => settle(outcome),
+    let item = match item(engine, &file) {
+        Ok(item) => item,
+        Err(reason) => return finish(engine, &file, previous, Ok(FileOutcome::Failed { reason })),
+    };
+    match batch.add(engine, item, file.kind == JobKind::Reindex) {
+        Ok(Some(outcome)) => finish(engine, &file, previous, Ok(outcome)),
+        Ok(None) => waiting.push(Waiting { file, previous }),
+        Err(e) => finish(engine, &file, previous, Err(e.to_string())),
+    }
+}
+
+/// Write the waiting files (now `embedding`) and settle each.
+fn flush(engine: &Engine, batch: &mut Batch, waiting: &mut Vec<Waiting>) {
+    if waiting.is_empty() {
+        return;
+    }
+    for w in waiting.iter() {
+        if let Err(e) = engine
+            .meta
+            .set_file_status(w.file.id, FileStatus::Embedding)
+        {
+            warn!(error = %e, "cannot record a file's status");
+        }
+    }
+    match batch.write(engine) {
+        Ok(written) => {
+            for (w, (_, outcome)) in waiting.drain(..).zip(written) {
+                finish(engine, &w.file, w.previous, Ok(outcome));
+            }
+        }
         Err(e) => {
-            error!(error = %e, "ingestion failed");
-            // Drop what the failed write left behind before the next file.
+            error!(error = %e, files = waiting.len(), "writing a batch failed");
+            // Drop what the failed write left behind before the next batch.
             if let Err(e) = super::recover(engine) {
                 error!(error = %e, "cannot clean up after the failure");
             }
-            (FileStatus::Failed, Some(e.to_string()), None)
+            let reason = e.to_string();
+            for w in waiting.drain(..) {
+                finish(engine, &w.file, w.previous, Err(reason.clone()));
+            }
         }
+    }
+}
+
+/// The file to ingest for a claimed queue entry, or why there is none.
+fn item(engine: &Engine, file: &ClaimedFile) -> Result<Item, String> {
+    let path = match &file.blob {
+        Some(hash) => originals::path(engine.data_dir(), file.kb, hash),
+        None if Path::new(&file.name).is_absolute() => Some(PathBuf::from(&file.name)),
+        None => None,
     };
-    info!(status = status.as_str(), "file finished");
+    let Some(path) = path.filter(|p| p.is_file()) else {
+        return Err("the original file is not stored on the server; upload it again".into());
+    };
+    if file.kind == JobKind::Reindex {
+        match engine.meta.document_by_source(file.kb, &file.name) {
+            Ok(None) => return Err("the document was deleted before it could be re-indexed".into()),
+            Ok(Some(d)) if file.blob.as_ref().is_some_and(|b| *b != d.content_hash) => {
+                return Err("a newer version of the document was indexed meanwhile".into());
+            }
+            Ok(Some(_)) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let name = originals::file_name(&file.name);
+    Ok(Item {
+        source: file.name.clone(),
+        title: Path::new(name)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.to_string()),
+        file_name: name.to_string(),
+        data: ItemData::Path(path),
+    })
+}
+
+/// Record how a file ended (an `Err` is a failure of the server, not of the file) and
+/// release the originals nothing needs any more.
+fn finish(
+    engine: &Engine,
+    file: &ClaimedFile,
+    previous: Option<String>,
+    result: Result<FileOutcome, String>,
+) {
+    let (status, message, doc) = match result {
+        Ok(outcome) => settle(outcome),
+        Err(reason) => (FileStatus::Failed, Some(reason), None),
+    };
+    info!(file = %file.name, status = status.as_str(), message = message.as_deref().unwrap_or(""), "file finished");
     if let Err(e) = engine
         .meta
         .finish_file(file.id, status, message.as_deref(), doc)
@@ -185,49 +303,6 @@ fn process(engine: &Engine, file: ClaimedFile) {
     if let Some(hash) = previous.filter(|h| Some(h) != file.blob.as_ref()) {
         originals::release(engine, file.kb, &hash);
     }
-}
-
-fn ingest(engine: &Engine, file: &ClaimedFile) -> super::Result<FileOutcome> {
-    let failed = |reason: &str| {
-        Ok(FileOutcome::Failed {
-            reason: reason.into(),
-        })
-    };
-    let path = match &file.blob {
-        Some(hash) => originals::path(engine.data_dir(), file.kb, hash),
-        None if Path::new(&file.name).is_absolute() => Some(PathBuf::from(&file.name)),
-        None => None,
-    };
-    let Some(path) = path.filter(|p| p.is_file()) else {
-        return failed("the original file is not stored on the server; upload it again");
-    };
-    let reindex = file.kind == JobKind::Reindex;
-    if reindex {
-        match engine.meta.document_by_source(file.kb, &file.name)? {
-            None => return failed("the document was deleted before it could be re-indexed"),
-            Some(d) if file.blob.as_ref().is_some_and(|b| *b != d.content_hash) => {
-                return failed("a newer version of the document was indexed meanwhile");
-            }
-            Some(_) => {}
-        }
-    }
-    let name = originals::file_name(&file.name);
-    let item = Item {
-        source: file.name.clone(),
-        title: Path::new(name)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| name.to_string()),
-        file_name: name.to_string(),
-        data: ItemData::Path(path),
-    };
-    super::ingest_file(engine, file.kb, item, reindex, &mut |stage| {
-        let status = match stage {
-            Stage::Extracting => FileStatus::Extracting,
-            Stage::Embedding => FileStatus::Embedding,
-        };
-        Ok(engine.meta.set_file_status(file.id, status)?)
-    })
 }
 
 /// A file's final status, note and document.

@@ -129,14 +129,7 @@ fn readable_document(
 }
 
 fn kb_name(state: &AppState, kb: KbId) -> Result<String, ApiError> {
-    Ok(state
-        .engine
-        .meta
-        .list_kbs()?
-        .into_iter()
-        .find(|k| k.id == kb)
-        .map(|k| k.name)
-        .unwrap_or_default())
+    Ok(state.engine.meta.kb_name(kb)?.unwrap_or_default())
 }
 
 /// A knowledge base's documents, by name; `q` searches titles and names.

@@ -79,6 +79,18 @@ impl MetaStore {
         })
     }
 
+    /// A knowledge base's name by id (without the counts [`MetaStore::list_kbs`] adds).
+    pub fn kb_name(&self, kb: KbId) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT name FROM knowledge_bases WHERE id = ?1",
+                [kb],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
     /// A ready document by id.
     pub fn document(&self, id: DocId) -> Result<Option<DocumentRecord>> {
         let sql = format!(
@@ -151,6 +163,8 @@ mod tests {
         assert_eq!(s.document_page(kb, "%", 0, 10).unwrap().0, 1, "literal %");
         assert_eq!(s.document_page(kb, "_", 0, 10).unwrap().0, 1, "literal _");
         assert_eq!(s.document(ids[2]).unwrap().unwrap().source, "报销.pdf");
+        assert_eq!(s.kb_name(other).unwrap().as_deref(), Some("it"));
+        assert_eq!(s.kb_name(999).unwrap(), None);
         assert!(s.document(999).unwrap().is_none());
     }
 }

@@ -247,8 +247,10 @@ impl MetaStore {
         })
     }
 
-    /// Take the oldest queued file: it becomes `extracting` and its job is started.
-    pub fn claim_next_file(&self) -> Result<Option<ClaimedFile>> {
+    /// Take the oldest queued file: it becomes `extracting` and its job is started. With
+    /// `only_kb`, only when that file belongs to this knowledge base (the worker batches the
+    /// files that follow each other in one knowledge base, keeping the order).
+    pub fn claim_next_file(&self, only_kb: Option<KbId>) -> Result<Option<ClaimedFile>> {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
             let file = tx
@@ -269,7 +271,8 @@ impl MetaStore {
                         })
                     },
                 )
-                .optional()?;
+                .optional()?
+                .filter(|f| only_kb.is_none_or(|kb| kb == f.kb));
             if let Some(f) = &file {
                 let t = now();
                 tx.execute(
@@ -512,7 +515,7 @@ mod tests {
         assert_eq!(j.files[1].message.as_deref(), Some("unsupported"));
         assert!(s.blob_in_use(kb, "b1").unwrap());
 
-        let a = s.claim_next_file().unwrap().unwrap();
+        let a = s.claim_next_file(None).unwrap().unwrap();
         assert_eq!((a.name.as_str(), a.kb, a.job), ("政策/a.txt", kb, job));
         s.set_file_status(a.id, FileStatus::Embedding).unwrap();
         assert_eq!(
@@ -529,15 +532,19 @@ mod tests {
         );
         // The process stops here; the next one queues the file again.
         assert_eq!(s.requeue_interrupted().unwrap(), 1);
-        let again = s.claim_next_file().unwrap().unwrap();
+        let again = s.claim_next_file(None).unwrap().unwrap();
         assert_eq!(again.id, a.id, "order is kept");
         s.finish_file(a.id, FileStatus::Done, None, Some(7))
             .unwrap();
-        let c = s.claim_next_file().unwrap().unwrap();
+        assert!(
+            s.claim_next_file(Some(kb + 1)).unwrap().is_none(),
+            "another kb's file"
+        );
+        let c = s.claim_next_file(Some(kb)).unwrap().unwrap();
         assert!(s.upload_job(job).unwrap().unwrap().finished_at.is_none());
         s.finish_file(c.id, FileStatus::Failed, Some("no text"), None)
             .unwrap();
-        assert!(s.claim_next_file().unwrap().is_none());
+        assert!(s.claim_next_file(None).unwrap().is_none());
         let j = s.upload_job(job).unwrap().unwrap();
         assert_eq!(j.status, JobStatus::Done);
         assert!(j.finished_at.is_some());
