@@ -25,6 +25,14 @@ import sys, openai
 sys.exit(0 if openai.__version__ == '$OPENAI_VERSION' else 1)" >/dev/null 2>&1
 }
 
+# The browser test's playwright-core (pinned by tests/browser/package-lock.json), when npm
+# is there; chromium itself comes from apt (see .ci/run).
+here=$(cd "$(dirname "$0")/.." && pwd)
+if command -v npm >/dev/null && [[ ! -d "$here/tests/browser/node_modules/playwright-core" ]]; then
+    (cd "$here/tests/browser" && npm ci --no-audit --no-fund --silent) \
+        || die "npm ci in tests/browser failed (npm registry reachable?)"
+fi
+
 if have_pinned; then
     echo "install-test-tools: openai $OPENAI_VERSION already in $VENV"
     exit 0
