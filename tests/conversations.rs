@@ -18,7 +18,6 @@ use zhiku::generate::{
     ChatMessage, FinishReason, GenerationStats, Generator, Result as GenResult, SamplingParams,
 };
 use zhiku::index;
-use zhiku::store::meta::Role;
 
 use common::HashEmbedder;
 use common::http::{Client, Response, TestServer};
@@ -66,18 +65,7 @@ fn setup(dir: &Path, tweak: impl FnOnce(&mut Config)) -> Engine {
         &pb,
     )
     .unwrap();
-    let m = &e.meta;
-    let staff = m.create_group("staff").unwrap();
-    let ops = m.create_group("ops").unwrap();
-    m.grant(m.require_kb("hr").unwrap(), staff).unwrap();
-    m.grant(m.require_kb("notice").unwrap(), staff).unwrap();
-    m.grant(m.require_kb("it").unwrap(), ops).unwrap();
-    let hash = zhiku::access::hash_password("password-1").unwrap();
-    let alice = m.create_user("alice", Some(&hash), Role::Member).unwrap();
-    let bob = m.create_user("bob", Some(&hash), Role::Member).unwrap();
-    m.create_user("root", Some(&hash), Role::Admin).unwrap();
-    m.add_to_group(alice, staff).unwrap();
-    m.add_to_group(bob, ops).unwrap();
+    common::people(&e, &["hr", "notice"], &["it"]);
     e
 }
 

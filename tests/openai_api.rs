@@ -20,7 +20,6 @@ use zhiku::generate::{
     ChatMessage, FinishReason, GenerationStats, Generator, Result as GenResult, SamplingParams,
 };
 use zhiku::index;
-use zhiku::store::meta::Role;
 
 use common::HashEmbedder;
 use common::http::{Client, Response, TestServer};
@@ -123,18 +122,8 @@ fn setup(
     ] {
         index::ingest_paths(&e, kb, &[samples.join(file)], &opts, &pb).unwrap();
     }
-    let m = &e.meta;
-    let staff = m.create_group("staff").unwrap();
-    let ops = m.create_group("ops").unwrap();
-    m.grant(m.require_kb("hr").unwrap(), staff).unwrap();
-    m.grant(m.require_kb("it").unwrap(), ops).unwrap();
-    let hash = zhiku::access::hash_password("password-1").unwrap();
-    let alice = m.create_user("alice", Some(&hash), Role::Member).unwrap();
-    let bob = m.create_user("bob", Some(&hash), Role::Member).unwrap();
-    let root = m.create_user("root", Some(&hash), Role::Admin).unwrap();
-    m.add_to_group(alice, staff).unwrap();
-    m.add_to_group(bob, ops).unwrap();
-    let token = |u| zhiku::access::create_token(m, u, "test").unwrap().1;
+    let [alice, bob, root] = common::people(&e, &["hr"], &["it"]);
+    let token = |u| zhiku::access::create_token(&e.meta, u, "test").unwrap().1;
     let tokens = [token(alice), token(bob), token(root)];
     (e, tokens)
 }

@@ -47,17 +47,7 @@ fn setup(dir: &std::path::Path, tweak: impl FnOnce(&mut zhiku::config::Config)) 
         &pb,
     )
     .unwrap();
-    let m = &e.meta;
-    let staff = m.create_group("staff").unwrap();
-    let ops = m.create_group("ops").unwrap();
-    m.grant(m.require_kb("hr").unwrap(), staff).unwrap();
-    m.grant(m.require_kb("it").unwrap(), ops).unwrap();
-    let hash = zhiku::access::hash_password("password-1").unwrap();
-    let alice = m.create_user("alice", Some(&hash), Role::Member).unwrap();
-    let bob = m.create_user("bob", Some(&hash), Role::Member).unwrap();
-    m.create_user("root", Some(&hash), Role::Admin).unwrap();
-    m.add_to_group(alice, staff).unwrap();
-    m.add_to_group(bob, ops).unwrap();
+    common::people(&e, &["hr"], &["it"]);
     e
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use indicatif::ProgressBar;
 use serde_json::{Value, json};
 use zhiku::engine::Engine;
-use zhiku::store::meta::{JobKind, MetaStore, NewDocument, NewJobFile, Role};
+use zhiku::store::meta::{JobKind, MetaStore, NewDocument, NewJobFile};
 
 use common::HashEmbedder;
 use common::http::{Client, Multipart, Response, TestServer};
@@ -26,19 +26,9 @@ fn setup(data: &Path, tweak: impl FnOnce(&mut zhiku::config::Config)) -> Engine 
     let e = Engine::open(config)
         .unwrap()
         .with_embedder(HashEmbedder::new());
-    let m = &e.meta;
-    let hr = m.create_kb("hr").unwrap();
-    let it = m.create_kb("it").unwrap();
-    let staff = m.create_group("staff").unwrap();
-    let ops = m.create_group("ops").unwrap();
-    m.grant(hr, staff).unwrap();
-    m.grant(it, ops).unwrap();
-    let hash = zhiku::access::hash_password("password-1").unwrap();
-    let alice = m.create_user("alice", Some(&hash), Role::Member).unwrap();
-    let bob = m.create_user("bob", Some(&hash), Role::Member).unwrap();
-    m.create_user("root", Some(&hash), Role::Admin).unwrap();
-    m.add_to_group(alice, staff).unwrap();
-    m.add_to_group(bob, ops).unwrap();
+    e.meta.create_kb("hr").unwrap();
+    e.meta.create_kb("it").unwrap();
+    common::people(&e, &["hr"], &["it"]);
     e
 }
 

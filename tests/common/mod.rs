@@ -133,3 +133,25 @@ pub fn store_counts(e: &Engine) -> (u64, usize, usize) {
     )
 }
 pub mod http;
+
+/// The test company on `e`'s existing knowledge bases: group `staff` reads `staff_kbs`,
+/// group `ops` reads `ops_kbs`; members alice (staff) and bob (ops) and admin root, all with
+/// password `password-1`. Returns their user ids `[alice, bob, root]`.
+pub fn people(e: &Engine, staff_kbs: &[&str], ops_kbs: &[&str]) -> [i64; 3] {
+    use zhiku::store::meta::Role;
+    let m = &e.meta;
+    let staff = m.create_group("staff").unwrap();
+    let ops = m.create_group("ops").unwrap();
+    for (group, kbs) in [(staff, staff_kbs), (ops, ops_kbs)] {
+        for kb in kbs {
+            m.grant(m.require_kb(kb).unwrap(), group).unwrap();
+        }
+    }
+    let hash = zhiku::access::hash_password("password-1").unwrap();
+    let alice = m.create_user("alice", Some(&hash), Role::Member).unwrap();
+    let bob = m.create_user("bob", Some(&hash), Role::Member).unwrap();
+    let root = m.create_user("root", Some(&hash), Role::Admin).unwrap();
+    m.add_to_group(alice, staff).unwrap();
+    m.add_to_group(bob, ops).unwrap();
+    [alice, bob, root]
+}
