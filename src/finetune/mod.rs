@@ -1,0 +1,38 @@
+//! Fine-tuning in the box: instruction data from a knowledge base → LoRA training on
+//! candle → merge → quantise. No Python.
+//!
+//! The instruction data is JSONL, one [`Record`] per line (`{"instruction", "input",
+//! "output"}`, the Alpaca layout). `zhiku finetune data --out train.jsonl` writes the
+//! training split there and the held-out split beside it ([`heldout_path`]);
+//! `zhiku finetune train --data train.jsonl` evaluates on that held-out file.
+
+pub mod record;
+
+pub use record::{Record, heldout_path, read_jsonl};
+
+/// What can go wrong while preparing data, training, merging or quantising.
+#[derive(Debug, thiserror::Error)]
+pub enum FinetuneError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// Lines of a JSONL file that are not records; every bad line is listed (up to 20),
+    /// so an admin can fix the file in one go.
+    #[error("{path}: {count} malformed line(s):\n{}", .lines.iter().map(|(n, e)| format!("  line {n}: {e}")).collect::<Vec<_>>().join("\n"))]
+    Malformed {
+        path: std::path::PathBuf,
+        count: usize,
+        lines: Vec<(usize, String)>,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, FinetuneError>;
