@@ -339,6 +339,9 @@ pub struct ServerConfig {
     pub generation_queue: usize,
     /// Most time a non-streamed request may take, in seconds. Default 300.
     pub request_timeout_secs: u64,
+    /// Most time one upload request may take (the body arrives at the client's pace), in
+    /// seconds. Default 3600.
+    pub upload_timeout_secs: u64,
     /// Largest upload request, in MiB (a folder or zip in one request). Default 512.
     pub max_upload_mb: u64,
     /// Most files in one upload (after unpacking zips). Default 2000.
@@ -367,6 +370,7 @@ impl Default for ServerConfig {
             generation_slots: 1,
             generation_queue: 32,
             request_timeout_secs: 300,
+            upload_timeout_secs: 3600,
             max_upload_mb: 512,
             max_upload_files: 2000,
             max_unzipped_mb: 2048,

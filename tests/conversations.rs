@@ -209,6 +209,14 @@ fn conversations_belong_to_their_owner() {
     assert_eq!(mine.len(), 2);
     assert_eq!(mine[0]["id"], plain["id"], "newest first");
     assert!(array(&bob.get("/api/conversations")).is_empty());
+    let page = array(&alice.get("/api/conversations?offset=1&limit=1"));
+    assert_eq!(page.len(), 1);
+    assert_eq!(
+        page[0]["id"], mine[1]["id"],
+        "the second page starts after the first"
+    );
+    assert_eq!(alice.get("/api/conversations?limit=0").status, 400);
+    assert_eq!(alice.get("/api/conversations?limit=x").status, 400);
 
     // Someone else's conversation answers 404, whatever is done to it.
     let path = format!("/api/conversations/{id}");

@@ -479,6 +479,33 @@ impl Generator for Slow {
     }
 }
 
+/// A request that has no response when `server.request_timeout_secs` runs out gets a JSON
+/// 503 naming the setting (not an empty body), and the server stays healthy.
+#[test]
+fn a_request_over_the_time_limit_gets_a_503_that_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = setup(&dir.path().join("data"), |c| {
+        c.server.request_timeout_secs = 1;
+    });
+    // 60 pieces × 50 ms: a 3 s answer, asked without streaming.
+    let slow = Arc::new(Slow {
+        pieces: 60,
+        running: Default::default(),
+        sent: Default::default(),
+    });
+    let s = TestServer::start(e, Some(slow));
+    let alice = s.client().login("alice", "password-1");
+    let r = alice.post_json(
+        "/api/ask",
+        &json!({"question": "累计工作已满10年的年休假有几天", "kb": "hr", "stream": false}),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("server.request_timeout_secs"), "{message}");
+    assert_eq!(s.client().get("/healthz").status, 200);
+}
+
 #[test]
 fn a_full_generation_queue_answers_503_and_a_gone_client_stops_generation() {
     use std::sync::atomic::Ordering::SeqCst;

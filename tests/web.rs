@@ -187,3 +187,30 @@ fn browsers_get_an_html_404_and_apis_keep_json() {
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"]["code"], "unauthorized");
 }
+
+/// Every response, not only the pages, carries the security headers: an API's JSON (say, a
+/// document title with markup) opened in a tab must not be sniffed as HTML or framed.
+#[test]
+fn api_responses_carry_the_security_headers_too() {
+    let (_d, s) = server();
+    let c = s.client();
+    for (path, status) in [
+        ("/api/me", 401),
+        ("/healthz", 200),
+        ("/api/openapi.json", 200),
+    ] {
+        let r = get(&c, path, "*/*");
+        assert_eq!(r.status, status, "{path}");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(r.header("referrer-policy"), Some("same-origin"), "{path}");
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        // No public https URL configured: no HSTS (it would lock out a plain-http install).
+        assert_eq!(r.header("strict-transport-security"), None, "{path}");
+    }
+}

@@ -74,11 +74,11 @@ pub struct Scope {
 /// the caller may read (403 when that is none).
 pub fn scope(state: &AppState, caller: &Caller, kb: Option<&str>) -> Result<Scope, ApiError> {
     let readable = caller.readable_kbs(state)?;
-    let all = state.engine.meta.list_kbs()?;
-    let mine = all.into_iter().filter(|k| readable.contains(&k.id));
+    let all = state.engine.meta.kb_names()?;
+    let mine = all.into_iter().filter(|(id, _)| readable.contains(id));
     let chosen: Vec<_> = match kb {
         Some(name) => {
-            let found: Vec<_> = mine.filter(|k| k.name == name).collect();
+            let found: Vec<_> = mine.filter(|(_, n)| n == name).collect();
             if found.is_empty() {
                 return Err(ApiError::NotFound(format!(
                     "no knowledge base `{name}` that you may read"
@@ -94,8 +94,8 @@ pub fn scope(state: &AppState, caller: &Caller, kb: Option<&str>) -> Result<Scop
         ));
     }
     Ok(Scope {
-        kbs: chosen.iter().map(|k| k.id).collect(),
-        names: chosen.into_iter().map(|k| k.name).collect(),
+        kbs: chosen.iter().map(|(id, _)| *id).collect(),
+        names: chosen.into_iter().map(|(_, n)| n).collect(),
     })
 }
 

@@ -171,10 +171,10 @@ fn me(state: &AppState, user: User, csrf: Option<String>) -> Result<Me, ApiError
     let knowledge_bases = state
         .engine
         .meta
-        .list_kbs()?
+        .kb_names()?
         .into_iter()
-        .filter(|k| readable.contains(&k.id))
-        .map(|k| k.name)
+        .filter(|(id, _)| readable.contains(id))
+        .map(|(_, name)| name)
         .collect();
     Ok(Me {
         user,

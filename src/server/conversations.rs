@@ -4,8 +4,8 @@
 //! `conversation_id` ([`super::activity::store_turn`]).
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
@@ -95,14 +95,40 @@ pub fn history(state: &AppState, id: ConversationId) -> Result<Vec<Turn>, ApiErr
         .collect())
 }
 
-/// Your conversations, most recently used first.
+/// Conversations listed per page unless `limit` says otherwise.
+const DEFAULT_PAGE: usize = 100;
+/// Most conversations in one page.
+const MAX_PAGE: usize = 500;
+
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+}
+
+/// Your conversations, most recently used first, a page at a time.
 #[utoipa::path(get, path = "/api/conversations", tag = "conversations",
-    responses((status = 200, body = [Conversation]), (status = 401)))]
+    params(("offset" = Option<usize>, Query, description = "skip this many (default 0)"),
+        ("limit" = Option<usize>, Query, description = "default 100, at most 500")),
+    responses((status = 200, body = [Conversation]), (status = 400), (status = 401)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
+    page: Result<Query<Page>, QueryRejection>,
 ) -> Result<Json<Vec<Conversation>>, ApiError> {
-    Ok(Json(state.engine.meta.conversations(caller.user.id)?))
+    let Query(page) = page.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = page.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    Ok(Json(state.engine.meta.conversations(
+        caller.user.id,
+        page.offset,
+        limit,
+    )?))
 }
 
 /// Start a conversation (optionally about one knowledge base).

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod conversations;
 pub mod documents;
 pub mod error;
+pub mod hardening;
 pub mod jobs;
 pub mod kbs;
 pub mod metrics;
@@ -31,7 +32,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use axum::routing::{get, patch, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
@@ -97,7 +97,6 @@ pub struct ApiDoc;
 
 /// Every route, with the layers (tracing, timeouts, panics → 500).
 pub fn router(state: AppState) -> Router {
-    let timeout = Duration::from_secs(state.engine.config.server.request_timeout_secs.max(1));
     let upload_limit = usize::try_from(
         state
             .engine
@@ -189,14 +188,18 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::scrape))
         .fallback(web::fallback)
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            hardening::deadline,
         ))
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            hardening::security_headers,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

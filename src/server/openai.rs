@@ -524,12 +524,12 @@ fn readable_models(state: &AppState, caller: &Caller) -> Result<Vec<Model>, ApiE
     let meta = &state.engine.meta;
     let created = meta.kb_created_at()?;
     Ok(meta
-        .list_kbs()?
+        .kb_names()?
         .into_iter()
-        .filter(|k| readable.contains(&k.id))
-        .map(|k| Model {
-            created: created.get(&k.id).copied().unwrap_or(0),
-            id: k.name,
+        .filter(|(id, _)| readable.contains(id))
+        .map(|(id, name)| Model {
+            created: created.get(&id).copied().unwrap_or(0),
+            id: name,
             object: "model",
             owned_by: "zhiku",
         })

@@ -58,7 +58,8 @@ macro_rules! page_source {
 }
 
 /// What the pages allow themselves: only this server's scripts, styles, images and API.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+/// Every response carries it ([`super::hardening::security_headers`]).
+pub(crate) const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
     connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
     form-action 'self'; frame-ancestors 'none'";
 
@@ -138,13 +139,9 @@ fn set(res: &mut Response, name: HeaderName, value: &str) {
     }
 }
 
-/// Headers every HTML response carries.
+/// Headers every HTML response carries (the security headers are site-wide).
 fn html_headers(res: &mut Response) {
     set(res, header::CONTENT_TYPE, "text/html; charset=utf-8");
-    set(res, header::CONTENT_SECURITY_POLICY, CSP);
-    set(res, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(res, header::X_FRAME_OPTIONS, "DENY");
-    set(res, header::REFERRER_POLICY, "same-origin");
 }
 
 fn page(p: &Page, headers: &HeaderMap) -> Response {
@@ -183,7 +180,6 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     set(&mut res, header::CONTENT_TYPE, a.mime);
     set(&mut res, header::ETAG, etag);
     set(&mut res, header::CACHE_CONTROL, cache);
-    set(&mut res, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     res
 }
 

@@ -306,13 +306,19 @@ impl MetaStore {
     }
 
     /// `user`'s conversations, most recently used first.
-    pub fn conversations(&self, user: UserId) -> Result<Vec<Conversation>> {
+    pub fn conversations(
+        &self,
+        user: UserId,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {CONVERSATION_COLS} FROM conversations WHERE user_id = ?1
-                 ORDER BY updated_at DESC, id DESC"
+                 ORDER BY updated_at DESC, id DESC LIMIT ?2 OFFSET ?3"
             ))?;
-            let rows = stmt.query_map([user], conversation_row)?;
+            let rows =
+                stmt.query_map(params![user, limit as i64, offset as i64], conversation_row)?;
             rows.collect()
         })
     }
@@ -664,10 +670,16 @@ mod tests {
         assert_eq!((log[0].user.as_str(), log[0].rating), ("alice", -1));
 
         let c2 = s.create_conversation(alice, "新的", None).unwrap();
-        let mine = s.conversations(alice).unwrap();
+        let mine = s.conversations(alice, 0, 100).unwrap();
         assert_eq!(mine.len(), 2);
-        assert!(s.conversations(bob).unwrap().is_empty());
+        assert!(s.conversations(bob, 0, 100).unwrap().is_empty());
         assert!(mine.iter().any(|x| x.id == c2.id));
+        // Pages follow the same order and do not overlap.
+        let first = s.conversations(alice, 0, 1).unwrap();
+        let second = s.conversations(alice, 1, 1).unwrap();
+        assert_eq!((first.len(), second.len()), (1, 1));
+        assert_eq!([first[0].id, second[0].id], [mine[0].id, mine[1].id]);
+        assert!(s.conversations(alice, 2, 1).unwrap().is_empty());
 
         // Deleting the conversation takes its messages and feedback with it.
         assert!(s.delete_conversation(alice, c.id).unwrap());

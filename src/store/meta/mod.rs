@@ -373,6 +373,20 @@ impl MetaStore {
             .map_err(|e| self.err(e))
     }
 
+    /// Every knowledge base's id and name, by name: what a question's scope needs, without
+    /// [`MetaStore::list_kbs`]'s document and chunk counts (a scan of the chunks table).
+    pub fn kb_names(&self) -> Result<Vec<(KbId, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, name FROM knowledge_bases ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// Rename a knowledge base (its id, documents and grants stay).
     pub fn rename_kb(&self, kb: KbId, name: &str) -> Result<()> {
         if !valid_kb_name(name) {
