@@ -666,14 +666,32 @@ fn write_batch(
         .zip(&batch)
         .map(|((doc, _), p)| (*doc, p.replaces))
         .collect();
-    engine.meta.finish_documents(&done)?;
-    let replaced: Vec<DocId> = batch.iter().filter_map(|p| p.replaces).collect();
+    let gone = engine.meta.finish_documents(&done)?;
+    if !gone.is_empty() {
+        // The knowledge base was deleted while this batch was being written: its purge may
+        // have run before our vectors and keywords landed, so remove them now.
+        warn!(
+            docs = gone.len(),
+            "knowledge base deleted while its documents were being indexed; removing them"
+        );
+        purge(engine, &gone)?;
+    }
+    let replaced: Vec<DocId> = batch
+        .iter()
+        .zip(&written)
+        .filter(|(_, (doc, _))| !gone.contains(doc))
+        .filter_map(|(p, _)| p.replaces)
+        .collect();
     purge(engine, &replaced)?;
     info!(docs = batch.len(), chunks = points.len(), "batch indexed");
     Ok(batch
         .into_iter()
         .zip(written)
         .map(|(p, (doc, _))| {
+            if gone.contains(&doc) {
+                let reason = "its knowledge base was deleted while it was being indexed".into();
+                return (p.item.source, FileOutcome::Failed { reason });
+            }
             let chunks = p.processed.chunks.len();
             let warnings = p.processed.warnings;
             let outcome = match p.replaces {

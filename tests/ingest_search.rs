@@ -240,3 +240,72 @@ fn bad_files_get_clear_errors_and_the_rest_goes_on() {
     .to_string();
     assert!(missing.contains("no-such-folder"), "{missing}");
 }
+
+/// An embedder during whose work an admin deletes the knowledge base being indexed (through
+/// a second connection, as the server's delete does while its ingestion worker runs).
+struct DeletedMidway {
+    inner: std::sync::Arc<common::HashEmbedder>,
+    db: std::path::PathBuf,
+    kb: &'static str,
+}
+
+impl zhiku::embed::Embedder for DeletedMidway {
+    fn model_id(&self) -> &str {
+        self.inner.model_id()
+    }
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn max_tokens(&self) -> usize {
+        self.inner.max_tokens()
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        self.inner.count_tokens(text)
+    }
+    fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, zhiku::embed::EmbedError> {
+        let meta = zhiku::store::meta::MetaStore::open(&self.db).unwrap();
+        if let Some(kb) = meta.kb_id(self.kb).unwrap() {
+            meta.delete_kb(kb).unwrap();
+        }
+        self.inner.embed_passages(texts)
+    }
+    fn embed_query(&self, text: &str) -> Result<Vec<f32>, zhiku::embed::EmbedError> {
+        self.inner.embed_query(text)
+    }
+}
+
+/// A knowledge base deleted while its documents are being embedded leaves nothing behind:
+/// the vectors and keywords written after the delete's purge are removed by the ingestion,
+/// and the files are reported as failed with the reason.
+#[test]
+fn deleting_a_knowledge_base_mid_ingest_leaves_no_orphans() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let e = common::engine(
+        &data,
+        std::sync::Arc::new(DeletedMidway {
+            inner: common::HashEmbedder::new(),
+            db: data.join("zhiku.sqlite"),
+            kb: "doomed",
+        }),
+    );
+    // The first batch finds its documents gone; later ones cannot even be written (the
+    // knowledge base no longer exists), which ends the run with an error.
+    let run = index::ingest_paths(
+        &e,
+        "doomed",
+        &[common::samples()],
+        &IngestOptions::default(),
+        &ProgressBar::hidden(),
+    );
+    if let Ok(r) = &run {
+        assert_eq!(r.counts.added, 0, "{r:?}");
+        assert!(
+            r.failures.iter().all(|(_, why)| why.contains("deleted")),
+            "{:?}",
+            r.failures
+        );
+    }
+    assert_eq!(common::store_counts(&e), (0, 0, 0));
+    assert!(e.meta.kb_id("doomed").unwrap().is_none());
+}

@@ -548,13 +548,21 @@ impl MetaStore {
     }
 
     /// Make documents ready; each may replace an older document, which is deleted here and
-    /// queued in `pending_deletes` for the derived indexes. One transaction.
-    pub fn finish_documents(&self, done: &[(DocId, Option<DocId>)]) -> Result<()> {
+    /// queued in `pending_deletes` for the derived indexes. One transaction. Returns the
+    /// documents that were no longer there (their knowledge base was deleted while they
+    /// were being indexed): the caller removes what it wrote for them from the indexes.
+    pub fn finish_documents(&self, done: &[(DocId, Option<DocId>)]) -> Result<Vec<DocId>> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let mut gone = Vec::new();
         for (doc, replaces) in done {
-            tx.execute("UPDATE documents SET status = 'ready' WHERE id = ?1", [doc])
+            let n = tx
+                .execute("UPDATE documents SET status = 'ready' WHERE id = ?1", [doc])
                 .map_err(|e| self.err(e))?;
+            if n == 0 {
+                gone.push(*doc);
+                continue;
+            }
             if let Some(old) = replaces {
                 tx.execute(
                     "INSERT OR IGNORE INTO pending_deletes(document_id) VALUES (?1)",
@@ -565,7 +573,8 @@ impl MetaStore {
                     .map_err(|e| self.err(e))?;
             }
         }
-        tx.commit().map_err(|e| self.err(e))
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(gone)
     }
 
     /// Delete documents (e.g. files removed under `--sync`), queueing them in
