@@ -848,6 +848,16 @@ fn an_interrupted_queue_finishes_after_a_restart_without_duplicates() {
         )
         .unwrap();
     }
+    // A crash between storing an upload and queueing it leaves an original that nothing
+    // needs; a knowledge base deleted by a process that stopped may leave its folder.
+    let stray_text = "没有排队的文件";
+    let stray = data.join("stray");
+    std::fs::write(&stray, stray_text).unwrap();
+    let stray_hash = blake3::hash(stray_text.as_bytes()).to_hex().to_string();
+    zhiku::index::originals::keep(&data, kb, &stray_hash, &stray).unwrap();
+    let gone_kb = zhiku::index::originals::kb_dir(&data, kb + 1000);
+    std::fs::create_dir_all(&gone_kb).unwrap();
+    std::fs::write(gone_kb.join("a".repeat(64)), "x").unwrap();
     drop((meta, conn));
 
     // Start again on the same data folder: everything finishes, once.
@@ -896,6 +906,14 @@ fn an_interrupted_queue_finishes_after_a_restart_without_duplicates() {
         e.meta.unfinished().unwrap().indexing.is_empty(),
         "the half-written document is gone"
     );
+    // Unneeded originals were swept at the start; every document keeps its own.
+    let stray = zhiku::index::originals::path(&data, kb, &stray_hash).unwrap();
+    assert!(!stray.exists(), "unqueued original swept");
+    assert!(
+        !gone_kb.exists(),
+        "folder of a deleted knowledge base swept"
+    );
+    assert_eq!(originals(&data, e, "hr").len(), 33);
     let (sqlite, vectors, keywords) = common::store_counts(e);
     assert_eq!((vectors, keywords), (sqlite as usize, sqlite as usize));
 }

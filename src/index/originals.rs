@@ -93,6 +93,56 @@ pub fn remove_kb(data_dir: &Path, kb: KbId) {
     }
 }
 
+/// Delete what no document and no queued file needs: originals left by a process that
+/// stopped between storing an upload and queueing it (or whose release failed), and the
+/// folders of knowledge bases that no longer exist. Run at start-up, before the queue.
+/// Returns the number of files and folders removed.
+pub fn sweep(engine: &Engine) -> crate::store::meta::Result<usize> {
+    let root = root(engine.data_dir());
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return Ok(0);
+    };
+    let _held = lock();
+    let kbs: Vec<KbId> = engine
+        .meta
+        .kb_names()?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(kb) = name.parse::<KbId>() else {
+            continue; // `.staging` and anything not ours
+        };
+        if !kbs.contains(&kb) {
+            remove_kb(engine.data_dir(), kb);
+            removed += 1;
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(entry.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let hash = file.file_name().to_string_lossy().into_owned();
+            if is_hash(&hash) && !engine.meta.blob_in_use(kb, &hash)? {
+                match std::fs::remove_file(file.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) => tracing::warn!(path = %file.path().display(), error = %e,
+                        "cannot delete an unneeded original"),
+                }
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            "deleted uploaded originals that nothing needed any more"
+        );
+    }
+    Ok(removed)
+}
+
 /// Where a document's original is: the stored upload for documents uploaded to the server
 /// (their source is the path relative to the upload), the file itself for documents
 /// ingested from a path on the server with `zhiku ingest`. None when there is no file.

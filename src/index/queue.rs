@@ -147,6 +147,7 @@ fn start_up(engine: &Engine) -> super::Result<()> {
     if n > 0 {
         warn!(files = n, "files interrupted by a stop are queued again");
     }
+    originals::sweep(engine)?;
     Ok(())
 }
 
