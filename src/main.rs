@@ -862,8 +862,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     json,
                 },
         } => {
-            let general_share =
-                general_share.unwrap_or(if general.is_some() { 0.2 } else { 0.0 });
+            let general_share = general_share.unwrap_or(if general.is_some() { 0.2 } else { 0.0 });
             let opts = finetune::data::DataOptions {
                 kb,
                 qa,
@@ -1119,12 +1118,15 @@ fn model_command(config: &Config, action: ModelCommand) -> anyhow::Result<ExitCo
             let ty: quantize::QuantType = ty.parse()?;
             // Measure the source first: a missing held-out file fails before any writing.
             let before = match &heldout {
-                Some(h) => Some(perplexity::of_file(&candle_model(config, &input, None)?, h)?),
+                Some(h) => Some(perplexity::of_file(
+                    &candle_model(config, &input, None)?,
+                    h,
+                )?),
                 None => None,
             };
             let r = quantize::quantize(&input, &out, ty)?;
             println!(
-                "{} ({}): {:.1} MB safetensors → {:.1} MB GGUF ({:.2}×)",
+                "{} ({}): {:.1} MB in → {:.1} MB GGUF ({:.2}× smaller)",
                 out.display(),
                 r.arch,
                 r.in_bytes as f64 / 1e6,

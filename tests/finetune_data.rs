@@ -52,12 +52,21 @@ impl Generator for Recorder {
 }
 
 const CITIES: [&str; 12] = [
-    "青岚", "白鹭洲", "松溪", "云屏", "赤岩", "金沙渡", "玉泉镇", "雁回", "石门关", "桃花坞",
-    "北辰", "落霞",
+    "青岚",
+    "白鹭洲",
+    "松溪",
+    "云屏",
+    "赤岩",
+    "金沙渡",
+    "玉泉镇",
+    "雁回",
+    "石门关",
+    "桃花坞",
+    "北辰",
+    "落霞",
 ];
 const FLOWERS: [&str; 12] = [
-    "玉兰", "茉莉", "杜鹃", "山茶", "月季", "桂花", "紫薇", "海棠", "荷花", "梅花", "菊花",
-    "兰花",
+    "玉兰", "茉莉", "杜鹃", "山茶", "月季", "桂花", "紫薇", "海棠", "荷花", "梅花", "菊花", "兰花",
 ];
 
 /// A SQuAD-layout file: one paragraph per city, two questions each, plus a question whose
@@ -73,12 +82,16 @@ fn write_qa(path: &Path) {
                                "answers": [{"text": flower, "answer_start": 0}]}),
         ];
         if i < 2 {
-            qas.push(serde_json::json!({"id": format!("Q{i}c"), "question": "哪座城市以瀑布闻名？",
-                                        "answers": [{"text": city, "answer_start": 0}]}));
+            qas.push(
+                serde_json::json!({"id": format!("Q{i}c"), "question": "哪座城市以瀑布闻名？",
+                                        "answers": [{"text": city, "answer_start": 0}]}),
+            );
         }
         if i == 3 {
-            qas.push(serde_json::json!({"id": "Q3x", "question": format!("{city}有多少人口？"),
-                                        "answers": [{"text": "八十二万", "answer_start": 0}]}));
+            qas.push(
+                serde_json::json!({"id": "Q3x", "question": format!("{city}有多少人口？"),
+                                        "answers": [{"text": "八十二万", "answer_start": 0}]}),
+            );
         }
         paragraphs.push(serde_json::json!({
             "id": format!("P{i}"),
@@ -325,7 +338,10 @@ fn without_qa_files_questions_come_from_defining_sentences() {
         .collect();
     assert_eq!(en.len(), 1, "{questions:?}");
     assert!(
-        en[0].output.starts_with("ZVPN is the company's virtual private network") && en[0].output.ends_with("]."),
+        en[0]
+            .output
+            .starts_with("ZVPN is the company's virtual private network")
+            && en[0].output.ends_with("]."),
         "{}",
         en[0].output
     );

@@ -396,7 +396,10 @@ pub fn definition_questions(text: &str) -> Vec<(String, String)> {
                 .filter_map(|m| s.find(m).map(|i| (i, *m)))
                 .min_by_key(|(i, _)| *i);
             let Some((i, m)) = cut else { continue };
-            let subject = s[..i].trim().trim_start_matches(['-', '*', '#', ' ']).trim();
+            let subject = s[..i]
+                .trim()
+                .trim_start_matches(['-', '*', '#', ' '])
+                .trim();
             let n = subject.chars().count();
             let rest = s[i + m.len()..].trim();
             if !(2..=16).contains(&n)
@@ -505,7 +508,8 @@ pub fn filter(
     let mut kept = Vec::with_capacity(examples.len());
     for e in examples {
         let r = &e.record;
-        let chars = r.instruction.chars().count() + r.input.chars().count() + r.output.chars().count();
+        let chars =
+            r.instruction.chars().count() + r.input.chars().count() + r.output.chars().count();
         let reason = if r.output.trim().chars().count() < opts.min_output_chars {
             Some(DropReason::TooShort)
         } else if chars > opts.max_chars {
@@ -529,11 +533,7 @@ pub fn filter(
 /// Split `examples` into (train, held-out): whole groups of examples sharing a key, in a
 /// seeded order, go to the held-out split while it stays within `share` of the total.
 /// Returns the split and the number of groups.
-pub fn split(
-    examples: Vec<Example>,
-    share: f64,
-    seed: u64,
-) -> (Vec<Example>, Vec<Example>, usize) {
+pub fn split(examples: Vec<Example>, share: f64, seed: u64) -> (Vec<Example>, Vec<Example>, usize) {
     let n = examples.len();
     // Union-find over example indices joined by shared keys.
     let mut parent: Vec<usize> = (0..n).collect();
@@ -675,7 +675,10 @@ pub fn build(engine: &Engine, opts: &DataOptions, progress: &ProgressBar) -> Res
         progress.inc(1);
         count(&mut stats.candidates, origin);
         if answers.iter().all(|a| a.trim().is_empty()) {
-            *stats.dropped.entry(DropReason::NoGoldAnswer.name()).or_default() += 1;
+            *stats
+                .dropped
+                .entry(DropReason::NoGoldAnswer.name())
+                .or_default() += 1;
             continue;
         }
         match rag_example(engine, &prompts, kb, &question, &answers)? {
@@ -857,8 +860,16 @@ mod tests {
             assert!(shared.is_empty(), "seed {seed}: shared {shared:?}");
         }
         // Same seed, same split.
-        let a: Vec<String> = split(v.clone(), 0.2, 3).1.into_iter().map(|e| e.record.output).collect();
-        let b: Vec<String> = split(v, 0.2, 3).1.into_iter().map(|e| e.record.output).collect();
+        let a: Vec<String> = split(v.clone(), 0.2, 3)
+            .1
+            .into_iter()
+            .map(|e| e.record.output)
+            .collect();
+        let b: Vec<String> = split(v, 0.2, 3)
+            .1
+            .into_iter()
+            .map(|e| e.record.output)
+            .collect();
         assert_eq!(a, b);
     }
 
@@ -909,10 +920,19 @@ mod tests {
     #[test]
     fn grounded_answer_cites_the_sentence_holding_the_answer() {
         let p = "公司成立于1998年。员工每年享有5天年假；满十年享有10天。";
-        assert_eq!(grounded_answer(p, "5天", 2, Lang::Zh), "员工每年享有5天年假[2]。");
-        assert_eq!(grounded_answer(p, "1998年", 1, Lang::Zh), "公司成立于1998年[1]。");
+        assert_eq!(
+            grounded_answer(p, "5天", 2, Lang::Zh),
+            "员工每年享有5天年假[2]。"
+        );
+        assert_eq!(
+            grounded_answer(p, "1998年", 1, Lang::Zh),
+            "公司成立于1998年[1]。"
+        );
         let e = "The VPN is called ZVPN. Use it abroad!";
-        assert_eq!(grounded_answer(e, "ZVPN", 3, Lang::En), "The VPN is called ZVPN[3].");
+        assert_eq!(
+            grounded_answer(e, "ZVPN", 3, Lang::En),
+            "The VPN is called ZVPN[3]."
+        );
         let long = format!("{}答案{}。", "很长".repeat(80), "的句子");
         assert_eq!(grounded_answer(&long, "答案", 1, Lang::Zh), "答案[1]。");
     }

@@ -57,8 +57,9 @@ fn io_write(path: &Path) -> impl Fn(std::io::Error) -> FinetuneError + '_ {
 
 /// Merge `adapter` into `base` (a folder or a `.gguf` file), writing `out`.
 pub fn merge(base: &Path, adapter: &Path, out: &Path) -> Result<MergeReport> {
-    let _span = tracing::info_span!("model_merge", base = %base.display(), adapter = %adapter.display())
-        .entered();
+    let _span =
+        tracing::info_span!("model_merge", base = %base.display(), adapter = %adapter.display())
+            .entered();
     if out.exists() {
         return Err(FinetuneError::Invalid(format!(
             "{} already exists; choose a new --out (a merge never overwrites a model)",
@@ -85,12 +86,16 @@ fn merge_folder(base: &Path, adapter: &LoraAdapter, out: &Path) -> Result<MergeR
         let ts = candle_core::safetensors::load(f, &Device::Cpu).map_err(|e| candle_err(f, e))?;
         weights.extend(ts);
     }
-    let dtypes: HashMap<String, DType> =
-        weights.iter().map(|(k, t)| (k.clone(), t.dtype())).collect();
+    let dtypes: HashMap<String, DType> = weights
+        .iter()
+        .map(|(k, t)| (k.clone(), t.dtype()))
+        .collect();
     adapter.merge_into(&mut weights).map_err(gen_err)?;
     let mut merged = 0;
     for d in &adapter.deltas {
-        let t = weights.get_mut(&d.base_name).expect("merge_into checked the name");
+        let t = weights
+            .get_mut(&d.base_name)
+            .expect("merge_into checked the name");
         let dtype = dtypes[&d.base_name];
         if t.dtype() != dtype {
             *t = t.to_dtype(dtype).map_err(|e| candle_err(base, e))?;
@@ -100,7 +105,9 @@ fn merge_folder(base: &Path, adapter: &LoraAdapter, out: &Path) -> Result<MergeR
 
     let tmp = out.with_file_name(format!(
         ".{}.partial",
-        out.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        out.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io_write(&tmp))?;
@@ -157,7 +164,10 @@ pub(crate) fn write_safetensors(
             current = 0;
         }
         current += size(t);
-        shards.last_mut().expect("one shard at least").push((name, t));
+        shards
+            .last_mut()
+            .expect("one shard at least")
+            .push((name, t));
     }
     let n = shards.len();
     let mut index = serde_json::Map::new();
@@ -213,10 +223,7 @@ fn merge_gguf(base: &Path, adapter: &LoraAdapter, out: &Path) -> Result<MergeRep
             .map_err(|e| candle_err(base, e))?;
         tensors.push((name.as_str(), t));
     }
-    let merged = names
-        .iter()
-        .filter(|n| adapter_targets(adapter, n))
-        .count();
+    let merged = names.iter().filter(|n| adapter_targets(adapter, n)).count();
     let mut md: Vec<(&str, &gguf_file::Value)> = merged_ct
         .metadata
         .iter()
@@ -330,7 +337,10 @@ pub(crate) mod tests {
         let b = with_adapter.score(&context, &target).unwrap();
         let c = plain.score(&context, &target).unwrap();
         assert!((a - b).abs() < 1e-4, "merged {a} vs base + adapter {b}");
-        assert!((a - c).abs() > 1e-3, "the adapter changed nothing: {a} vs {c}");
+        assert!(
+            (a - c).abs() > 1e-3,
+            "the adapter changed nothing: {a} vs {c}"
+        );
         assert_eq!(greedy_text(&merged, 12), greedy_text(&with_adapter, 12));
 
         // Never over an existing model.
@@ -419,7 +429,10 @@ pub(crate) mod tests {
         let target = merged.encode("Red, green and blue.").unwrap();
         let a = merged.score(&context, &target).unwrap();
         let b = with_adapter.score(&context, &target).unwrap();
-        assert!((a - b).abs() < 1e-3, "merged GGUF {a} vs base + adapter {b}");
+        assert!(
+            (a - b).abs() < 1e-3,
+            "merged GGUF {a} vs base + adapter {b}"
+        );
         assert_eq!(merged.context_length(), with_adapter.context_length());
     }
 }

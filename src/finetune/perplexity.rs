@@ -19,8 +19,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{FinetuneError, Record, Result, read_jsonl};
-use crate::generate::{GenerateError, Generator};
 use crate::generate::candle::CandleGenerator;
+use crate::generate::{GenerateError, Generator};
 
 /// Longest window of plain text scored at once, in tokens.
 pub const TEXT_WINDOW: usize = 512;

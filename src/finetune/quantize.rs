@@ -222,7 +222,10 @@ pub(crate) fn tokenizer_metadata(dir: &Path, cfg: &Json) -> Result<Vec<(String, 
     let tok = arch::read_json(&path).map_err(gen_err)?;
     let model = tok.get("model").cloned().unwrap_or(Json::Null);
     if model.get("type").and_then(|t| t.as_str()) != Some("BPE")
-        || tok.get("decoder").and_then(|d| d.get("type")).and_then(|t| t.as_str())
+        || tok
+            .get("decoder")
+            .and_then(|d| d.get("type"))
+            .and_then(|t| t.as_str())
             != Some("ByteLevel")
     {
         return Err(invalid(format!(
@@ -231,15 +234,14 @@ pub(crate) fn tokenizer_metadata(dir: &Path, cfg: &Json) -> Result<Vec<(String, 
             path.display()
         )));
     }
-    let pre = pre_tokenizer_name(tok.get("pre_tokenizer").unwrap_or(&Json::Null)).ok_or_else(
-        || {
+    let pre =
+        pre_tokenizer_name(tok.get("pre_tokenizer").unwrap_or(&Json::Null)).ok_or_else(|| {
             invalid(format!(
                 "{}: the pre-tokeniser is none that zhiku rebuilds from GGUF metadata \
                  (GPT-2, SmolLM, Qwen2, Llama 3); the GGUF would tokenise differently",
                 path.display()
             ))
-        },
-    )?;
+        })?;
     let mut by_id: BTreeMap<usize, (String, i32)> = BTreeMap::new();
     for (t, id) in model
         .get("vocab")
@@ -264,7 +266,10 @@ pub(crate) fn tokenizer_metadata(dir: &Path, cfg: &Json) -> Result<Vec<(String, 
             continue;
         };
         let special = a.get("special").and_then(|v| v.as_bool()).unwrap_or(false);
-        by_id.insert(id as usize, (content.to_string(), if special { 3 } else { 4 }));
+        by_id.insert(
+            id as usize,
+            (content.to_string(), if special { 3 } else { 4 }),
+        );
     }
     let n = by_id.keys().next_back().map_or(0, |m| m + 1);
     let vocab = cfg_usize(cfg, "vocab_size").unwrap_or(n).max(n);
@@ -317,7 +322,10 @@ pub(crate) fn tokenizer_metadata(dir: &Path, cfg: &Json) -> Result<Vec<(String, 
             .or_else(|| arch::json_ids(cfg.get(cfg_key)).first().copied())
     };
     let mut md = vec![
-        ("tokenizer.ggml.model".to_string(), Value::String("gpt2".into())),
+        (
+            "tokenizer.ggml.model".to_string(),
+            Value::String("gpt2".into()),
+        ),
         ("tokenizer.ggml.pre".to_string(), Value::String(pre.into())),
         ("tokenizer.ggml.tokens".to_string(), Value::Array(tokens)),
         ("tokenizer.ggml.token_type".to_string(), Value::Array(types)),
@@ -347,12 +355,8 @@ pub(crate) fn tokenizer_metadata(dir: &Path, cfg: &Json) -> Result<Vec<(String, 
 /// The architecture's hyper-parameters as GGUF metadata.
 fn arch_metadata(arch_name: &str, cfg: &Json, dir: &Path) -> Result<Vec<(String, Value)>> {
     let need = |key: &str| {
-        cfg_usize(cfg, key).ok_or_else(|| {
-            invalid(format!(
-                "{}: config.json has no `{key}`",
-                dir.display()
-            ))
-        })
+        cfg_usize(cfg, key)
+            .ok_or_else(|| invalid(format!("{}: config.json has no `{key}`", dir.display())))
     };
     if cfg.get("rope_scaling").is_some_and(|v| !v.is_null()) {
         return Err(invalid(format!(
@@ -624,9 +628,7 @@ mod tests {
 
     /// Mean NLL per token of a fixed reply.
     fn nll(g: &CandleGenerator) -> f64 {
-        let context = g
-            .prompt_ids(&[ChatMessage::user("hello world")])
-            .unwrap();
+        let context = g.prompt_ids(&[ChatMessage::user("hello world")]).unwrap();
         let target = g.encode("hello hello world").unwrap();
         g.score(&context, &target).unwrap() / target.len() as f64
     }
@@ -722,12 +724,16 @@ mod tests {
         let q4k = tmp.path().join("q4k.gguf");
         let r = quantize(&dir, &q4k, QuantType::Q4K).unwrap();
         assert!(
-            r.fallbacks.iter().any(|f| f.starts_with("blk.0.attn_q.weight: Q8_0")),
+            r.fallbacks
+                .iter()
+                .any(|f| f.starts_with("blk.0.attn_q.weight: Q8_0")),
             "{:?}",
             r.fallbacks
         );
         // Never over an existing file.
-        let e = quantize(&dir, &q4k, QuantType::Q4K).unwrap_err().to_string();
+        let e = quantize(&dir, &q4k, QuantType::Q4K)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("already exists"), "{e}");
 
         // A GGUF re-quantised: the f32 GGUF to q8_0 gives the same file as the folder did.
@@ -806,7 +812,11 @@ mod tests {
         let back: HashMap<String, Value> = back.into_iter().collect();
         assert_eq!(back["tokenizer.ggml.pre"].to_string().unwrap(), "smollm");
         let again = crate::generate::tokenizer::from_gguf_metadata(&back).unwrap();
-        for text in ["Hello, world! 12345", "年假怎么计算？", "<|im_start|>user\nhi<|im_end|>"] {
+        for text in [
+            "Hello, world! 12345",
+            "年假怎么计算？",
+            "<|im_start|>user\nhi<|im_end|>",
+        ] {
             assert_eq!(
                 again.encode(text, false).unwrap().get_ids(),
                 smol_tok.encode(text, false).unwrap().get_ids(),

@@ -398,9 +398,7 @@ impl CandleGenerator {
                 .map_err(run_err)?;
             nll -= f64::from(logp);
             if i + 1 < target.len() {
-                logits = loaded
-                    .forward(&[t], context.len() + i)
-                    .map_err(run_err)?;
+                logits = loaded.forward(&[t], context.len() + i).map_err(run_err)?;
             }
         }
         Ok(nll)
