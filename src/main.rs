@@ -12,7 +12,7 @@ use zhiku::config::{Config, Fusion};
 use zhiku::engine::Engine;
 use zhiku::generate::Generator;
 use zhiku::rag::{self, Outcome, Turn};
-use zhiku::{access, eval, generate, index, retrieve};
+use zhiku::{access, eval, finetune, generate, index, retrieve};
 
 #[derive(Parser)]
 #[command(
@@ -116,6 +116,98 @@ enum Command {
         #[command(subcommand)]
         action: TokenCommand,
     },
+    /// Fine-tuning data and training.
+    Finetune {
+        #[command(subcommand)]
+        action: FinetuneCommand,
+    },
+    /// Model files: merge an adapter, quantise to GGUF, measure perplexity.
+    Model {
+        #[command(subcommand)]
+        action: ModelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FinetuneCommand {
+    /// Instruction data (JSONL) from a knowledge base in RAG form: questions from --qa
+    /// files, or generated from the knowledge base's defining sentences, answered from
+    /// zhiku's own retrieval with [n] citations; plus admin records and general examples.
+    /// Writes the training split to --out and the held-out split to OUT.heldout.jsonl.
+    Data {
+        #[arg(long)]
+        kb: String,
+        #[arg(long, value_name = "FILE.jsonl")]
+        out: PathBuf,
+        /// SQuAD-layout question/answer files (CMRC 2018).
+        #[arg(long, value_name = "FILE.json")]
+        qa: Vec<PathBuf>,
+        /// Admin-given records ({"instruction", "input", "output"} per line).
+        #[arg(long, value_name = "FILE.jsonl")]
+        jsonl: Vec<PathBuf>,
+        /// General (non-domain) records, against forgetting.
+        #[arg(long, value_name = "FILE.jsonl")]
+        general: Option<PathBuf>,
+        /// Share of general examples in the training split (default 0.2 with --general).
+        #[arg(long)]
+        general_share: Option<f64>,
+        /// Share of the domain examples held out.
+        #[arg(long, default_value_t = 0.1)]
+        heldout_share: f64,
+        /// Longest example (instruction + input + output), in characters.
+        #[arg(long, default_value_t = 6000)]
+        max_chars: usize,
+        /// Shortest reply, in characters.
+        #[arg(long, default_value_t = 2)]
+        min_output_chars: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Use only the first N questions.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print the statistics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Merge a PEFT LoRA adapter into its base: a Hugging Face folder gives a folder, a
+    /// GGUF file gives a GGUF file.
+    Merge {
+        #[arg(long)]
+        base: PathBuf,
+        #[arg(long)]
+        adapter: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a GGUF (llama, qwen2, qwen3) from a Hugging Face folder, tokenizer and chat
+    /// template included, or re-quantise a GGUF.
+    Quantize {
+        #[arg(long = "in", value_name = "DIR|FILE.gguf")]
+        input: PathBuf,
+        #[arg(long, value_name = "FILE.gguf")]
+        out: PathBuf,
+        /// q8_0, q4_k or q4_0 (f16, f32: unquantised).
+        #[arg(long = "type", default_value = "q8_0")]
+        ty: String,
+        /// Report the perplexity before and after on these records.
+        #[arg(long, value_name = "FILE.jsonl")]
+        heldout: Option<PathBuf>,
+    },
+    /// Perplexity of a model on instruction records (.jsonl: the replies) or plain text.
+    Perplexity {
+        /// A .gguf file or a Hugging Face folder.
+        #[arg(long)]
+        model: PathBuf,
+        /// A PEFT LoRA adapter merged at load.
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        data: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -207,6 +299,17 @@ enum EvalCommand {
         /// Ask only the first N questions.
         #[arg(long)]
         limit: Option<usize>,
+        /// Only the questions of this held-out file (`zhiku finetune data` output).
+        #[arg(long, value_name = "FILE.jsonl")]
+        heldout: Option<PathBuf>,
+        /// Compare the configured candle model without and with this LoRA adapter, side by
+        /// side.
+        #[arg(long, value_name = "DIR")]
+        adapter: Option<PathBuf>,
+        /// With --adapter: perplexity of both on this general text (.txt) or records
+        /// (.jsonl), to show forgetting.
+        #[arg(long, value_name = "FILE", requires = "adapter")]
+        general: Option<PathBuf>,
     },
 }
 
@@ -294,6 +397,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Config = cli.command {
         print!("{}", config.to_toml());
         return Ok(ExitCode::SUCCESS);
+    }
+    // Model files need no data folder.
+    if let Command::Model { action } = cli.command {
+        return model_command(&config, action);
     }
     let engine = Engine::open(config)?;
     match cli.command {
@@ -504,11 +611,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     kb,
                     json,
                     limit,
+                    heldout,
+                    adapter,
+                    general,
                 },
         } => {
             let kbs = kb_ids(&engine, &kb)?;
-            let set =
+            let mut set =
                 eval::QaSet::load(&qa).with_context(|| format!("QA file {}", qa.display()))?;
+            if let Some(h) = &heldout {
+                // A held-out record's input ends with its question (the answer prompt).
+                let records = finetune::read_jsonl(h)?;
+                set.questions.retain(|q| {
+                    let q = q.question.trim();
+                    records.iter().any(|r| r.input.trim_end().ends_with(q))
+                });
+                if set.questions.is_empty() {
+                    bail!(
+                        "no question of {} is in {} (was it made from this QA file?)",
+                        qa.display(),
+                        h.display()
+                    );
+                }
+            }
+            if let Some(adapter) = adapter {
+                return compare_adapter(&engine, &set, &kbs, limit, &adapter, general, json);
+            }
             let generator = load_generator(&engine, &kb)?;
             let r = eval::eval_answers(&engine, generator.as_deref(), &set, &kbs, limit)?;
             if json {
@@ -716,7 +844,53 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config => unreachable!("handled above"),
+        Command::Config | Command::Model { .. } => unreachable!("handled above"),
+        Command::Finetune {
+            action:
+                FinetuneCommand::Data {
+                    kb,
+                    out,
+                    qa,
+                    jsonl,
+                    general,
+                    general_share,
+                    heldout_share,
+                    max_chars,
+                    min_output_chars,
+                    seed,
+                    limit,
+                    json,
+                },
+        } => {
+            let general_share = general_share.unwrap_or(if general.is_some() { 0.2 } else { 0.0 });
+            let opts = finetune::data::DataOptions {
+                kb,
+                qa,
+                jsonl,
+                general,
+                general_share,
+                heldout_share,
+                max_chars,
+                min_output_chars,
+                seed,
+                limit,
+            };
+            let data = finetune::data::build(&engine, &opts, &progress_bar())?;
+            let held = finetune::data::write(&data, &out)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&data.stats)?);
+            } else {
+                println!("{}", data.stats);
+                println!(
+                    "wrote {} ({} records) and {} ({} records)",
+                    out.display(),
+                    data.train.len(),
+                    held.display(),
+                    data.heldout.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -824,6 +998,173 @@ fn stream_to(out: &mut impl Write, streaming: bool, piece: &str) -> std::ops::Co
         let _ = out.flush();
     }
     std::ops::ControlFlow::Continue(())
+}
+
+/// `zhiku eval answers --adapter`: the configured candle model without and with an
+/// adapter on the same questions, and their perplexity on general text.
+fn compare_adapter(
+    engine: &Engine,
+    set: &eval::QaSet,
+    kbs: &[i64],
+    limit: Option<usize>,
+    adapter: &std::path::Path,
+    general: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = &engine.config;
+    let model = config.generate.model.clone().context(
+        "--adapter compares the candle model of generate.model without and with the adapter; \
+         set generate.model",
+    )?;
+    let mut base_cfg = config.generate.clone();
+    base_cfg.backend = zhiku::config::GenerateBackend::Candle;
+    base_cfg.lora = None;
+    base_cfg.lora_per_kb.clear();
+    let mut tuned_cfg = base_cfg.clone();
+    tuned_cfg.lora = Some(adapter.to_path_buf());
+    let mut rows = Vec::new();
+    for (name, cfg, lora) in [
+        ("base", &base_cfg, None),
+        ("adapter", &tuned_cfg, Some(adapter.to_path_buf())),
+    ] {
+        let g = generate::from_config(cfg, None)
+            .with_context(|| format!("loading the {name} model"))?
+            .context("no generator")?;
+        let report = eval::eval_answers(engine, Some(g.as_ref()), set, kbs, limit)?;
+        drop(g);
+        let ppl = match &general {
+            Some(path) => Some(finetune::perplexity::of_file(
+                &candle_model(config, &model, lora)?,
+                path,
+            )?),
+            None => None,
+        };
+        rows.push((name, report, ppl));
+    }
+    if json {
+        let doc: serde_json::Map<String, serde_json::Value> = rows
+            .iter()
+            .map(|(name, r, p)| {
+                (
+                    name.to_string(),
+                    serde_json::json!({"answers": r, "general_perplexity": p}),
+                )
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "questions {}  model {}  adapter {}",
+        rows[0].1.questions,
+        model.display(),
+        adapter.display()
+    );
+    println!(
+        "| model | EM | F1 | contains gold | not found | citation precision | p50 ms | general perplexity |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, r, p) in &rows {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {} |",
+            r.exact_match * 100.0,
+            r.f1 * 100.0,
+            r.answer_contains_gold * 100.0,
+            r.not_found * 100.0,
+            r.citation_precision * 100.0,
+            r.latency_ms_p50,
+            p.map(|p| format!("{:.3}", p.perplexity))
+                .unwrap_or_else(|| "–".into())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A candle generator for a model file on the configured device.
+fn candle_model(
+    config: &Config,
+    model: &std::path::Path,
+    adapter: Option<PathBuf>,
+) -> anyhow::Result<generate::CandleGenerator> {
+    let mut opts = generate::CandleOptions::new(model);
+    opts.device = config.generate.device;
+    opts.cuda_device = config.generate.cuda_device;
+    opts.lora = adapter;
+    generate::CandleGenerator::load(&opts).with_context(|| format!("loading {}", model.display()))
+}
+
+fn model_command(config: &Config, action: ModelCommand) -> anyhow::Result<ExitCode> {
+    use zhiku::finetune::{merge, perplexity, quantize};
+    match action {
+        ModelCommand::Merge { base, adapter, out } => {
+            let r = merge::merge(&base, &adapter, &out)?;
+            println!(
+                "merged {} weights; wrote {} tensors ({} MB) to {}",
+                r.merged,
+                r.tensors,
+                r.bytes >> 20,
+                r.out.display()
+            );
+            if !r.copied.is_empty() {
+                println!("copied from the base: {}", r.copied.join(", "));
+            }
+        }
+        ModelCommand::Quantize {
+            input,
+            out,
+            ty,
+            heldout,
+        } => {
+            let ty: quantize::QuantType = ty.parse()?;
+            // Measure the source first: a missing held-out file fails before any writing.
+            let before = match &heldout {
+                Some(h) => Some(perplexity::of_file(
+                    &candle_model(config, &input, None)?,
+                    h,
+                )?),
+                None => None,
+            };
+            let r = quantize::quantize(&input, &out, ty)?;
+            println!(
+                "{} ({}): {:.1} MB in → {:.1} MB GGUF ({:.2}× smaller)",
+                out.display(),
+                r.arch,
+                r.in_bytes as f64 / 1e6,
+                r.out_bytes as f64 / 1e6,
+                r.in_bytes as f64 / r.out_bytes.max(1) as f64
+            );
+            let types: Vec<String> = r.types.iter().map(|(t, n)| format!("{t} {n}")).collect();
+            println!("tensors: {}", types.join(", "));
+            for f in &r.fallbacks {
+                println!("fallback: {f}");
+            }
+            if let (Some(h), Some(before)) = (&heldout, before) {
+                let after = perplexity::of_file(&candle_model(config, &out, None)?, h)?;
+                println!(
+                    "perplexity on {} ({} tokens): {:.4} → {:.4} ({:+.2} %)",
+                    h.display(),
+                    after.tokens,
+                    before.perplexity,
+                    after.perplexity,
+                    (after.perplexity / before.perplexity - 1.0) * 100.0
+                );
+            }
+        }
+        ModelCommand::Perplexity {
+            model,
+            adapter,
+            data,
+        } => {
+            let g = candle_model(config, &model, adapter)?;
+            let p = perplexity::of_file(&g, &data)?;
+            println!(
+                "perplexity {:.4} (mean NLL {:.4} nats over {} tokens, {} items, {} skipped as \
+                 too long)",
+                p.perplexity, p.mean_nll, p.tokens, p.items, p.skipped
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_generator(

@@ -5,7 +5,15 @@
 //! "output"}`, the Alpaca layout). `zhiku finetune data --out train.jsonl` writes the
 //! training split there and the held-out split beside it ([`heldout_path`]);
 //! `zhiku finetune train --data train.jsonl` evaluates on that held-out file.
+//!
+//! After training: `zhiku model merge` ([`merge`]) folds an adapter into its base,
+//! `zhiku model quantize` ([`quantize`]) writes a GGUF the generator loads, and
+//! `zhiku model perplexity` ([`perplexity`]) measures what either changed.
 
+pub mod data;
+pub mod merge;
+pub mod perplexity;
+pub mod quantize;
 pub mod record;
 
 pub use record::{Record, heldout_path, read_jsonl};

@@ -163,7 +163,7 @@ pub fn select_device(device: GenerateDevice, cuda_device: usize) -> Result<Devic
 }
 
 /// `"<s>"` or `{"content": "<s>", …}` in tokenizer_config.json.
-fn token_string(v: Option<&Json>) -> Option<String> {
+pub(crate) fn token_string(v: Option<&Json>) -> Option<String> {
     match v? {
         Json::String(s) => Some(s.clone()),
         Json::Object(o) => o.get("content")?.as_str().map(String::from),
@@ -174,7 +174,7 @@ fn token_string(v: Option<&Json>) -> Option<String> {
 /// The chat template of a Hugging Face folder: `chat_template.jinja`, else
 /// tokenizer_config.json `chat_template` (a string, or a list of named templates of
 /// which `default` is taken).
-fn folder_template(dir: &Path, tc: Option<&Json>) -> Option<String> {
+pub(crate) fn folder_template(dir: &Path, tc: Option<&Json>) -> Option<String> {
     if let Ok(t) = std::fs::read_to_string(dir.join("chat_template.jinja")) {
         return Some(t);
     }
@@ -351,6 +351,57 @@ impl CandleGenerator {
             ids.insert(0, bos);
         }
         Ok(ids)
+    }
+
+    /// Token ids of plain text (no special tokens, no BOS).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| run_err(format!("tokenising: {e}")))?
+            .get_ids()
+            .to_vec())
+    }
+
+    /// BOS id to start a plain text with, when the model wants one.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos_prepend
+    }
+
+    /// Negative log-likelihood (natural log, summed) of `target` following `context`, by
+    /// teacher forcing: the context in one
+    /// forward pass, then the targets one at a time through the KV cache (the architectures
+    /// return the last position's logits only). `context` must not be empty.
+    pub fn score(&self, context: &[u32], target: &[u32]) -> Result<f64> {
+        if context.is_empty() {
+            return Err(run_err("scoring needs at least one context token"));
+        }
+        let total = context.len() + target.len();
+        if total > self.context_length {
+            return Err(GenerateError::ContextOverflow {
+                prompt_tokens: context.len(),
+                max_new_tokens: target.len(),
+                context_length: self.context_length,
+            });
+        }
+        let mut loaded = self
+            .loaded
+            .lock()
+            .map_err(|_| run_err("the model was poisoned by an earlier panic; restart"))?;
+        loaded.model.clear().map_err(run_err)?;
+        let mut logits = loaded.forward(context, 0).map_err(run_err)?;
+        let mut nll = 0f64;
+        for (i, &t) in target.iter().enumerate() {
+            let logp = candle_nn::ops::log_softmax(&logits, 0)
+                .and_then(|l| l.get(t as usize))
+                .and_then(|l| l.to_scalar::<f32>())
+                .map_err(run_err)?;
+            nll -= f64::from(logp);
+            if i + 1 < target.len() {
+                logits = loaded.forward(&[t], context.len() + i).map_err(run_err)?;
+            }
+        }
+        Ok(nll)
     }
 
     /// How many new tokens this prompt leaves room for (see the module doc).
