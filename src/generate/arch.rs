@@ -181,7 +181,7 @@ pub(crate) fn load(
 
 // --- GGUF -------------------------------------------------------------------------------
 
-fn md_u32(md: &HashMap<String, gguf_file::Value>, key: &str) -> Option<u32> {
+pub(crate) fn md_u32(md: &HashMap<String, gguf_file::Value>, key: &str) -> Option<u32> {
     let v = md.get(key)?;
     v.to_u32()
         .ok()
@@ -209,7 +209,7 @@ fn hf_to_gguf_name(hf: &str) -> Option<String> {
 
 /// llama.cpp's conversion permutes the rows of llama q/k weights for its interleaved
 /// RoPE; a LoRA update (in Hugging Face row order) gets the same permutation.
-fn permute_rows(t: Tensor, n_head: usize) -> candle_core::Result<Tensor> {
+pub(crate) fn permute_rows(t: Tensor, n_head: usize) -> candle_core::Result<Tensor> {
     let (out, inp) = t.dims2()?;
     t.reshape((n_head, 2, out / n_head / 2, inp))?
         .transpose(1, 2)?
@@ -444,7 +444,7 @@ fn rewrite_gguf(
 
 // --- Hugging Face folders -------------------------------------------------------------
 
-fn read_json(path: &Path) -> Result<Json> {
+pub(crate) fn read_json(path: &Path) -> Result<Json> {
     let text =
         std::fs::read_to_string(path).map_err(|e| load_err(path, format!("cannot read: {e}")))?;
     serde_json::from_str(&text).map_err(|e| load_err(path, format!("invalid JSON: {e}")))
@@ -487,7 +487,7 @@ pub(crate) fn folder_arch(cfg: &Json) -> Option<&'static str> {
     }
 }
 
-fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     let mut files: Vec<PathBuf> = if index.is_file() {
         let idx = read_json(&index)?;

@@ -16,14 +16,14 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-mod arch;
+pub(crate) mod arch;
 pub mod candle;
 #[cfg(test)]
 pub(crate) mod contract;
 pub mod lora;
 mod sampling;
-mod template;
-mod tokenizer;
+pub(crate) mod template;
+pub(crate) mod tokenizer;
 
 pub use arch::{F32_GGUF_LIMIT_BYTES, GgufWeights};
 pub use candle::{CandleGenerator, CandleOptions};
