@@ -6,7 +6,12 @@
 //! training split there and the held-out split beside it ([`heldout_path`]);
 //! `zhiku finetune train --data train.jsonl` evaluates on that held-out file.
 
+pub mod adapter;
+pub mod encode;
+pub mod model;
+pub mod optim;
 pub mod record;
+pub mod train;
 
 pub use record::{Record, heldout_path, read_jsonl};
 
@@ -33,6 +38,25 @@ pub enum FinetuneError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// The base model cannot be used for training.
+    #[error("base model {0}")]
+    Model(String),
+    /// A tensor computation failed (shapes, device memory).
+    #[error("{0}")]
+    Compute(String),
+    /// The tokenizer or chat template of the base model.
+    #[error(transparent)]
+    Generate(#[from] crate::generate::GenerateError),
+    /// The loss or the gradients stopped being finite numbers.
+    #[error(
+        "training diverged at step {step}: the {what} is {value}; lower --lr, keep --clip on          or raise --warmup ({checkpoint})"
+    )]
+    Diverged {
+        step: usize,
+        what: String,
+        value: f64,
+        checkpoint: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, FinetuneError>;
