@@ -438,7 +438,8 @@ impl BaseModel {
                 .matmul(&m.a.as_tensor().t()?)?
                 .matmul(&m.b.as_tensor().t()?)?
                 .affine(lora.scale(), 0.0)?;
-            y = (y + upd.to_dtype(y.dtype())?)?;
+            let upd = upd.to_dtype(y.dtype())?;
+            y = (y + upd)?;
         }
         Ok(y)
     }
