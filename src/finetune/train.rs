@@ -692,13 +692,13 @@ pub fn train(
             run.append_log(serde_json::json!({"kind": "train", "entry": &entry}))?;
             run.log.push(entry);
 
-            let epoch_end = run.step % steps_per_epoch == 0;
+            let epoch_end = run.step.is_multiple_of(steps_per_epoch);
             let mut stop = false;
-            if (opts.eval_every > 0 && run.step % opts.eval_every == 0) || epoch_end {
+            if (opts.eval_every > 0 && run.step.is_multiple_of(opts.eval_every)) || epoch_end {
                 stop = run.eval(eval, epoch_of(run.step), &pb)?;
             }
             let paused = opts.stop_after.is_some_and(|s| run.step >= s) && run.step < total_steps;
-            if (opts.save_every > 0 && run.step % opts.save_every == 0) || stop || paused {
+            if (opts.save_every > 0 && run.step.is_multiple_of(opts.save_every)) || stop || paused {
                 run.save_checkpoint(run.secs_before + started.elapsed().as_secs_f64())?;
             }
             if stop {
