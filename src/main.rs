@@ -130,6 +130,86 @@ enum Command {
 
 #[derive(Subcommand)]
 enum FinetuneCommand {
+    /// Train a LoRA adapter on instruction records (JSONL) with candle, no Python. Writes a
+    /// PEFT adapter (adapter_config.json, adapter_model.safetensors) that zhiku's generator
+    /// (generate.lora) and Python peft load, plus training_log.jsonl, trainer_state.json
+    /// and checkpoints. With a held-out file the folder holds the adapter of the best
+    /// evaluation.
+    Train {
+        /// Base model: a .gguf file (llama, qwen2; dequantised to f32) or a Hugging Face
+        /// folder (Qwen2, Llama).
+        #[arg(long)]
+        base: PathBuf,
+        /// Training records ({"instruction", "input", "output"} per line).
+        #[arg(long, value_name = "FILE.jsonl")]
+        data: PathBuf,
+        /// Held-out records (default: DATA.heldout.jsonl beside --data, when it exists).
+        #[arg(long, value_name = "FILE.jsonl")]
+        eval: Option<PathBuf>,
+        /// Adapter folder.
+        #[arg(long, value_name = "ADAPTER_DIR")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
+        /// Peak learning rate (cosine schedule after a linear warmup).
+        #[arg(long, default_value_t = 2e-4)]
+        lr: f64,
+        /// Examples per micro-batch (padded to the longest).
+        #[arg(long, default_value_t = 4)]
+        batch_size: usize,
+        /// Micro-batches per optimizer step.
+        #[arg(long, default_value_t = 1)]
+        grad_accum: usize,
+        /// Longest example in tokens; longer ones are cut.
+        #[arg(long, default_value_t = 1024)]
+        max_len: usize,
+        /// LoRA rank.
+        #[arg(long, default_value_t = 16)]
+        r: usize,
+        /// LoRA alpha (the update is scaled by alpha / r).
+        #[arg(long, default_value_t = 32.0)]
+        alpha: f64,
+        /// Dropout on the LoRA inputs.
+        #[arg(long, default_value_t = 0.05)]
+        dropout: f32,
+        /// Modules to adapt, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+        )]
+        target_modules: Vec<String>,
+        /// Warmup steps (default: 3% of the optimizer steps, at least 1).
+        #[arg(long)]
+        warmup: Option<usize>,
+        /// Decoupled (AdamW) weight decay.
+        #[arg(long, default_value_t = 0.01)]
+        weight_decay: f64,
+        /// Clip gradients to this global L2 norm (0 = off).
+        #[arg(long, default_value_t = 1.0)]
+        clip: f64,
+        /// Also evaluate every N steps (0 = after each epoch only).
+        #[arg(long, default_value_t = 0)]
+        eval_every: usize,
+        /// Write a checkpoint every N steps (0 = never).
+        #[arg(long, default_value_t = 50)]
+        save_every: usize,
+        /// Stop after N evaluations without improvement (0 = never).
+        #[arg(long, default_value_t = 3)]
+        patience: usize,
+        /// Seed of the LoRA initialisation, data order and dropout.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Stop after this many steps with a checkpoint (continue with --resume).
+        #[arg(long)]
+        stop_after: Option<usize>,
+        /// Continue the run whose checkpoint is in --out.
+        #[arg(long)]
+        resume: bool,
+        /// cpu, cuda or auto (CUDA when built with it and a GPU is present).
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
     /// Instruction data (JSONL) from a knowledge base in RAG form: questions from --qa
     /// files, or generated from the knowledge base's defining sentences, answered from
     /// zhiku's own retrieval with [n] citations; plus admin records and general examples.
@@ -401,6 +481,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Model files need no data folder.
     if let Command::Model { action } = cli.command {
         return model_command(&config, action);
+    }
+    // Training needs no data folder.
+    if let Command::Finetune {
+        action: action @ FinetuneCommand::Train { .. },
+    } = cli.command
+    {
+        return finetune_train(action);
     }
     let engine = Engine::open(config)?;
     match cli.command {
@@ -844,7 +931,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config | Command::Model { .. } => unreachable!("handled above"),
+        Command::Config
+        | Command::Model { .. }
+        | Command::Finetune {
+            action: FinetuneCommand::Train { .. },
+        } => unreachable!("handled above"),
         Command::Finetune {
             action:
                 FinetuneCommand::Data {
@@ -1258,4 +1349,76 @@ fn print_report(kb: &str, r: &index::IngestReport) {
             index::SUPPORTED.join(", ")
         );
     }
+}
+
+fn finetune_train(action: FinetuneCommand) -> anyhow::Result<ExitCode> {
+    let FinetuneCommand::Train {
+        base,
+        data,
+        eval,
+        out,
+        epochs,
+        lr,
+        batch_size,
+        grad_accum,
+        max_len,
+        r,
+        alpha,
+        dropout,
+        target_modules,
+        warmup,
+        weight_decay,
+        clip,
+        eval_every,
+        save_every,
+        patience,
+        seed,
+        stop_after,
+        resume,
+        device,
+    } = action;
+    let device = match device.as_str() {
+        "auto" => zhiku::config::GenerateDevice::Auto,
+        "cpu" => zhiku::config::GenerateDevice::Cpu,
+        "cuda" => zhiku::config::GenerateDevice::Cuda,
+        other => bail!("--device {other}: expected cpu, cuda or auto"),
+    };
+    let device = generate::candle::select_device(device, 0)?;
+    let opts = finetune::train::TrainOptions {
+        epochs,
+        lr,
+        batch_size,
+        grad_accum,
+        max_len,
+        lora: finetune::model::LoraConfig {
+            r,
+            alpha,
+            dropout,
+            targets: target_modules
+                .into_iter()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect(),
+        },
+        warmup,
+        weight_decay,
+        clip,
+        eval_every,
+        save_every,
+        patience,
+        seed,
+        stop_after,
+        progress: true,
+    };
+    let files = finetune::train::TrainFiles {
+        base,
+        data,
+        eval,
+        out: out.clone(),
+    };
+    let summary = finetune::train::train_files(&files, &device, &opts, resume)
+        .with_context(|| format!("training into {}", out.display()))?;
+    print!("{summary}");
+    println!("adapter: {}", out.display());
+    Ok(ExitCode::SUCCESS)
 }

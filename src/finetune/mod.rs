@@ -10,11 +10,16 @@
 //! `zhiku model quantize` ([`quantize`]) writes a GGUF the generator loads, and
 //! `zhiku model perplexity` ([`perplexity`]) measures what either changed.
 
+pub mod adapter;
 pub mod data;
+pub mod encode;
 pub mod merge;
+pub mod model;
+pub mod optim;
 pub mod perplexity;
 pub mod quantize;
 pub mod record;
+pub mod train;
 
 pub use record::{Record, heldout_path, read_jsonl};
 
@@ -41,6 +46,25 @@ pub enum FinetuneError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// The base model cannot be used for training.
+    #[error("base model {0}")]
+    Model(String),
+    /// A tensor computation failed (shapes, device memory).
+    #[error("{0}")]
+    Compute(String),
+    /// The tokenizer or chat template of the base model.
+    #[error(transparent)]
+    Generate(#[from] crate::generate::GenerateError),
+    /// The loss or the gradients stopped being finite numbers.
+    #[error(
+        "training diverged at step {step}: the {what} is {value}; lower --lr, keep --clip on          or raise --warmup ({checkpoint})"
+    )]
+    Diverged {
+        step: usize,
+        what: String,
+        value: f64,
+        checkpoint: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, FinetuneError>;

@@ -181,7 +181,7 @@ pub(crate) fn load(
 
 // --- GGUF -------------------------------------------------------------------------------
 
-fn md_u32(md: &HashMap<String, gguf_file::Value>, key: &str) -> Option<u32> {
+pub(crate) fn md_u32(md: &HashMap<String, gguf_file::Value>, key: &str) -> Option<u32> {
     let v = md.get(key)?;
     v.to_u32()
         .ok()

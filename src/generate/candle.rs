@@ -26,6 +26,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use candle_core::Device;
+use candle_core::quantized::gguf_file;
 use serde_json::Value as Json;
 use tokenizers::Tokenizer;
 
@@ -201,17 +202,29 @@ fn model_id(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-impl CandleGenerator {
-    /// Load the model, tokenizer, template and (optionally) LoRA adapter.
-    pub fn load(opts: &CandleOptions) -> Result<Self> {
-        let _span = tracing::info_span!("generator_load", model = %opts.model.display()).entered();
-        let started = Instant::now();
-        let device = select_device(opts.device, opts.cuda_device)?;
-        let adapter = opts.lora.as_deref().map(LoraAdapter::load).transpose()?;
-        let loaded = arch::load(&opts.model, &device, opts.gguf_weights, adapter.as_ref())?;
-        let path = opts.model.as_path();
+/// How a model's chats become token ids: its tokenizer, chat template, end-of-sequence ids
+/// and BOS rule. Shared by the generator and the fine-tuning data encoder, so training
+/// sees exactly the token ids that answering later feeds the model.
+pub(crate) struct ChatFormat {
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+    /// Every id that ends a generation (see the module doc).
+    pub eos_ids: Vec<u32>,
+    /// The end-of-sequence token string the template prints (`eos_token`), if known.
+    pub eos: Option<String>,
+    /// Prepended when the model wants a BOS token and the template did not write one.
+    pub bos_prepend: Option<u32>,
+}
 
-        // Tokenizer, special-token strings and template.
+impl ChatFormat {
+    /// Tokenizer, special tokens and template of the model at `path` (a GGUF file whose
+    /// metadata is `gguf_metadata`, or a Hugging Face folder).
+    pub(crate) fn load(
+        path: &Path,
+        tokenizer_override: Option<&Path>,
+        gguf_metadata: Option<&std::collections::HashMap<String, gguf_file::Value>>,
+        model_eos_ids: &[u32],
+    ) -> Result<Self> {
         let tokenizer_config: Option<Json> = if path.is_dir() {
             let p = path.join("tokenizer_config.json");
             std::fs::read_to_string(&p)
@@ -223,8 +236,8 @@ impl CandleGenerator {
         } else {
             None
         };
-        let specials = loaded.gguf_metadata.as_ref().map(gguf_specials);
-        let tokenizer = match (&opts.tokenizer, &loaded.gguf_metadata) {
+        let specials = gguf_metadata.map(gguf_specials);
+        let tokenizer = match (&tokenizer_override, &gguf_metadata) {
             (Some(t), _) => Tokenizer::from_file(t)
                 .map_err(|e| load_err(t, format!("not a readable tokenizer.json: {e}")))?,
             (None, Some(md)) => from_gguf_metadata(md).map_err(|m| load_err(path, m))?,
@@ -234,8 +247,8 @@ impl CandleGenerator {
                     return Err(load_err(
                         path,
                         "the folder has no tokenizer.json (ChatGLM3 ships only a SentencePiece \
-                         tokenizer.model: convert it with transformers' \
-                         PreTrainedTokenizerFast, or set generate.tokenizer)",
+                             tokenizer.model: convert it with transformers' \
+                             PreTrainedTokenizerFast, or set generate.tokenizer)",
                     ));
                 }
                 Tokenizer::from_file(&t)
@@ -246,7 +259,7 @@ impl CandleGenerator {
             .or_else(|| specials.as_ref().and_then(|s| s.bos.clone()));
         let eos = token_string(tokenizer_config.as_ref().and_then(|c| c.get("eos_token")))
             .or_else(|| specials.as_ref().and_then(|s| s.eos.clone()));
-        let source = match &loaded.gguf_metadata {
+        let source = match gguf_metadata {
             Some(md) => md
                 .get("tokenizer.chat_template")
                 .and_then(|v| v.to_string().ok())
@@ -265,7 +278,7 @@ impl CandleGenerator {
             }
         };
 
-        let mut eos_ids = loaded.eos_ids.clone();
+        let mut eos_ids = model_eos_ids.to_vec();
         if let Some(id) = eos.as_deref().and_then(|e| tokenizer.token_to_id(e)) {
             eos_ids.push(id);
         }
@@ -288,6 +301,39 @@ impl CandleGenerator {
             .as_ref()
             .filter(|s| s.add_bos)
             .and_then(|s| s.bos_id);
+        Ok(Self {
+            tokenizer,
+            template,
+            eos_ids,
+            eos,
+            bos_prepend,
+        })
+    }
+}
+
+impl CandleGenerator {
+    /// Load the model, tokenizer, template and (optionally) LoRA adapter.
+    pub fn load(opts: &CandleOptions) -> Result<Self> {
+        let _span = tracing::info_span!("generator_load", model = %opts.model.display()).entered();
+        let started = Instant::now();
+        let device = select_device(opts.device, opts.cuda_device)?;
+        let adapter = opts.lora.as_deref().map(LoraAdapter::load).transpose()?;
+        let loaded = arch::load(&opts.model, &device, opts.gguf_weights, adapter.as_ref())?;
+        let path = opts.model.as_path();
+
+        let format = ChatFormat::load(
+            path,
+            opts.tokenizer.as_deref(),
+            loaded.gguf_metadata.as_ref(),
+            &loaded.eos_ids,
+        )?;
+        let ChatFormat {
+            tokenizer,
+            template,
+            eos_ids,
+            bos_prepend,
+            ..
+        } = format;
 
         let mut context_length = loaded.context_length;
         if let Some(c) = opts.context_length {

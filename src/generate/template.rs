@@ -116,13 +116,23 @@ impl ChatTemplate {
 
     /// Render the prompt for `messages`, ending with the assistant's turn opened.
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String> {
+        self.render_with(messages, true)
+    }
+
+    /// Render a finished conversation (its last message the assistant's reply) without a
+    /// generation prompt: what fine-tuning trains on.
+    pub fn render_conversation(&self, messages: &[ChatMessage]) -> Result<String> {
+        self.render_with(messages, false)
+    }
+
+    fn render_with(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
         let tmpl = self
             .env
             .get_template(NAME)
             .map_err(|e| GenerateError::Template(e.to_string()))?;
         tmpl.render(context! {
             messages => Value::from(Serde(messages)),
-            add_generation_prompt => true,
+            add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
         })

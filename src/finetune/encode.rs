@@ -1,0 +1,270 @@
+//! Records → token ids with a loss mask, and padded batches.
+//!
+//! A record is rendered as a whole conversation with the base model's own chat template
+//! (the same tokenizer, template and BOS rule the generator uses, `generate::candle::
+//! ChatFormat`), so training sees exactly the token ids answering later feeds the model.
+//! The loss counts only the assistant's reply and the end-of-turn token that closes it:
+//! the prompt (rendered with the generation prompt, as at answer time) must be a prefix of
+//! the conversation; the reply runs from there to the first end-of-sequence token after
+//! the reply's text (appended when the template writes none, e.g. GLM's).
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::model::BaseModel;
+use super::{FinetuneError, Record, Result};
+use crate::generate::candle::ChatFormat;
+
+/// One tokenised training example.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Example {
+    pub ids: Vec<u32>,
+    /// `targets[i]`: token `i` belongs to the reply, so predicting it counts in the loss.
+    pub targets: Vec<bool>,
+}
+
+impl Example {
+    /// Tokens whose prediction counts (the first token is never predicted).
+    pub fn target_count(&self) -> usize {
+        self.targets.iter().skip(1).filter(|t| **t).count()
+    }
+}
+
+/// Encodes records for one base model.
+pub struct Encoder {
+    format: ChatFormat,
+}
+
+/// What encoding a file produced.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    pub examples: Vec<Example>,
+    /// Records whose reply lies entirely beyond `max_len` (dropped, counted).
+    pub too_long: usize,
+    /// Records cut at `max_len` that kept part of their reply.
+    pub truncated: usize,
+}
+
+impl Encoder {
+    /// The tokenizer and chat template of `base` (its GGUF metadata or its folder).
+    pub fn for_model(base: &BaseModel) -> Result<Self> {
+        let format = ChatFormat::load(&base.path, None, base.gguf_metadata.as_ref(), &[])?;
+        Ok(Self { format })
+    }
+
+    /// Token ids and reply mask of one record, cut at `max_len` tokens. `None` when no
+    /// reply token is left after the cut.
+    pub fn encode(&self, record: &Record, max_len: usize) -> Result<Option<(Example, bool)>> {
+        let template = &self.format.template;
+        let prompt = template.render(&record.prompt())?;
+        let mut full = template.render_conversation(&record.messages())?;
+        if !full.starts_with(&prompt) {
+            return Err(FinetuneError::Invalid(format!(
+                "the model's chat template renders the prompt differently inside a finished \
+                 conversation (prompt {prompt:?} is not a prefix of {full:?}), so the reply's \
+                 tokens cannot be found; this template cannot be trained on"
+            )));
+        }
+        // The reply ends with the first end-of-sequence token after its text.
+        let reply_at = full[prompt.len()..]
+            .find(record.output.as_str())
+            .map(|i| prompt.len() + i + record.output.len())
+            .unwrap_or(prompt.len());
+        let eos = self.format.eos.as_deref().filter(|e| !e.is_empty());
+        let end = match eos {
+            Some(e) => match full[reply_at..].find(e) {
+                Some(i) => reply_at + i + e.len(),
+                None => {
+                    full.truncate(reply_at);
+                    full.push_str(e);
+                    full.len()
+                }
+            },
+            None => full.len(),
+        };
+        full.truncate(end);
+        let enc = self
+            .format
+            .tokenizer
+            .encode(full.as_str(), false)
+            .map_err(|e| FinetuneError::Invalid(format!("tokenising a record: {e}")))?;
+        let mut ids = enc.get_ids().to_vec();
+        // A token is a reply token when it ends inside the reply (a token straddling the
+        // prompt/reply boundary counts as reply).
+        let mut targets: Vec<bool> = enc
+            .get_offsets()
+            .iter()
+            .map(|&(_, e)| e > prompt.len())
+            .collect();
+        if let Some(bos) = self.format.bos_prepend
+            && ids.first() != Some(&bos)
+        {
+            ids.insert(0, bos);
+            targets.insert(0, false);
+        }
+        let cut = ids.len() > max_len;
+        ids.truncate(max_len);
+        targets.truncate(max_len);
+        let ex = Example { ids, targets };
+        Ok((ex.target_count() > 0).then_some((ex, cut)))
+    }
+
+    /// Text of token ids (special tokens kept out, as the generator streams it).
+    pub fn decode(&self, ids: &[u32]) -> String {
+        self.format.tokenizer.decode(ids, true).unwrap_or_default()
+    }
+
+    /// Encode every record.
+    pub fn encode_all(&self, records: &[Record], max_len: usize) -> Result<Encoded> {
+        let mut out = Encoded::default();
+        for r in records {
+            match self.encode(r, max_len)? {
+                Some((ex, cut)) => {
+                    out.truncated += usize::from(cut);
+                    out.examples.push(ex);
+                }
+                None => out.too_long += 1,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A padded batch (right padding).
+pub struct Batch {
+    /// batch × seq token ids.
+    pub ids: Tensor,
+    /// Real tokens per row.
+    pub lengths: Vec<usize>,
+    /// batch × seq: the next token at each position.
+    pub next: Tensor,
+    /// batch × seq f32: 1 where predicting the next token counts in the loss.
+    pub loss_mask: Tensor,
+    /// Positions that count.
+    pub target_tokens: usize,
+    /// Real (unpadded) tokens.
+    pub tokens: usize,
+}
+
+impl Batch {
+    pub fn new(examples: &[&Example], device: &Device) -> candle_core::Result<Self> {
+        let b = examples.len();
+        let t = examples.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+        let mut ids = vec![0u32; b * t];
+        let mut next = vec![0u32; b * t];
+        let mut mask = vec![0f32; b * t];
+        let mut lengths = Vec::with_capacity(b);
+        for (r, e) in examples.iter().enumerate() {
+            let n = e.ids.len();
+            lengths.push(n);
+            ids[r * t..r * t + n].copy_from_slice(&e.ids);
+            for i in 0..n.saturating_sub(1) {
+                next[r * t + i] = e.ids[i + 1];
+                if e.targets[i + 1] {
+                    mask[r * t + i] = 1.0;
+                }
+            }
+        }
+        Ok(Self {
+            ids: Tensor::from_vec(ids, (b, t), device)?,
+            next: Tensor::from_vec(next, (b, t), device)?,
+            loss_mask: Tensor::from_vec(mask, (b, t), device)?,
+            target_tokens: examples.iter().map(|e| e.target_count()).sum(),
+            tokens: lengths.iter().sum(),
+            lengths,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::arch::tests::write_tiny_qwen2;
+
+    fn reply_text(enc: &Encoder, ex: &Example) -> String {
+        let ids: Vec<u32> = ex
+            .ids
+            .iter()
+            .zip(&ex.targets)
+            .filter(|(_, t)| **t)
+            .map(|(i, _)| *i)
+            .collect();
+        enc.format.tokenizer.decode(&ids, false).unwrap()
+    }
+
+    fn record() -> Record {
+        Record {
+            instruction: "只根据资料回答。".into(),
+            input: "问题：年假几天？".into(),
+            output: "5 天 [1]。".into(),
+        }
+    }
+
+    #[test]
+    fn chatml_mask_covers_exactly_the_reply_and_end_of_turn() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_tiny_qwen2(tmp.path(), 1);
+        let base = BaseModel::load(tmp.path(), &Device::Cpu).unwrap();
+        let enc = Encoder::for_model(&base).unwrap();
+        let (ex, cut) = enc.encode(&record(), 512).unwrap().unwrap();
+        assert!(!cut);
+        assert_eq!(reply_text(&enc, &ex), "5 天 [1]。<|im_end|>");
+        // The prompt part is the generator's prompt, token for token.
+        let first = ex.targets.iter().position(|t| *t).unwrap();
+        let prompt = enc.format.template.render(&record().prompt()).unwrap();
+        let prompt_ids = enc.format.tokenizer.encode(prompt.as_str(), false).unwrap();
+        assert_eq!(&ex.ids[..first], prompt_ids.get_ids());
+        // Cut inside the reply: what is left of it still counts; cut before: dropped.
+        let (short, cut) = enc.encode(&record(), first + 2).unwrap().unwrap();
+        assert!(cut && short.target_count() == 2, "{short:?}");
+        assert!(enc.encode(&record(), first).unwrap().is_none());
+    }
+
+    #[test]
+    fn smollm2_mask_covers_exactly_the_reply_and_end_of_turn() {
+        let Some(path) = crate::generate::candle::tests::smollm2() else {
+            return;
+        };
+        // Only the tokenizer and template are needed; the base loads quickly enough.
+        let base = BaseModel::load(&path, &Device::Cpu).unwrap();
+        let enc = Encoder::for_model(&base).unwrap();
+        let plain = Record {
+            input: String::new(),
+            ..record()
+        };
+        for r in [record(), plain] {
+            let (ex, _) = enc.encode(&r, 512).unwrap().unwrap();
+            assert_eq!(reply_text(&enc, &ex), "5 天 [1]。<|im_end|>");
+            assert!(
+                !ex.targets[..ex.targets.iter().position(|t| *t).unwrap()]
+                    .iter()
+                    .any(|t| *t)
+            );
+            // Nothing after the end-of-turn token.
+            assert!(*ex.targets.last().unwrap());
+        }
+    }
+
+    #[test]
+    fn batch_shifts_targets_and_pads() {
+        let a = Example {
+            ids: vec![1, 2, 3, 4],
+            targets: vec![false, false, true, true],
+        };
+        let b = Example {
+            ids: vec![5, 6],
+            targets: vec![false, true],
+        };
+        let batch = Batch::new(&[&a, &b], &Device::Cpu).unwrap();
+        assert_eq!(batch.lengths, [4, 2]);
+        assert_eq!(batch.target_tokens, 3);
+        assert_eq!(
+            batch.next.to_vec2::<u32>().unwrap(),
+            [[2, 3, 4, 0], [6, 0, 0, 0]]
+        );
+        assert_eq!(
+            batch.loss_mask.to_vec2::<f32>().unwrap(),
+            [[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]]
+        );
+    }
+}
