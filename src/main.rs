@@ -1376,7 +1376,10 @@ fn finetune_train(action: FinetuneCommand) -> anyhow::Result<ExitCode> {
         stop_after,
         resume,
         device,
-    } = action;
+    } = action
+    else {
+        unreachable!("only `finetune train` comes here")
+    };
     let device = match device.as_str() {
         "auto" => zhiku::config::GenerateDevice::Auto,
         "cpu" => zhiku::config::GenerateDevice::Cpu,
