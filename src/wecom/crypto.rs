@@ -238,12 +238,12 @@ mod tests {
 
     #[test]
     fn official_vector_uses_a_32_byte_pad() {
-        // 20 + 19 + 18 = 57 bytes pad to 64 with seven 7s; a message of 45 bytes would pad
-        // with 23s, which a 16-byte unpadder rejects.
+        // The vector's 20 + 19 + 18 = 57 bytes pad to 64 with seven 7s; a 30-byte message
+        // (68 bytes) pads to 96 with twenty-eight 28s, which a 16-byte padder would make 80.
         let c = official();
-        let long = "x".repeat(45);
+        let long = "x".repeat(30);
         let e = c.encrypt(&long);
-        assert_eq!(STANDARD.decode(&e).unwrap().len() % PAD_BLOCK, 0);
+        assert_eq!(STANDARD.decode(&e).unwrap().len(), 96);
         assert_eq!(c.decrypt(&e).unwrap(), long);
     }
 
