@@ -41,6 +41,7 @@ pub struct Config {
     pub generate: GenerateConfig,
     pub rag: RagConfig,
     pub server: ServerConfig,
+    pub wecom: WecomConfig,
 }
 
 impl Default for Config {
@@ -55,6 +56,7 @@ impl Default for Config {
             generate: GenerateConfig::default(),
             rag: RagConfig::default(),
             server: ServerConfig::default(),
+            wecom: WecomConfig::default(),
         }
     }
 }
@@ -380,6 +382,181 @@ impl Default for ServerConfig {
     }
 }
 
+/// How answers are sent to WeCom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WecomMessageType {
+    /// Rendered (bold, links) in the WeCom app; the WeChat plugin (微信插件) cannot show it.
+    Markdown,
+    /// Plain text: shown everywhere.
+    Text,
+}
+
+/// `[wecom]`: the WeCom (企业微信) self-built app and group robot (README "WeCom").
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WecomConfig {
+    /// The company's CorpID (我的企业 → 企业信息). The app is on when this, `token` and
+    /// `encoding_aes_key` are set. Default none.
+    #[serde(deserialize_with = "string_or_number")]
+    pub corp_id: Option<String>,
+    /// The app's AgentId (应用管理 → the app). Default none.
+    pub agent_id: Option<u64>,
+    /// The app's Secret, for access tokens. Secret. Default none.
+    #[serde(deserialize_with = "string_or_number")]
+    pub secret: Option<String>,
+    /// The callback Token (接收消息 → 设置API接收). Secret. Default none.
+    #[serde(deserialize_with = "string_or_number")]
+    pub token: Option<String>,
+    /// The callback EncodingAESKey (43 characters). Secret. Default none.
+    #[serde(deserialize_with = "string_or_number")]
+    pub encoding_aes_key: Option<String>,
+    /// The WeCom API. Default `https://qyapi.weixin.qq.com`; tests and private proxies point
+    /// it elsewhere (`http://` is allowed).
+    pub api_base: String,
+    /// The group robot for admin notifications: its webhook URL
+    /// (`https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…`) or just the key. Secret.
+    /// Default none (no notifications).
+    #[serde(deserialize_with = "string_or_number")]
+    pub robot_webhook: Option<String>,
+    /// Where WeCom posts messages (the URL given in the console is the public address plus
+    /// this path). Default `/wecom/callback`.
+    pub callback_path: String,
+    /// WeCom userid → zhiku user name, for employees who already have an account
+    /// (`[wecom.users] ZhangSan = "zhangsan"`). Others are matched by the user's linked
+    /// WeCom id (`zhiku user wecom NAME ID`), else provisioned into `default_group`.
+    pub users: std::collections::BTreeMap<String, String>,
+    /// The group employees provisioned from WeCom join (created when missing); grant it the
+    /// knowledge bases everyone may read. Default `wecom`.
+    pub default_group: String,
+    /// `markdown` (default) or `text`.
+    pub message_type: WecomMessageType,
+    /// Callbacks whose timestamp is further than this from the server's clock are refused
+    /// (replay defence), seconds. Default 300.
+    pub max_clock_skew_secs: u64,
+    /// Questions one employee may ask per minute; more get a polite note. Default 10.
+    pub user_questions_per_minute: u32,
+}
+
+impl Default for WecomConfig {
+    fn default() -> Self {
+        Self {
+            corp_id: None,
+            agent_id: None,
+            secret: None,
+            token: None,
+            encoding_aes_key: None,
+            api_base: "https://qyapi.weixin.qq.com".into(),
+            robot_webhook: None,
+            callback_path: "/wecom/callback".into(),
+            users: Default::default(),
+            default_group: "wecom".into(),
+            message_type: WecomMessageType::Markdown,
+            max_clock_skew_secs: 300,
+            user_questions_per_minute: 10,
+        }
+    }
+}
+
+/// Secrets never reach a log: only whether they are set.
+impl std::fmt::Debug for WecomConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &Option<String>| v.as_ref().map(|_| "<set>");
+        f.debug_struct("WecomConfig")
+            .field("corp_id", &self.corp_id)
+            .field("agent_id", &self.agent_id)
+            .field("secret", &set(&self.secret))
+            .field("token", &set(&self.token))
+            .field("encoding_aes_key", &set(&self.encoding_aes_key))
+            .field("api_base", &self.api_base)
+            .field("robot_webhook", &set(&self.robot_webhook))
+            .field("callback_path", &self.callback_path)
+            .field("users", &self.users)
+            .field("default_group", &self.default_group)
+            .field("message_type", &self.message_type)
+            .field("max_clock_skew_secs", &self.max_clock_skew_secs)
+            .field("user_questions_per_minute", &self.user_questions_per_minute)
+            .finish()
+    }
+}
+
+impl WecomConfig {
+    /// Whether the app's callback is on: `corp_id`, `token` and `encoding_aes_key` set.
+    pub fn enabled(&self) -> bool {
+        [&self.corp_id, &self.token, &self.encoding_aes_key]
+            .iter()
+            .all(|v| v.as_deref().is_some_and(|s| !s.trim().is_empty()))
+    }
+
+    /// A copy with the secrets replaced, for showing (`zhiku config`).
+    fn redacted(&self) -> Self {
+        let hide = |v: &Option<String>| v.as_ref().map(|_| "<redacted>".to_string());
+        Self {
+            secret: hide(&self.secret),
+            token: hide(&self.token),
+            encoding_aes_key: hide(&self.encoding_aes_key),
+            robot_webhook: hide(&self.robot_webhook),
+            ..self.clone()
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let app_keys = [
+            ("corp_id", set(&self.corp_id)),
+            ("token", set(&self.token)),
+            ("encoding_aes_key", set(&self.encoding_aes_key)),
+        ];
+        let missing: Vec<&str> = app_keys.iter().filter(|k| !k.1).map(|k| k.0).collect();
+        if missing.len() == app_keys.len() {
+            return Ok(());
+        }
+        let mut missing: Vec<String> = missing.iter().map(|k| format!("wecom.{k}")).collect();
+        if !set(&self.secret) {
+            missing.push("wecom.secret".into());
+        }
+        if self.agent_id.is_none() {
+            missing.push("wecom.agent_id".into());
+        }
+        if !missing.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "the WeCom app is half configured: set {} too (README \"WeCom\")",
+                missing.join(", ")
+            )));
+        }
+        if let Some(k) = &self.encoding_aes_key {
+            crate::wecom::crypto::decode_key(k).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        if !self.callback_path.starts_with('/') || self.callback_path.len() < 2 {
+            return Err(ConfigError::Invalid(format!(
+                "wecom.callback_path must start with / (got `{}`)",
+                self.callback_path
+            )));
+        }
+        if self.default_group.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "wecom.default_group must name a group".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A string that environment variables may spell as a number (`ZHIKU_WECOM__TOKEN=123456`
+/// is read as a TOML integer).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        S(String),
+        I(i64),
+    }
+    Ok(Option::<Scalar>::deserialize(d)?.map(|v| match v {
+        Scalar::S(s) => s,
+        Scalar::I(i) => i.to_string(),
+    }))
+}
+
 impl Config {
     /// Load defaults ← file ← environment. `file` is the explicit `--config`; without it,
     /// `./zhiku.toml` is read when present.
@@ -485,6 +662,7 @@ impl Config {
                 c.max_tokens, c.overlap_tokens
             )));
         }
+        self.wecom.validate()?;
         Ok(())
     }
 
@@ -504,15 +682,19 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("prompts"))
     }
 
-    /// The configuration as TOML, every key shown (for `zhiku config`).
+    /// The configuration as TOML, every key shown (for `zhiku config`), WeCom secrets
+    /// redacted.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+        let mut shown = self.clone();
+        shown.wecom = self.wecom.redacted();
+        toml::to_string_pretty(&shown).unwrap_or_default()
     }
 }
 
 /// Top-level keys and sections an environment variable may set.
 const ENV_ROOTS: &[&str] = &[
-    "data_dir", "embed", "vector", "keyword", "ingest", "retrieve", "generate", "rag",
+    "data_dir", "embed", "vector", "keyword", "ingest", "retrieve", "generate", "rag", "server",
+    "wecom",
 ];
 
 fn apply_env(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
@@ -603,6 +785,8 @@ mod tests {
                 ("ZHIKU_VECTOR__URL", "http://127.0.0.1:6334"),
                 ("ZHIKU_RETRIEVE__DENSE_WEIGHT", "0.7"),
                 ("ZHIKU_DATA_DIR", "/tmp/zk"),
+                ("ZHIKU_SERVER__REQUEST_TIMEOUT_SECS", "30"),
+                ("ZHIKU_SERVER__ADDR", "0.0.0.0:9000"),
                 ("ZHIKU_UNRELATED", "x"),
                 ("PATH", "/bin"),
             ]),
@@ -613,6 +797,8 @@ mod tests {
         assert_eq!(c.vector.url.as_deref(), Some("http://127.0.0.1:6334"));
         assert!((c.retrieve.dense_weight - 0.7).abs() < 1e-6);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/zk"));
+        assert_eq!(c.server.request_timeout_secs, 30);
+        assert_eq!(c.server.addr, "0.0.0.0:9000");
         assert_eq!(c.retrieve.candidates, 50, "untouched keys keep defaults");
     }
 
@@ -633,6 +819,69 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent/zhiku.toml"), "{e}");
+    }
+
+    #[test]
+    fn wecom_from_env_with_secrets_redacted() {
+        let c = Config::load_with_env(
+            None,
+            &env(&[
+                ("ZHIKU_WECOM__CORP_ID", "wx5823bf96d3bd56c7"),
+                ("ZHIKU_WECOM__AGENT_ID", "1000002"),
+                ("ZHIKU_WECOM__SECRET", "s3cr3t-value"),
+                ("ZHIKU_WECOM__TOKEN", "123456"),
+                (
+                    "ZHIKU_WECOM__ENCODING_AES_KEY",
+                    "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+                ),
+                ("ZHIKU_WECOM__ROBOT_WEBHOOK", "robot-key-1"),
+                ("ZHIKU_WECOM__USERS__ZhangSan", "alice"),
+            ]),
+        )
+        .unwrap();
+        let w = &c.wecom;
+        assert!(w.enabled());
+        assert_eq!(w.agent_id, Some(1000002));
+        assert_eq!(
+            w.token.as_deref(),
+            Some("123456"),
+            "numbers read as strings"
+        );
+        assert_eq!(w.users.get("zhangsan").map(String::as_str), Some("alice"));
+        assert_eq!(w.default_group, "wecom");
+        assert_eq!(w.callback_path, "/wecom/callback");
+        assert_eq!(w.api_base, "https://qyapi.weixin.qq.com");
+        for shown in [format!("{c:?}"), c.to_toml()] {
+            for secret in ["s3cr3t-value", "123456", "jWmYm7qr5n", "robot-key-1"] {
+                assert!(!shown.contains(secret), "{secret} shown in {shown}");
+            }
+            assert!(shown.contains("wx5823bf96d3bd56c7"), "{shown}");
+        }
+        assert!(!Config::load_with_env(None, &[]).unwrap().wecom.enabled());
+    }
+
+    #[test]
+    fn half_configured_wecom_is_a_clear_error() {
+        let e = Config::load_with_env(None, &env(&[("ZHIKU_WECOM__TOKEN", "abc")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("wecom.corp_id") && e.contains("wecom.encoding_aes_key"),
+            "{e}"
+        );
+        let e = Config::load_with_env(
+            None,
+            &env(&[
+                ("ZHIKU_WECOM__CORP_ID", "ww1"),
+                ("ZHIKU_WECOM__AGENT_ID", "1"),
+                ("ZHIKU_WECOM__SECRET", "s"),
+                ("ZHIKU_WECOM__TOKEN", "t"),
+                ("ZHIKU_WECOM__ENCODING_AES_KEY", "too-short"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("encoding_aes_key") && e.contains("43"), "{e}");
     }
 
     #[test]

@@ -17,3 +17,4 @@ pub mod rag;
 pub mod retrieve;
 pub mod server;
 pub mod store;
+pub mod wecom;

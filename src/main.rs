@@ -302,6 +302,9 @@ enum UserCommand {
         /// Groups to join (created when missing).
         #[arg(long)]
         group: Vec<String>,
+        /// The user's WeCom userid: their WeCom questions are answered as this user.
+        #[arg(long)]
+        wecom: Option<String>,
     },
     /// List users with their role and groups.
     List {
@@ -316,6 +319,9 @@ enum UserCommand {
     },
     /// Add a user to groups (created when missing).
     Join { name: String, groups: Vec<String> },
+    /// Link a user to their WeCom userid (their WeCom questions are answered as this user);
+    /// without ID, unlink.
+    Wecom { name: String, id: Option<String> },
     /// Delete a user with their sessions and tokens.
     Delete { name: String },
 }
@@ -813,11 +819,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     password,
                     role,
                     group,
+                    wecom,
                 } => {
                     let id =
                         m.create_user(&name, Some(&access::hash_password(&password)?), role)?;
                     for g in &group {
                         m.add_to_group(id, m.ensure_group(g)?)?;
+                    }
+                    if let Some(w) = &wecom {
+                        link_wecom(m, id, &name, Some(w))?;
                     }
                     m.audit(
                         "cli",
@@ -851,6 +861,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         m.add_to_group(id, m.ensure_group(g)?)?;
                     }
                     println!("{name} is in {}", m.require_user(&name)?.groups.join(", "));
+                }
+                UserCommand::Wecom { name, id } => {
+                    let user = m.require_user(&name)?.id;
+                    link_wecom(m, user, &name, id.as_deref())?;
+                    match id {
+                        Some(id) => println!("{name} answers as WeCom user {id}"),
+                        None => println!("{name} is no longer linked to a WeCom user"),
+                    }
                 }
                 UserCommand::Delete { name } => {
                     let u = m.require_user(&name)?;
@@ -1424,4 +1442,32 @@ fn finetune_train(action: FinetuneCommand) -> anyhow::Result<ExitCode> {
     print!("{summary}");
     println!("adapter: {}", out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Link `user` (`name`) to a WeCom userid, or unlink it; a userid already linked to another
+/// account is refused with its name.
+fn link_wecom(
+    m: &zhiku::store::meta::MetaStore,
+    user: i64,
+    name: &str,
+    wecom: Option<&str>,
+) -> anyhow::Result<()> {
+    if let Some(w) = wecom
+        && let Some(other) = m.user_by_wecom(w)?.filter(|o| o.id != user)
+    {
+        bail!(
+            "WeCom user {w} is already linked to {}; unlink it first with `zhiku user wecom {}`",
+            other.name,
+            other.name
+        );
+    }
+    m.set_wecom_user(user, wecom)?;
+    m.audit(
+        "cli",
+        "user.update",
+        name,
+        &format!("wecom {}", wecom.unwrap_or("(none)")),
+        None,
+    )?;
+    Ok(())
 }

@@ -628,7 +628,7 @@ pub fn estimate_tokens(text: &str) -> usize {
     han + other.div_ceil(3)
 }
 
-fn tls_connector() -> std::result::Result<tokio_rustls::TlsConnector, String> {
+pub(crate) fn tls_connector() -> std::result::Result<tokio_rustls::TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     let (added, _) = roots.add_parsable_certificates(found.certs);

@@ -21,7 +21,7 @@ use tracing::{error, info, info_span, warn};
 
 use super::{Batch, FileOutcome, Item, ItemData, originals};
 use crate::engine::Engine;
-use crate::store::meta::{ClaimedFile, FileStatus, JobKind, MetaError};
+use crate::store::meta::{ClaimedFile, FileStatus, JobKind, MetaError, UploadJob};
 
 /// How long an idle worker sleeps before looking at the queue again without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(5);
@@ -55,6 +55,20 @@ impl Signal {
     }
 }
 
+/// Told about events admins want to hear of (e.g. the WeCom group robot), so the worker
+/// knows nothing of where they go. Called on the worker's thread: it must not wait.
+pub trait Notifier: Send + Sync {
+    /// A job's last file has finished (`job.status` is `done` or `failed`).
+    fn job_finished(&self, job: &UploadJob);
+}
+
+/// Tells nobody.
+struct Silent;
+
+impl Notifier for Silent {
+    fn job_finished(&self, _: &UploadJob) {}
+}
+
 /// The running worker thread.
 pub struct Worker {
     thread: Option<std::thread::JoinHandle<()>>,
@@ -67,6 +81,15 @@ impl Worker {
     /// process are deleted now, before any request can stage new ones; recovery and the
     /// queue then run on the worker's thread.
     pub fn start(engine: Arc<Engine>, signal: Arc<Signal>) -> std::io::Result<Self> {
+        Self::start_notifying(engine, signal, Arc::new(Silent))
+    }
+
+    /// [`Worker::start`], telling `notifier` when jobs finish.
+    pub fn start_notifying(
+        engine: Arc<Engine>,
+        signal: Arc<Signal>,
+        notifier: Arc<dyn Notifier>,
+    ) -> std::io::Result<Self> {
         let staging = originals::staging_root(engine.data_dir());
         match std::fs::remove_dir_all(&staging) {
             Ok(()) => {}
@@ -77,7 +100,7 @@ impl Worker {
         let (s, st) = (signal.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("zhiku-ingest".into())
-            .spawn(move || run(&engine, &s, &st))?;
+            .spawn(move || run(&engine, &s, &st, notifier.as_ref()))?;
         Ok(Self {
             thread: Some(thread),
             stop,
@@ -116,13 +139,13 @@ impl Drop for Worker {
     }
 }
 
-fn run(engine: &Engine, signal: &Signal, stop: &AtomicBool) {
+fn run(engine: &Engine, signal: &Signal, stop: &AtomicBool, notifier: &dyn Notifier) {
     if let Err(e) = start_up(engine) {
         error!(error = %e, "cannot recover the ingestion queue; queued files wait");
     }
     let mut ingested = false;
     while !stop.load(Ordering::SeqCst) {
-        match ingest_next(engine, stop) {
+        match ingest_next(engine, stop, notifier) {
             Ok(true) => {
                 ingested = true;
                 continue;
@@ -160,7 +183,11 @@ struct Waiting {
 /// Ingest the oldest queued file and the queued files right behind it in the same knowledge
 /// base, in batches (as the command line does: embedding many files' chunks together is
 /// about twice as fast as one file at a time). False when the queue is empty.
-fn ingest_next(engine: &Engine, stop: &AtomicBool) -> Result<bool, MetaError> {
+fn ingest_next(
+    engine: &Engine,
+    stop: &AtomicBool,
+    notifier: &dyn Notifier,
+) -> Result<bool, MetaError> {
     let Some(first) = engine.meta.claim_next_file(None)? else {
         return Ok(false);
     };
@@ -170,7 +197,7 @@ fn ingest_next(engine: &Engine, stop: &AtomicBool) -> Result<bool, MetaError> {
         Ok(b) => b,
         Err(e) => {
             error!(error = %e, "cannot ingest");
-            finish(engine, &first, None, Err(e.to_string()));
+            finish(engine, notifier, &first, None, Err(e.to_string()));
             return Ok(true);
         }
     };
@@ -178,11 +205,11 @@ fn ingest_next(engine: &Engine, stop: &AtomicBool) -> Result<bool, MetaError> {
     let mut next = Some(first);
     while let Some(file) = next {
         if batch.waits_for(&file.name) {
-            flush(engine, &mut batch, &mut waiting);
+            flush(engine, notifier, &mut batch, &mut waiting);
         }
-        add(engine, &mut batch, file, &mut waiting);
+        add(engine, notifier, &mut batch, file, &mut waiting);
         if batch.is_full() {
-            flush(engine, &mut batch, &mut waiting);
+            flush(engine, notifier, &mut batch, &mut waiting);
         }
         next = if stop.load(Ordering::SeqCst) {
             None
@@ -190,12 +217,18 @@ fn ingest_next(engine: &Engine, stop: &AtomicBool) -> Result<bool, MetaError> {
             engine.meta.claim_next_file(Some(kb))?
         };
     }
-    flush(engine, &mut batch, &mut waiting);
+    flush(engine, notifier, &mut batch, &mut waiting);
     Ok(true)
 }
 
 /// Process one claimed file into the batch; settle it now when it needs no writing.
-fn add(engine: &Engine, batch: &mut Batch, file: ClaimedFile, waiting: &mut Vec<Waiting>) {
+fn add(
+    engine: &Engine,
+    notifier: &dyn Notifier,
+    batch: &mut Batch,
+    file: ClaimedFile,
+    waiting: &mut Vec<Waiting>,
+) {
     // The version this file may replace, whose original is released once it is replaced.
     let previous = engine
         .meta
@@ -205,17 +238,25 @@ fn add(engine: &Engine, batch: &mut Batch, file: ClaimedFile, waiting: &mut Vec<
         .map(|d| d.content_hash);
     let item = match item(engine, &file) {
         Ok(item) => item,
-        Err(reason) => return finish(engine, &file, previous, Ok(FileOutcome::Failed { reason })),
+        Err(reason) => {
+            return finish(
+                engine,
+                notifier,
+                &file,
+                previous,
+                Ok(FileOutcome::Failed { reason }),
+            );
+        }
     };
     match batch.add(engine, item, file.kind == JobKind::Reindex) {
-        Ok(Some(outcome)) => finish(engine, &file, previous, Ok(outcome)),
+        Ok(Some(outcome)) => finish(engine, notifier, &file, previous, Ok(outcome)),
         Ok(None) => waiting.push(Waiting { file, previous }),
-        Err(e) => finish(engine, &file, previous, Err(e.to_string())),
+        Err(e) => finish(engine, notifier, &file, previous, Err(e.to_string())),
     }
 }
 
 /// Write the waiting files (now `embedding`) and settle each.
-fn flush(engine: &Engine, batch: &mut Batch, waiting: &mut Vec<Waiting>) {
+fn flush(engine: &Engine, notifier: &dyn Notifier, batch: &mut Batch, waiting: &mut Vec<Waiting>) {
     if waiting.is_empty() {
         return;
     }
@@ -230,7 +271,7 @@ fn flush(engine: &Engine, batch: &mut Batch, waiting: &mut Vec<Waiting>) {
     match batch.write(engine) {
         Ok(written) => {
             for (w, (_, outcome)) in waiting.drain(..).zip(written) {
-                finish(engine, &w.file, w.previous, Ok(outcome));
+                finish(engine, notifier, &w.file, w.previous, Ok(outcome));
             }
         }
         Err(e) => {
@@ -241,7 +282,7 @@ fn flush(engine: &Engine, batch: &mut Batch, waiting: &mut Vec<Waiting>) {
             }
             let reason = e.to_string();
             for w in waiting.drain(..) {
-                finish(engine, &w.file, w.previous, Err(reason.clone()));
+                finish(engine, notifier, &w.file, w.previous, Err(reason.clone()));
             }
         }
     }
@@ -280,9 +321,11 @@ fn item(engine: &Engine, file: &ClaimedFile) -> Result<Item, String> {
 }
 
 /// Record how a file ended (an `Err` is a failure of the server, not of the file) and
-/// release the originals nothing needs any more.
+/// release the originals nothing needs any more. The notifier hears of the job when this was
+/// its last file.
 fn finish(
     engine: &Engine,
+    notifier: &dyn Notifier,
     file: &ClaimedFile,
     previous: Option<String>,
     result: Result<FileOutcome, String>,
@@ -292,11 +335,17 @@ fn finish(
         Err(reason) => (FileStatus::Failed, Some(reason), None),
     };
     info!(file = %file.name, status = status.as_str(), message = message.as_deref().unwrap_or(""), "file finished");
-    if let Err(e) = engine
+    match engine
         .meta
         .finish_file(file.id, status, message.as_deref(), doc)
     {
-        error!(error = %e, "cannot record the file's status");
+        Ok(true) => match engine.meta.upload_job(file.job) {
+            Ok(Some(job)) => notifier.job_finished(&job),
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot read the finished job"),
+        },
+        Ok(false) => {}
+        Err(e) => error!(error = %e, "cannot record the file's status"),
     }
     if let Some(hash) = &file.blob {
         originals::release(engine, file.kb, hash);

@@ -22,6 +22,7 @@ pub mod state;
 pub mod unpack;
 pub mod uploads;
 pub mod web;
+pub mod wecom;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -181,10 +182,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{model}", get(openai::model))
         .route("/v1/chat/completions", post(openai::chat_completions));
-    Router::new()
-        .merge(api)
-        .merge(web::routes())
-        .route("/healthz", get(|| async { "ok" }))
+    let mut app = Router::new().merge(api).merge(web::routes());
+    if let Some(callback) = wecom::routes(&state) {
+        app = app.merge(callback);
+    }
+    app.route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::scrape))
         .fallback(web::fallback)
@@ -234,7 +236,15 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let worker = crate::index::queue::Worker::start(state.engine.clone(), state.ingest.clone())?;
+    let worker = match state.wecom.clone() {
+        Some(w) => crate::index::queue::Worker::start_notifying(
+            state.engine.clone(),
+            state.ingest.clone(),
+            w,
+        )?,
+        None => crate::index::queue::Worker::start(state.engine.clone(), state.ingest.clone())?,
+    };
+    wecom::start(&state);
     use axum::serve::ListenerExt;
     // A streamed answer is many small writes: with Nagle's algorithm each waits for the
     // client's delayed ACK (up to 40 ms), so turn it off.

@@ -28,6 +28,8 @@ pub struct Inner {
     pub ingest: Arc<crate::index::queue::Signal>,
     /// Prometheus series of this server (`GET /metrics`).
     pub metrics: Metrics,
+    /// The WeCom app and group robot, when configured ([`super::wecom`]).
+    pub wecom: Option<Arc<crate::wecom::Wecom>>,
     generators: Generators,
     ip_limit: DefaultKeyedRateLimiter<std::net::IpAddr>,
     user_limit: DefaultKeyedRateLimiter<i64>,
@@ -67,6 +69,7 @@ impl AppState {
             waiting: AtomicUsize::new(0),
             ingest: crate::index::queue::Signal::new(),
             metrics: Metrics::new(),
+            wecom: super::wecom::from_config(&engine.config.wecom),
             generators,
             engine: Arc::new(engine),
         };

@@ -60,7 +60,10 @@ async function start() {
   await loadConversations();
   const c = params.get('c');
   if (c && state.convAvailable) await openConversation(c);
-  els.question.focus();
+  // `?chunk=ID&n=N`: a source link sent outside the browser (WeCom) opens that passage.
+  const chunk = params.get('chunk');
+  if (chunk) await openSource(null, { chunk, index: params.get('n') || '↗' }, [], null);
+  else els.question.focus();
 }
 
 function fillKbs() {

@@ -23,6 +23,7 @@ mod audit;
 mod catalog;
 mod stats;
 mod uploads;
+mod wecom;
 
 pub use accounts::{
     ApiToken, Group, GroupId, Role, Session, TokenId, User, UserId, valid_account_name,
@@ -37,6 +38,7 @@ pub use uploads::{
     ClaimedFile, FileStatus, JobFile, JobFileCounts, JobKind, JobStatus, NewJobFile, QueueCounts,
     UploadJob,
 };
+pub use wecom::WecomMessage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -255,6 +257,7 @@ impl MetaStore {
             audit::SCHEMA,
             activity::SCHEMA,
             uploads::SCHEMA,
+            wecom::SCHEMA,
         ] {
             conn.execute_batch(schema).map_err(err)?;
         }

@@ -300,14 +300,14 @@ impl MetaStore {
         })
     }
 
-    /// A file is done or failed; its job is finished when it was the last one.
+    /// A file is done or failed; its job is finished when it was the last one (then true).
     pub fn finish_file(
         &self,
         file: i64,
         status: FileStatus,
         message: Option<&str>,
         document: Option<DocId>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
             let t = now();
@@ -317,7 +317,7 @@ impl MetaStore {
                  WHERE id = ?1",
                 params![file, status.as_str(), message, document, t],
             )?;
-            tx.execute(
+            let ended = tx.execute(
                 "UPDATE upload_jobs SET finished_at = ?2
                  WHERE id = (SELECT job_id FROM upload_files WHERE id = ?1)
                    AND NOT EXISTS (SELECT 1 FROM upload_files
@@ -325,7 +325,8 @@ impl MetaStore {
                                      AND status IN ('queued', 'extracting', 'embedding'))",
                 params![file, t],
             )?;
-            tx.commit()
+            tx.commit()?;
+            Ok(ended > 0)
         })
     }
 
