@@ -8,13 +8,11 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
 use serde_json::json;
 use zhiku::engine::Engine;
 use zhiku::generate::{
     ChatMessage, FinishReason, GenerationStats, Generator, Result as GenResult, SamplingParams,
 };
-use zhiku::index;
 use zhiku::store::meta::Role;
 
 use common::HashEmbedder;
@@ -28,26 +26,7 @@ fn setup(dir: &std::path::Path, tweak: impl FnOnce(&mut zhiku::config::Config)) 
     let e = Engine::open(config)
         .unwrap()
         .with_embedder(HashEmbedder::new());
-    let samples = common::samples();
-    let opts = index::IngestOptions::default();
-    let pb = ProgressBar::hidden();
-    index::ingest_paths(
-        &e,
-        "hr",
-        &[samples.join("员工手册-休假制度.txt")],
-        &opts,
-        &pb,
-    )
-    .unwrap();
-    index::ingest_paths(
-        &e,
-        "it",
-        &[samples.join("IT服务台常见问题.txt")],
-        &opts,
-        &pb,
-    )
-    .unwrap();
-    common::people(&e, &["hr"], &["it"]);
+    common::hr_and_it(&e);
     e
 }
 

@@ -14,14 +14,12 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
-use indicatif::ProgressBar;
 use serde_json::{Value, json};
 use zhiku::config::Config;
 use zhiku::engine::Engine;
 use zhiku::generate::{
     ChatMessage, FinishReason, GenerationStats, Generator, Result as GenResult, SamplingParams,
 };
-use zhiku::index;
 use zhiku::store::meta::WecomMessage;
 use zhiku::wecom::crypto::Crypto;
 
@@ -220,26 +218,7 @@ fn wecom_config(c: &mut Config, api_base: &str) {
 /// ops, bob); root is an admin. WeCom users ZhangSan → alice, WangWu → bob.
 fn setup(dir: &Path, api_base: &str, tweak: impl FnOnce(&mut Config)) -> Engine {
     let e = open(dir, api_base, tweak);
-    let samples = common::samples();
-    let opts = index::IngestOptions::default();
-    let pb = ProgressBar::hidden();
-    index::ingest_paths(
-        &e,
-        "hr",
-        &[samples.join("员工手册-休假制度.txt")],
-        &opts,
-        &pb,
-    )
-    .unwrap();
-    index::ingest_paths(
-        &e,
-        "it",
-        &[samples.join("IT服务台常见问题.txt")],
-        &opts,
-        &pb,
-    )
-    .unwrap();
-    common::people(&e, &["hr"], &["it"]);
+    common::hr_and_it(&e);
     e
 }
 

@@ -124,6 +124,22 @@ pub fn e5_model() -> Option<PathBuf> {
     None
 }
 
+/// The usual test company on `e`: knowledge base `hr` (the leave policy sample) read by
+/// group staff, `it` (the IT help desk sample) read by group ops, and [`people`] alice
+/// (staff), bob (ops) and root (admin).
+pub fn hr_and_it(e: &Engine) -> [i64; 3] {
+    let samples = samples();
+    let opts = zhiku::index::IngestOptions::default();
+    let pb = indicatif::ProgressBar::hidden();
+    for (kb, file) in [
+        ("hr", "员工手册-休假制度.txt"),
+        ("it", "IT服务台常见问题.txt"),
+    ] {
+        zhiku::index::ingest_paths(e, kb, &[samples.join(file)], &opts, &pb).unwrap();
+    }
+    people(e, &["hr"], &["it"])
+}
+
 /// Chunk counts of the three stores: (SQLite ready chunks, vectors, keyword docs).
 pub fn store_counts(e: &Engine) -> (u64, usize, usize) {
     (
