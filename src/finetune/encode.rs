@@ -11,7 +11,7 @@
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::model::BaseModel;
+use super::model::{BaseModel, PADDING};
 use super::{FinetuneError, Record, Result};
 use crate::generate::candle::ChatFormat;
 
@@ -130,7 +130,8 @@ impl Encoder {
     }
 }
 
-/// A padded batch (right padding).
+/// A padded batch (right padding). A row holds one example, or several packed one after
+/// another ([`Batch::packed`]): each keeps its own positions and attends only to itself.
 pub struct Batch {
     /// batch × seq token ids.
     pub ids: Tensor,
@@ -144,34 +145,68 @@ pub struct Batch {
     pub target_tokens: usize,
     /// Real (unpadded) tokens.
     pub tokens: usize,
+    /// Position of each token inside its example (batch·seq, row-major).
+    pub positions: Vec<u32>,
+    /// Which example of its row each token belongs to; [`PADDING`] for padding.
+    pub segments: Vec<u32>,
+    /// Row-major indices (into batch·seq) of the positions that count, ascending …
+    pub target_rows: Vec<u32>,
+    /// … and the token each of them must predict.
+    pub target_ids: Vec<u32>,
 }
 
 impl Batch {
+    /// One example per row.
     pub fn new(examples: &[&Example], device: &Device) -> candle_core::Result<Self> {
-        let b = examples.len();
-        let t = examples.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+        let rows: Vec<Vec<&Example>> = examples.iter().map(|e| vec![*e]).collect();
+        Self::packed(&rows, device)
+    }
+
+    /// Each row holds the examples of one `rows` entry, back to back.
+    pub fn packed(rows: &[Vec<&Example>], device: &Device) -> candle_core::Result<Self> {
+        let b = rows.len();
+        let row_len = |r: &Vec<&Example>| r.iter().map(|e| e.ids.len()).sum::<usize>();
+        let t = rows.iter().map(row_len).max().unwrap_or(1).max(1);
         let mut ids = vec![0u32; b * t];
         let mut next = vec![0u32; b * t];
         let mut mask = vec![0f32; b * t];
+        let mut positions: Vec<u32> = (0..b * t).map(|i| (i % t) as u32).collect();
+        let mut segments = vec![PADDING; b * t];
+        let mut target_rows = Vec::new();
+        let mut target_ids = Vec::new();
         let mut lengths = Vec::with_capacity(b);
-        for (r, e) in examples.iter().enumerate() {
-            let n = e.ids.len();
-            lengths.push(n);
-            ids[r * t..r * t + n].copy_from_slice(&e.ids);
-            for i in 0..n.saturating_sub(1) {
-                next[r * t + i] = e.ids[i + 1];
-                if e.targets[i + 1] {
-                    mask[r * t + i] = 1.0;
+        for (r, row) in rows.iter().enumerate() {
+            let mut at = r * t;
+            for (s, e) in row.iter().enumerate() {
+                let n = e.ids.len();
+                ids[at..at + n].copy_from_slice(&e.ids);
+                for i in 0..n {
+                    positions[at + i] = i as u32;
+                    segments[at + i] = s as u32;
                 }
+                for i in 0..n.saturating_sub(1) {
+                    next[at + i] = e.ids[i + 1];
+                    if e.targets[i + 1] {
+                        mask[at + i] = 1.0;
+                        target_rows.push((at + i) as u32);
+                        target_ids.push(e.ids[i + 1]);
+                    }
+                }
+                at += n;
             }
+            lengths.push(row_len(row));
         }
         Ok(Self {
             ids: Tensor::from_vec(ids, (b, t), device)?,
             next: Tensor::from_vec(next, (b, t), device)?,
             loss_mask: Tensor::from_vec(mask, (b, t), device)?,
-            target_tokens: examples.iter().map(|e| e.target_count()).sum(),
+            target_tokens: target_rows.len(),
             tokens: lengths.iter().sum(),
             lengths,
+            positions,
+            segments,
+            target_rows,
+            target_ids,
         })
     }
 }

@@ -15,10 +15,12 @@ pub mod data;
 pub mod encode;
 pub mod merge;
 pub mod model;
+pub mod ops;
 pub mod optim;
 pub mod perplexity;
 pub mod quantize;
 pub mod record;
+pub mod step;
 pub mod train;
 
 pub use record::{Record, heldout_path, read_jsonl};

@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::{FinetuneError, Result};
+use super::{FinetuneError, Result, ops};
 
 /// The module names LoRA can target in Llama / Qwen2 models.
 pub const TARGETABLE: &[&str] = &[
@@ -415,15 +415,17 @@ impl BaseModel {
     }
 
     /// `x` (N × in) through the base Linear `name` (full module path) plus its LoRA update.
+    /// The base weight is frozen ([`ops::frozen_linear`]): backward computes no gradient
+    /// for it.
     fn linear(
         &self,
         name: &str,
         x: &Tensor,
         lora: Option<&LoraWeights>,
-        dropout: &mut Option<&mut Dropout>,
+        dropout: &mut Option<Dropout>,
     ) -> candle_core::Result<Tensor> {
         let w = self.w(&format!("{name}.weight"))?;
-        let mut y = x.matmul(&w.t()?)?;
+        let mut y = ops::frozen_linear(x, w)?;
         if let Some(b) = self.weights.get(&format!("{name}.bias")) {
             y = y.broadcast_add(b)?;
         }
@@ -431,7 +433,7 @@ impl BaseModel {
             && let Some(m) = lora.modules.get(name)
         {
             let mut xin = x.to_dtype(DType::F32)?;
-            if let Some(d) = dropout.as_deref_mut() {
+            if let Some(d) = dropout.as_mut() {
                 xin = d.apply(&xin, lora.config.dropout)?;
             }
             let upd = xin
@@ -444,120 +446,196 @@ impl BaseModel {
         Ok(y)
     }
 
-    /// HF's RoPE tables for positions `0..t`: (t × head_dim) cos and sin.
-    fn rope_tables(&self, t: usize) -> candle_core::Result<(Tensor, Tensor)> {
+    /// RoPE tables and the attention mask of a batch whose rows hold one or more
+    /// sequences: `positions[r·t + i]` is the position of token `i` of row `r` inside its
+    /// sequence, `segments[r·t + i]` the sequence it belongs to ([`PADDING`] for padding).
+    /// A token attends to the earlier tokens of its own sequence only.
+    pub(crate) fn attention_context(
+        &self,
+        b: usize,
+        t: usize,
+        positions: &[u32],
+        segments: &[u32],
+    ) -> candle_core::Result<AttentionContext> {
         let d = self.config.head_dim;
+        let span = positions.iter().copied().max().unwrap_or(0) as usize + 1;
         let inv: Vec<f32> = (0..d / 2)
             .map(|i| 1.0 / self.config.rope_theta.powf(2.0 * i as f64 / d as f64) as f32)
             .collect();
         let inv = Tensor::from_vec(inv, (1, d / 2), &self.device)?;
-        let pos = Tensor::arange(0u32, t as u32, &self.device)?
+        let pos = Tensor::arange(0u32, span as u32, &self.device)?
             .to_dtype(DType::F32)?
-            .reshape((t, 1))?;
+            .reshape((span, 1))?;
         let freqs = pos.broadcast_mul(&inv)?;
         let emb = Tensor::cat(&[&freqs, &freqs], 1)?;
-        Ok((
-            emb.cos()?.to_dtype(self.dtype)?,
-            emb.sin()?.to_dtype(self.dtype)?,
-        ))
-    }
-
-    /// Logits (batch × seq × vocab, f32) of right-padded token ids (batch × seq, u32);
-    /// `lengths[b]` real tokens in row `b` (keys beyond it are masked). `dropout` only
-    /// while training.
-    pub fn forward(
-        &self,
-        ids: &Tensor,
-        lengths: &[usize],
-        lora: Option<&LoraWeights>,
-        mut dropout: Option<&mut Dropout>,
-    ) -> candle_core::Result<Tensor> {
-        let c = &self.config;
-        let (b, t) = ids.dims2()?;
-        let (hd, nh, nkv) = (c.head_dim, c.heads, c.kv_heads);
-        let emb = self.w("model.embed_tokens.weight")?;
-        let mut x = emb
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, c.hidden))?;
-        let (cos, sin) = self.rope_tables(t)?;
-        let (cos, sin) = (cos.reshape((1, 1, t, hd))?, sin.reshape((1, 1, t, hd))?);
-        // Causal + key-padding mask, added to the f32 scores.
-        let mut bias = vec![0f32; b * t * t];
-        for (r, &len) in lengths.iter().enumerate() {
+        let index = Tensor::new(positions, &self.device)?;
+        let table = |t_: Tensor| -> candle_core::Result<Tensor> {
+            t_.index_select(&index, 0)?
+                .reshape((b, 1, t, d))?
+                .to_dtype(self.dtype)
+        };
+        let (cos, sin) = (table(emb.cos()?)?, table(emb.sin()?)?);
+        let mut bias = vec![f32::NEG_INFINITY; b * t * t];
+        for r in 0..b {
+            let seg = &segments[r * t..(r + 1) * t];
             for i in 0..t {
-                for j in 0..t {
-                    if j > i || j >= len {
-                        bias[(r * t + i) * t + j] = f32::NEG_INFINITY;
+                let row = &mut bias[(r * t + i) * t..(r * t + i + 1) * t];
+                if seg[i] == PADDING {
+                    // Never read; attending to itself keeps its softmax finite.
+                    row[i] = 0.0;
+                    continue;
+                }
+                for j in 0..=i {
+                    if seg[j] == seg[i] {
+                        row[j] = 0.0;
                     }
                 }
             }
         }
         let bias = Tensor::from_vec(bias, (b, 1, t, t), &self.device)?;
+        Ok(AttentionContext { cos, sin, bias })
+    }
+
+    /// Token embeddings (batch × seq × hidden) of `ids` (batch × seq). The embedding
+    /// matrix is frozen, so the result carries no graph.
+    pub(crate) fn embed(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        self.w("model.embed_tokens.weight")?
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, self.config.hidden))
+    }
+
+    /// Decoder layer `l` on `x` (batch × seq × hidden). `dropout` only while training.
+    pub(crate) fn layer(
+        &self,
+        l: usize,
+        x: &Tensor,
+        ctx: &AttentionContext,
+        lora: Option<&LoraWeights>,
+        mut dropout: Option<Dropout>,
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let (b, t, _) = x.dims3()?;
+        let (hd, nh, nkv) = (c.head_dim, c.heads, c.kv_heads);
         let rope = |x: &Tensor| -> candle_core::Result<Tensor> {
             let x1 = x.narrow(D::Minus1, 0, hd / 2)?;
             let x2 = x.narrow(D::Minus1, hd / 2, hd / 2)?;
             let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-            x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
+            x.broadcast_mul(&ctx.cos)? + rotated.broadcast_mul(&ctx.sin)?
         };
         let scale = 1.0 / (hd as f64).sqrt();
-        for l in 0..c.layers {
-            let p = format!("model.layers.{l}");
-            let h = self
-                .rms_norm(&x, &format!("{p}.input_layernorm.weight"))?
-                .reshape((b * t, c.hidden))?;
-            let heads = |y: Tensor, n: usize| -> candle_core::Result<Tensor> {
-                y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
-            };
-            let q = heads(
-                self.linear(&format!("{p}.self_attn.q_proj"), &h, lora, &mut dropout)?,
-                nh,
-            )?;
-            let k = heads(
-                self.linear(&format!("{p}.self_attn.k_proj"), &h, lora, &mut dropout)?,
-                nkv,
-            )?;
-            let v = heads(
-                self.linear(&format!("{p}.self_attn.v_proj"), &h, lora, &mut dropout)?,
-                nkv,
-            )?;
-            let q = rope(&q)?;
-            let k = candle_transformers::utils::repeat_kv(rope(&k)?, nh / nkv)?;
-            let v = candle_transformers::utils::repeat_kv(v, nh / nkv)?;
-            let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?
-                .to_dtype(DType::F32)?
-                .broadcast_add(&bias)?;
-            let probs = candle_nn::ops::softmax(&scores, D::Minus1)?.to_dtype(self.dtype)?;
-            let o = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((b * t, nh * hd))?;
-            let o = self.linear(&format!("{p}.self_attn.o_proj"), &o, lora, &mut dropout)?;
-            x = (x + o.reshape((b, t, c.hidden))?)?;
-            let h = self
-                .rms_norm(&x, &format!("{p}.post_attention_layernorm.weight"))?
-                .reshape((b * t, c.hidden))?;
-            let g = self.linear(&format!("{p}.mlp.gate_proj"), &h, lora, &mut dropout)?;
-            let u = self.linear(&format!("{p}.mlp.up_proj"), &h, lora, &mut dropout)?;
-            let d = self.linear(
-                &format!("{p}.mlp.down_proj"),
-                &(g.silu()? * u)?,
-                lora,
-                &mut dropout,
-            )?;
-            x = (x + d.reshape((b, t, c.hidden))?)?;
-        }
-        let x = self
-            .rms_norm(&x, "model.norm.weight")?
+        let p = format!("model.layers.{l}");
+        let h = self
+            .rms_norm(x, &format!("{p}.input_layernorm.weight"))?
             .reshape((b * t, c.hidden))?;
-        let head = if c.tie_embeddings {
-            emb
+        let heads = |y: Tensor, n: usize| -> candle_core::Result<Tensor> {
+            y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
+        };
+        let q = heads(
+            self.linear(&format!("{p}.self_attn.q_proj"), &h, lora, &mut dropout)?,
+            nh,
+        )?;
+        let k = heads(
+            self.linear(&format!("{p}.self_attn.k_proj"), &h, lora, &mut dropout)?,
+            nkv,
+        )?;
+        let v = heads(
+            self.linear(&format!("{p}.self_attn.v_proj"), &h, lora, &mut dropout)?,
+            nkv,
+        )?;
+        // Scaling q (seq × head_dim) is cheaper than scaling the seq × seq scores.
+        let q = (rope(&q)? * scale)?;
+        let k = candle_transformers::utils::repeat_kv(rope(&k)?, nh / nkv)?;
+        let v = candle_transformers::utils::repeat_kv(v, nh / nkv)?;
+        let scores = q
+            .matmul(&k.t()?.contiguous()?)?
+            .to_dtype(DType::F32)?
+            .broadcast_add(&ctx.bias)?;
+        let probs = ops::softmax(&scores)?.to_dtype(self.dtype)?;
+        let o = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b * t, nh * hd))?;
+        let o = self.linear(&format!("{p}.self_attn.o_proj"), &o, lora, &mut dropout)?;
+        let x = (x + o.reshape((b, t, c.hidden))?)?;
+        let h = self
+            .rms_norm(&x, &format!("{p}.post_attention_layernorm.weight"))?
+            .reshape((b * t, c.hidden))?;
+        let g = self.linear(&format!("{p}.mlp.gate_proj"), &h, lora, &mut dropout)?;
+        let u = self.linear(&format!("{p}.mlp.up_proj"), &h, lora, &mut dropout)?;
+        let d = self.linear(
+            &format!("{p}.mlp.down_proj"),
+            &(g.silu()? * u)?,
+            lora,
+            &mut dropout,
+        )?;
+        x + d.reshape((b, t, c.hidden))?
+    }
+
+    /// Logits (N × vocab, f32) of final hidden states `x` (N × hidden): the last norm and
+    /// the output projection.
+    pub(crate) fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let head = if self.config.tie_embeddings {
+            self.w("model.embed_tokens.weight")?
         } else {
             self.w("lm_head.weight")?
         };
-        x.matmul(&head.t()?)?
-            .to_dtype(DType::F32)?
-            .reshape((b, t, c.vocab))
+        let x = self.rms_norm(x, "model.norm.weight")?;
+        ops::frozen_linear(&x, head)?.to_dtype(DType::F32)
     }
+
+    /// Logits (batch × seq × vocab, f32) of right-padded token ids (batch × seq, u32);
+    /// `lengths[b]` real tokens in row `b` (keys beyond it are masked). With
+    /// `dropout_seed` (training) layer `l` draws its masks from `layer_seed(seed, l)`.
+    ///
+    /// One graph through every layer: what tests and the logits checks use. Training
+    /// goes through `finetune::step`, which recomputes each layer in the backward pass
+    /// instead of keeping every activation, and gets the same gradients.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        lengths: &[usize],
+        lora: Option<&LoraWeights>,
+        dropout_seed: Option<u64>,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let mut positions = Vec::with_capacity(b * t);
+        let mut segments = Vec::with_capacity(b * t);
+        for &len in lengths {
+            for i in 0..t {
+                positions.push(i as u32);
+                segments.push(if i < len { 0 } else { PADDING });
+            }
+        }
+        let ctx = self.attention_context(b, t, &positions, &segments)?;
+        let mut x = self.embed(ids)?;
+        for l in 0..self.config.layers {
+            let dropout = dropout_seed.map(|s| Dropout::new(layer_seed(s, l)));
+            x = self.layer(l, &x, &ctx, lora, dropout)?;
+        }
+        self.logits(&x.reshape((b * t, self.config.hidden))?)?
+            .reshape((b, t, self.config.vocab))
+    }
+}
+
+/// Segment id of padding positions (see [`BaseModel::attention_context`]).
+pub const PADDING: u32 = u32::MAX;
+
+/// RoPE tables (batch × 1 × seq × head_dim) and the additive attention mask
+/// (batch × 1 × seq × seq, f32) of one batch, shared by every layer.
+pub struct AttentionContext {
+    cos: Tensor,
+    sin: Tensor,
+    bias: Tensor,
+}
+
+/// The dropout seed of layer `l` in a micro-batch whose seed is `seed`: each layer draws
+/// its own masks, so recomputing a layer in the backward pass draws the same ones.
+pub fn layer_seed(seed: u64, l: usize) -> u64 {
+    let mut z = seed ^ (l as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Summed negative log-likelihood of `targets` (batch × seq, u32) under `logits`

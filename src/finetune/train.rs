@@ -2,8 +2,10 @@
 //!
 //! - **Data order and dropout are functions of the seed**: epoch `e` visits the examples
 //!   in a permutation drawn from `(seed, e)`; the dropout masks of micro-batch `m` of step
-//!   `s` come from `(seed, s, m)`. A run resumed from a checkpoint therefore continues on
+//!   `s` come from `(seed, s, m)` and the decoder layer. A run resumed from a checkpoint therefore continues on
 //!   exactly the loss curve of an uninterrupted run.
+//! - **Memory**: each micro-batch goes through `finetune::step`, which keeps one layer's
+//!   graph at a time and computes logits only where the loss counts.
 //! - **Steps**: a step is `grad_accum` micro-batches of `batch_size` examples (right-padded
 //!   to the longest); the loss is the mean negative log-likelihood over the reply tokens
 //!   of the whole step (token-weighted, as if it were one big batch). Gradients are
@@ -35,8 +37,9 @@ use serde::{Deserialize, Serialize};
 
 use super::adapter;
 use super::encode::{Batch, Encoder, Example};
-use super::model::{BaseModel, Dropout, LoraConfig, LoraWeights, compute, masked_nll};
+use super::model::{BaseModel, LoraConfig, LoraWeights, compute};
 use super::optim::{AdamW, global_norm, lr_at};
+use super::step;
 use super::{FinetuneError, Result};
 
 /// Hyper-parameters and bookkeeping of a training run (the CLI's flags).
@@ -274,13 +277,8 @@ pub fn evaluate(
     for chunk in examples.chunks(batch_size.max(1)) {
         let refs: Vec<&Example> = chunk.iter().collect();
         let batch = Batch::new(&refs, &base.device).map_err(compute("building an eval batch"))?;
-        let logits = base
-            .forward(&batch.ids, &batch.lengths, lora, None)
-            .map_err(compute("eval forward pass"))?;
-        let s = masked_nll(&logits, &batch.next, &batch.loss_mask)
-            .and_then(|t| t.to_scalar::<f32>())
-            .map_err(compute("eval loss"))?;
-        nll += s as f64;
+        let s = step::nll(base, lora, &batch).map_err(compute("eval pass"))?;
+        nll += s;
         count += batch.target_tokens;
     }
     Ok(nll / count.max(1) as f64)
@@ -608,29 +606,22 @@ pub fn train(
                 .flat_map(|b| b.iter())
                 .map(|&j| train[j].target_count())
                 .sum();
-            let vars: Vec<&Var> = run.lora.named_vars().into_iter().map(|(_, v)| v).collect();
-            let mut grads: Vec<Tensor> = vars
-                .iter()
-                .map(|v| v.zeros_like())
-                .collect::<candle_core::Result<_>>()
-                .map_err(compute("gradient buffers"))?;
+            let mut sums =
+                step::Gradients::zeros(base, &run.lora).map_err(compute("gradient buffers"))?;
             let mut nll = 0f64;
             let mut tokens = 0usize;
             for (m, idx) in group.iter().enumerate() {
                 let refs: Vec<&Example> = idx.iter().map(|&j| &train[j]).collect();
                 let batch = Batch::new(&refs, &base.device).map_err(compute("building a batch"))?;
-                let mut dropout = Dropout::new(mix(opts.seed, global as u64 + 1, m as u64));
-                let logits = base
-                    .forward(
-                        &batch.ids,
-                        &batch.lengths,
-                        Some(&run.lora),
-                        Some(&mut dropout),
-                    )
-                    .map_err(compute("forward pass"))?;
-                let sum =
-                    masked_nll(&logits, &batch.next, &batch.loss_mask).map_err(compute("loss"))?;
-                let value = sum.to_scalar::<f32>().map_err(compute("loss"))? as f64;
+                let value = step::backprop(
+                    base,
+                    &run.lora,
+                    &batch,
+                    Some(mix(opts.seed, global as u64 + 1, m as u64)),
+                    1.0 / targets.max(1) as f64,
+                    &mut sums,
+                )
+                .map_err(compute("training pass"))?;
                 if !value.is_finite() {
                     return Err(FinetuneError::Diverged {
                         step: global + 1,
@@ -641,14 +632,9 @@ pub fn train(
                 }
                 nll += value;
                 tokens += batch.tokens;
-                let loss = (sum / targets.max(1) as f64).map_err(compute("loss"))?;
-                let store = loss.backward().map_err(compute("backward pass"))?;
-                for (g, v) in grads.iter_mut().zip(&vars) {
-                    if let Some(d) = store.get(v.as_tensor()) {
-                        *g = (&*g + d).map_err(compute("accumulating gradients"))?;
-                    }
-                }
             }
+            let vars: Vec<&Var> = run.lora.named_vars().into_iter().map(|(_, v)| v).collect();
+            let mut grads = sums.sums;
             let norm = global_norm(&grads).map_err(compute("gradient norm"))?;
             if !norm.is_finite() {
                 return Err(FinetuneError::Diverged {
