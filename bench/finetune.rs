@@ -5,7 +5,8 @@
 //! far (VmHWM: cases run smallest first, so each figure covers that case).
 //!
 //! `cargo bench --bench finetune` on the CPU: a tiny random Qwen2 (written here) at 128 and
-//! 512 tokens, and SmolLM2-135M (the demo GGUF, dequantised to f32) at 128 and 256 tokens.
+//! 512 tokens, and SmolLM2-135M (the demo GGUF, dequantised to f32) at 2 × 128, 2 × 256
+//! and 1 × 1024 tokens.
 //!
 //! The GPU comparison with Python peft (`../shared/gpu/peft_bench.py`: bf16 base, batch
 //! 4 × 512, 20 timed steps after 3 warm-up): on the GPU machine
@@ -176,11 +177,12 @@ fn main() {
                     PathBuf::from("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
                 });
             if gguf.is_file() {
-                for seq in [128, 256] {
+                // 1 × 1024: one RAG example (question + retrieved passages + answer).
+                for (batch, seq) in [(2, 128), (2, 256), (1, 1024)] {
                     cases.push(Case {
                         name: "SmolLM2-135M (GGUF → f32)".into(),
                         path: gguf.clone(),
-                        batch: 2,
+                        batch,
                         seq,
                         steps: steps_env.unwrap_or(3),
                     });

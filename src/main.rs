@@ -154,7 +154,8 @@ enum FinetuneCommand {
         /// Peak learning rate (cosine schedule after a linear warmup).
         #[arg(long, default_value_t = 2e-4)]
         lr: f64,
-        /// Examples per micro-batch (padded to the longest).
+        /// Examples per micro-batch (padded to the longest); with --pack, rows of packed
+        /// examples.
         #[arg(long, default_value_t = 4)]
         batch_size: usize,
         /// Micro-batches per optimizer step.
@@ -163,6 +164,10 @@ enum FinetuneCommand {
         /// Longest example in tokens; longer ones are cut.
         #[arg(long, default_value_t = 1024)]
         max_len: usize,
+        /// Pack several short examples into one row of up to --max-len tokens (each
+        /// still sees only itself): less padding, fewer steps on short data.
+        #[arg(long)]
+        pack: bool,
         /// LoRA rank.
         #[arg(long, default_value_t = 16)]
         r: usize,
@@ -1380,6 +1385,7 @@ fn finetune_train(action: FinetuneCommand) -> anyhow::Result<ExitCode> {
         batch_size,
         grad_accum,
         max_len,
+        pack,
         r,
         alpha,
         dropout,
@@ -1411,6 +1417,7 @@ fn finetune_train(action: FinetuneCommand) -> anyhow::Result<ExitCode> {
         batch_size,
         grad_accum,
         max_len,
+        pack,
         lora: finetune::model::LoraConfig {
             r,
             alpha,
