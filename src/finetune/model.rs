@@ -35,13 +35,14 @@ pub const TARGETABLE: &[&str] = &[
     "down_proj",
 ];
 
-/// Which decoder family the weights belong to (they differ only in the q/k/v biases,
-/// which the config reports, and in GGUF's q/k row order).
+/// Which decoder family the weights belong to. They differ in the q/k/v biases (Qwen2),
+/// the per-head RMS norms of q and k before RoPE (Qwen3), and GGUF's q/k row order (Llama).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     Llama,
     Qwen2,
+    Qwen3,
 }
 
 /// Shape of the base model.
@@ -109,6 +110,8 @@ fn gguf_to_hf_name(name: &str) -> Option<String> {
         "attn_norm" => "input_layernorm",
         "ffn_norm" => "post_attention_layernorm",
         "attn_q" => "self_attn.q_proj",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
         "attn_k" => "self_attn.k_proj",
         "attn_v" => "self_attn.v_proj",
         "attn_output" => "self_attn.o_proj",
@@ -180,12 +183,13 @@ impl BaseModel {
         let cfg = crate::generate::arch::read_json(&dir.join("config.json"))?;
         let family = match crate::generate::arch::folder_arch(&cfg) {
             Some("qwen2") => Family::Qwen2,
+            Some("qwen3") => Family::Qwen3,
             Some("llama") => Family::Llama,
             other => {
                 return Err(model_err(
                     dir,
                     format!(
-                        "LoRA training supports Qwen2 and Llama models; this one is {}",
+                        "LoRA training supports Qwen2, Qwen3 and Llama models; this one is {}",
                         other.unwrap_or("of an unknown architecture")
                     ),
                 ));
@@ -259,12 +263,13 @@ impl BaseModel {
         let family = match arch.as_str() {
             "llama" => Family::Llama,
             "qwen2" => Family::Qwen2,
+            "qwen3" => Family::Qwen3,
             other => {
                 return Err(model_err(
                     path,
                     format!(
-                        "LoRA training on a GGUF base supports llama and qwen2; this one is \
-                         `{other}`"
+                        "LoRA training on a GGUF base supports llama, qwen2 and qwen3; this \
+                         one is `{other}`"
                     ),
                 ));
             }
@@ -303,7 +308,8 @@ impl BaseModel {
             tie_embeddings: !ct.tensor_infos.contains_key("output.weight"),
             context_length: u("context_length").map(|v| v as usize).unwrap_or(4096),
         };
-        if let Some(d) = u("rope.dimension_count") {
+        // Qwen3's head_dim is not hidden / heads; llama.cpp records it as the key length.
+        if let Some(d) = u("attention.key_length").or(u("rope.dimension_count")) {
             config.head_dim = d as usize;
         }
         let mut weights = HashMap::new();
@@ -361,6 +367,11 @@ impl BaseModel {
                 ("mlp.down_proj.weight", vec![c.hidden, c.intermediate]),
             ] {
                 expect.push((format!("{p}.{n}"), s));
+            }
+            if c.family == Family::Qwen3 {
+                for n in ["self_attn.q_norm.weight", "self_attn.k_norm.weight"] {
+                    expect.push((format!("{p}.{n}"), vec![c.head_dim]));
+                }
             }
         }
         for (name, shape) in expect {
@@ -531,14 +542,18 @@ impl BaseModel {
         let heads = |y: Tensor, n: usize| -> candle_core::Result<Tensor> {
             y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
         };
-        let q = heads(
+        let mut q = heads(
             self.linear(&format!("{p}.self_attn.q_proj"), &h, lora, &mut dropout)?,
             nh,
         )?;
-        let k = heads(
+        let mut k = heads(
             self.linear(&format!("{p}.self_attn.k_proj"), &h, lora, &mut dropout)?,
             nkv,
         )?;
+        if c.family == Family::Qwen3 {
+            q = self.rms_norm(&q, &format!("{p}.self_attn.q_norm.weight"))?;
+            k = self.rms_norm(&k, &format!("{p}.self_attn.k_norm.weight"))?;
+        }
         let v = heads(
             self.linear(&format!("{p}.self_attn.v_proj"), &h, lora, &mut dropout)?,
             nkv,
@@ -827,7 +842,7 @@ impl Dropout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::arch::tests::{max_diff, write_tiny_qwen2};
+    use crate::generate::arch::tests::{max_diff, write_tiny_qwen2, write_tiny_qwen3};
     use crate::generate::arch::{self, GgufWeights};
 
     /// Last-position logits of our forward (no LoRA) and of candle-transformers' model.
@@ -857,6 +872,31 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         write_tiny_qwen2(tmp.path(), 7);
         compare_with_inference(tmp.path(), &[3, 77, 120, 9, 45, 200, 1, 64], 1e-4);
+    }
+
+    #[test]
+    fn tiny_qwen3_forward_matches_candle_transformers_from_folder_and_gguf() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("qwen3");
+        write_tiny_qwen3(&dir, 9);
+        let ids = [3, 77, 120, 9, 45, 200, 1, 64];
+        compare_with_inference(&dir, &ids, 1e-4);
+        // The GGUF llama.cpp layout (attn_q_norm, key_length = 16) reads back the same
+        // model; both sides dequantise the same q8_0 weights and run different kernels
+        // (candle's quantized_qwen3): 1e-4 of the logits' scale (13.5) apart, as SmolLM2's.
+        let gguf = tmp.path().join("qwen3.gguf");
+        crate::finetune::quantize::quantize(
+            &dir,
+            &gguf,
+            crate::finetune::quantize::QuantType::Q8_0,
+        )
+        .unwrap();
+        let base = BaseModel::load(&gguf, &Device::Cpu).unwrap();
+        assert_eq!(
+            (base.config.family, base.config.head_dim),
+            (Family::Qwen3, 16)
+        );
+        compare_with_inference(&gguf, &ids, 2e-3);
     }
 
     #[test]

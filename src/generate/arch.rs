@@ -756,6 +756,60 @@ pub(crate) mod tests {
         w
     }
 
+    /// Tiny random Qwen3 folder: no q/k/v biases, per-head q/k norms, and a head_dim
+    /// (16) that is not hidden / heads, as in the real Qwen3 models.
+    pub(crate) fn write_tiny_qwen3(dir: &Path, seed: u64) -> HashMap<String, Tensor> {
+        std::fs::create_dir_all(dir).unwrap();
+        let vocab = write_tiny_tokenizer(dir, crate::generate::template::CHATML, "<|im_end|>");
+        let head_dim = 16;
+        let cfg = serde_json::json!({
+            "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3",
+            "vocab_size": vocab, "hidden_size": HIDDEN, "intermediate_size": INTER,
+            "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "head_dim": head_dim,
+            "num_key_value_heads": KV_HEADS, "max_position_embeddings": 128,
+            "attention_bias": false, "sliding_window": null, "max_window_layers": LAYERS,
+            "tie_word_embeddings": true, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
+            "use_sliding_window": false, "hidden_act": "silu", "eos_token_id": 2,
+            "bos_token_id": 1,
+        });
+        std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+        let mut s = seed;
+        let mut w = HashMap::new();
+        let (q, kv) = (HEADS * head_dim, KV_HEADS * head_dim);
+        w.insert(
+            "model.embed_tokens.weight".into(),
+            rand_tensor(&mut s, &[vocab, HIDDEN], 1.0),
+        );
+        w.insert(
+            "model.norm.weight".into(),
+            Tensor::ones(HIDDEN, DType::F32, &Device::Cpu).unwrap(),
+        );
+        for l in 0..LAYERS {
+            let p = format!("model.layers.{l}");
+            let mut put = |n: &str, shape: &[usize], sc: f32| {
+                w.insert(format!("{p}.{n}"), rand_tensor(&mut s, shape, sc));
+            };
+            put("self_attn.q_proj.weight", &[q, HIDDEN], 0.3);
+            put("self_attn.k_proj.weight", &[kv, HIDDEN], 0.3);
+            put("self_attn.v_proj.weight", &[kv, HIDDEN], 0.3);
+            put("self_attn.o_proj.weight", &[HIDDEN, q], 0.3);
+            put("mlp.gate_proj.weight", &[INTER, HIDDEN], 0.3);
+            put("mlp.up_proj.weight", &[INTER, HIDDEN], 0.3);
+            put("mlp.down_proj.weight", &[HIDDEN, INTER], 0.3);
+            // Norm weights away from 1, so a missing or misplaced norm shows.
+            let mut norm = |n: &str, len: usize| {
+                let t = (rand_tensor(&mut s, &[len], 0.5) + 1.0).unwrap();
+                w.insert(format!("{p}.{n}"), t);
+            };
+            norm("self_attn.q_norm.weight", head_dim);
+            norm("self_attn.k_norm.weight", head_dim);
+            norm("input_layernorm.weight", HIDDEN);
+            norm("post_attention_layernorm.weight", HIDDEN);
+        }
+        candle_core::safetensors::save(&w, dir.join("model.safetensors")).unwrap();
+        w
+    }
+
     /// Tiny random ChatGLM3/GLM-4 (`model_type: chatglm`) folder.
     pub(crate) fn write_tiny_glm(dir: &Path, seed: u64) -> HashMap<String, Tensor> {
         std::fs::create_dir_all(dir).unwrap();
