@@ -1056,6 +1056,64 @@ mod tests {
     }
 
     #[test]
+    fn a_qwen3_adapter_trains_and_merges_in_the_generator_to_the_same_logits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base_dir = tmp.path().join("base");
+        crate::generate::arch::tests::write_tiny_qwen3(&base_dir, 5);
+        let base = BaseModel::load(&base_dir, &Device::Cpu).unwrap();
+        let out = tmp.path().join("adapter");
+        let (train_set, eval_set) = (encoded(&base, 0..16), encoded(&base, 100..104));
+        let opts = TrainOptions {
+            epochs: 2,
+            ..tiny_options()
+        };
+        let run = train(&base, &train_set, &eval_set, &out, &opts, false).unwrap();
+        let (first, last) = (&run.evals[0], run.evals.last().unwrap());
+        assert!(last.loss < first.loss, "{:?}", run.evals);
+        // q_proj is 64 wide (4 heads × head_dim 16) on a 32-wide model.
+        let names =
+            candle_core::safetensors::load(out.join("adapter_model.safetensors"), &Device::Cpu)
+                .unwrap();
+        assert_eq!(
+            names["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"].dims(),
+            [64, 8]
+        );
+        let lora = LoraWeights::new(&base, opts.lora.clone(), 0).unwrap();
+        adapter::load_into(&lora, &out).unwrap();
+        let ids = [3u32, 77, 120, 9, 45, 200, 1, 64];
+        let t = Tensor::new(&ids[..], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let ours = |lora: Option<&LoraWeights>| {
+            base.forward(&t, &[ids.len()], lora, None)
+                .unwrap()
+                .get(0)
+                .unwrap()
+                .get(ids.len() - 1)
+                .unwrap()
+        };
+        let adapter_loaded = LoraAdapter::load(&out).unwrap();
+        let mut merged = arch::load(
+            &base_dir,
+            &Device::Cpu,
+            GgufWeights::Auto,
+            Some(&adapter_loaded),
+        )
+        .unwrap();
+        let merged_logits = merged.forward(&ids, 0).unwrap();
+        let d = max_diff(&ours(Some(&lora)), &merged_logits);
+        assert!(
+            d < 1e-4,
+            "merged adapter differs from the unmerged forward by {d}"
+        );
+        assert!(
+            max_diff(&ours(None), &merged_logits) > 1e-2,
+            "the adapter changed nothing"
+        );
+    }
+
+    #[test]
     fn saved_adapter_loads_in_the_generator_and_gives_the_unmerged_outputs() {
         let tmp = tempfile::tempdir().unwrap();
         let base_dir = tmp.path().join("base");
