@@ -432,6 +432,12 @@ pub struct WecomConfig {
     pub max_clock_skew_secs: u64,
     /// Questions one employee may ask per minute; more get a polite note. Default 10.
     pub user_questions_per_minute: u32,
+    /// At start-up, questions accepted before a stop but not yet answered are answered if
+    /// they are at most this old, in seconds; older ones are marked `expired` and not
+    /// answered, since after a long outage an answer to a question from hours ago would
+    /// arrive out of the blue (the employee has asked again or moved on); 0 answers none.
+    /// Default 1800.
+    pub recover_max_age_secs: u64,
 }
 
 impl Default for WecomConfig {
@@ -450,6 +456,7 @@ impl Default for WecomConfig {
             message_type: WecomMessageType::Markdown,
             max_clock_skew_secs: 300,
             user_questions_per_minute: 10,
+            recover_max_age_secs: 1800,
         }
     }
 }

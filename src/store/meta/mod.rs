@@ -38,7 +38,7 @@ pub use uploads::{
     ClaimedFile, FileStatus, JobFile, JobFileCounts, JobKind, JobStatus, NewJobFile, QueueCounts,
     UploadJob,
 };
-pub use wecom::WecomMessage;
+pub use wecom::{WecomMessage, WecomRecovery};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -269,6 +269,7 @@ impl MetaStore {
         ] {
             conn.execute_batch(schema).map_err(err)?;
         }
+        wecom::upgrade(&conn).map_err(err)?;
         Ok(Self {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
