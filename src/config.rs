@@ -116,7 +116,7 @@ pub struct VectorConfig {
     /// engine under `<data_dir>/vectors`.
     pub url: Option<String>,
     /// API key for the Qdrant server, if it requires one.
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     /// Collection name on the server. Default `zhiku_chunks`.
     pub collection: String,
     /// Per-request timeout for the server, seconds. Default 10.
@@ -231,7 +231,7 @@ pub struct GenerateConfig {
     /// openai: base URL of the server, e.g. `http://vllm:8000/v1`.
     pub url: Option<String>,
     /// openai: bearer token, if the server needs one.
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     /// openai: the `model` field sent to the server. Default: the server's first model.
     pub remote_model: Option<String>,
     /// openai: seconds before a request (or a silent stream) is abandoned. Default 120.
@@ -358,7 +358,7 @@ pub struct ServerConfig {
     /// Unset (default): `/metrics` answers requests from loopback addresses that came through
     /// no proxy, and admins (session or API token) from anywhere; set it to scrape from
     /// another machine without an admin's token.
-    pub metrics_token: Option<String>,
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for ServerConfig {
@@ -393,7 +393,7 @@ pub enum WecomMessageType {
 }
 
 /// `[wecom]`: the WeCom (企业微信) self-built app and group robot (README "WeCom").
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WecomConfig {
     /// The company's CorpID (我的企业 → 企业信息). The app is on when this, `token` and
@@ -403,22 +403,18 @@ pub struct WecomConfig {
     /// The app's AgentId (应用管理 → the app). Default none.
     pub agent_id: Option<u64>,
     /// The app's Secret, for access tokens. Secret. Default none.
-    #[serde(deserialize_with = "string_or_number")]
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// The callback Token (接收消息 → 设置API接收). Secret. Default none.
-    #[serde(deserialize_with = "string_or_number")]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// The callback EncodingAESKey (43 characters). Secret. Default none.
-    #[serde(deserialize_with = "string_or_number")]
-    pub encoding_aes_key: Option<String>,
+    pub encoding_aes_key: Option<Secret>,
     /// The WeCom API. Default `https://qyapi.weixin.qq.com`; tests and private proxies point
     /// it elsewhere (`http://` is allowed).
     pub api_base: String,
     /// The group robot for admin notifications: its webhook URL
     /// (`https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…`) or just the key. Secret.
     /// Default none (no notifications).
-    #[serde(deserialize_with = "string_or_number")]
-    pub robot_webhook: Option<String>,
+    pub robot_webhook: Option<Secret>,
     /// Where WeCom posts messages (the URL given in the console is the public address plus
     /// this path). Default `/wecom/callback`.
     pub callback_path: String,
@@ -436,6 +432,12 @@ pub struct WecomConfig {
     pub max_clock_skew_secs: u64,
     /// Questions one employee may ask per minute; more get a polite note. Default 10.
     pub user_questions_per_minute: u32,
+    /// At start-up, questions accepted before a stop but not yet answered are answered if
+    /// they are at most this old, in seconds; older ones are marked `expired` and not
+    /// answered, since after a long outage an answer to a question from hours ago would
+    /// arrive out of the blue (the employee has asked again or moved on); 0 answers none.
+    /// Default 1800.
+    pub recover_max_age_secs: u64,
 }
 
 impl Default for WecomConfig {
@@ -454,65 +456,39 @@ impl Default for WecomConfig {
             message_type: WecomMessageType::Markdown,
             max_clock_skew_secs: 300,
             user_questions_per_minute: 10,
+            recover_max_age_secs: 1800,
         }
-    }
-}
-
-/// Secrets never reach a log: only whether they are set.
-impl std::fmt::Debug for WecomConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let set = |v: &Option<String>| v.as_ref().map(|_| "<set>");
-        f.debug_struct("WecomConfig")
-            .field("corp_id", &self.corp_id)
-            .field("agent_id", &self.agent_id)
-            .field("secret", &set(&self.secret))
-            .field("token", &set(&self.token))
-            .field("encoding_aes_key", &set(&self.encoding_aes_key))
-            .field("api_base", &self.api_base)
-            .field("robot_webhook", &set(&self.robot_webhook))
-            .field("callback_path", &self.callback_path)
-            .field("users", &self.users)
-            .field("default_group", &self.default_group)
-            .field("message_type", &self.message_type)
-            .field("max_clock_skew_secs", &self.max_clock_skew_secs)
-            .field("user_questions_per_minute", &self.user_questions_per_minute)
-            .finish()
     }
 }
 
 impl WecomConfig {
     /// Whether the app's callback is on: `corp_id`, `token` and `encoding_aes_key` set.
     pub fn enabled(&self) -> bool {
-        [&self.corp_id, &self.token, &self.encoding_aes_key]
-            .iter()
-            .all(|v| v.as_deref().is_some_and(|s| !s.trim().is_empty()))
-    }
-
-    /// A copy with the secrets replaced, for showing (`zhiku config`).
-    fn redacted(&self) -> Self {
-        let hide = |v: &Option<String>| v.as_ref().map(|_| "<redacted>".to_string());
-        Self {
-            secret: hide(&self.secret),
-            token: hide(&self.token),
-            encoding_aes_key: hide(&self.encoding_aes_key),
-            robot_webhook: hide(&self.robot_webhook),
-            ..self.clone()
-        }
+        [
+            self.corp_id.as_deref(),
+            Secret::exposed(&self.token),
+            Secret::exposed(&self.encoding_aes_key),
+        ]
+        .iter()
+        .all(|v| v.is_some_and(|s| !s.trim().is_empty()))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let set = |v: Option<&str>| v.is_some_and(|s| !s.trim().is_empty());
         let app_keys = [
-            ("corp_id", set(&self.corp_id)),
-            ("token", set(&self.token)),
-            ("encoding_aes_key", set(&self.encoding_aes_key)),
+            ("corp_id", set(self.corp_id.as_deref())),
+            ("token", set(Secret::exposed(&self.token))),
+            (
+                "encoding_aes_key",
+                set(Secret::exposed(&self.encoding_aes_key)),
+            ),
         ];
         let missing: Vec<&str> = app_keys.iter().filter(|k| !k.1).map(|k| k.0).collect();
         if missing.len() == app_keys.len() {
             return Ok(());
         }
         let mut missing: Vec<String> = missing.iter().map(|k| format!("wecom.{k}")).collect();
-        if !set(&self.secret) {
+        if !set(Secret::exposed(&self.secret)) {
             missing.push("wecom.secret".into());
         }
         if self.agent_id.is_none() {
@@ -525,7 +501,8 @@ impl WecomConfig {
             )));
         }
         if let Some(k) = &self.encoding_aes_key {
-            crate::wecom::crypto::decode_key(k).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            crate::wecom::crypto::decode_key(k.expose())
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         if !self.callback_path.starts_with('/') || self.callback_path.len() < 2 {
             return Err(ConfigError::Invalid(format!(
@@ -539,6 +516,89 @@ impl WecomConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// A secret from the configuration: an API key, token or password. Code reads it with
+/// [`Secret::expose`]; `Debug` and `Serialize` (logs, `zhiku config`) show only that it is set
+/// and its length, so no log line or printed configuration can carry it, whatever struct it
+/// sits in, while an admin can still check their setup (is the 43-character AES key in?).
+/// Every secret-bearing key has this type; a test fails for a key whose name looks secret
+/// and is shown in clear.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// An optional secret's value.
+    pub fn exposed(secret: &Option<Secret>) -> Option<&str> {
+        secret.as_ref().map(Secret::expose)
+    }
+
+    /// What is shown instead of the value.
+    fn shown(&self) -> String {
+        match self.0.chars().count() {
+            1 => "<set, 1 character>".into(),
+            n => format!("<set, {n} characters>"),
+        }
+    }
+
+    /// Whether `s` is what [`Secret::shown`] prints (pasted back from `zhiku config`).
+    fn is_placeholder(s: &str) -> bool {
+        s.strip_prefix("<set, ")
+            .is_some_and(|rest| rest.ends_with(" characters>") || rest.ends_with(" character>"))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.shown())
+    }
+}
+
+/// A string, or a number as environment variables may spell it (`ZHIKU_WECOM__TOKEN=123456`);
+/// the placeholder `zhiku config` prints is refused, so a pasted copy of that output does not
+/// silently send `<set, 32 characters>` as a key.
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Scalar {
+            S(String),
+            I(i64),
+        }
+        let s = match Scalar::deserialize(d)? {
+            Scalar::S(s) => s,
+            Scalar::I(i) => i.to_string(),
+        };
+        if Secret::is_placeholder(&s) {
+            return Err(serde::de::Error::custom(format!(
+                "`{s}` is how `zhiku config` hides a secret; write the secret itself"
+            )));
+        }
+        Ok(Self(s))
     }
 }
 
@@ -682,12 +742,13 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("prompts"))
     }
 
-    /// The configuration as TOML, every key shown (for `zhiku config`), WeCom secrets
-    /// redacted.
+    /// The configuration as TOML (for `zhiku config`): every key that has a value, secrets
+    /// as [`Secret`] shows them.
     pub fn to_toml(&self) -> String {
-        let mut shown = self.clone();
-        shown.wecom = self.wecom.redacted();
-        toml::to_string_pretty(&shown).unwrap_or_default()
+        format!(
+            "# Secrets show as \"<set, N characters>\"; a key that is not listed is unset.\n{}",
+            toml::to_string_pretty(self).unwrap_or_default()
+        )
     }
 }
 
@@ -843,7 +904,7 @@ mod tests {
         assert!(w.enabled());
         assert_eq!(w.agent_id, Some(1000002));
         assert_eq!(
-            w.token.as_deref(),
+            Secret::exposed(&w.token),
             Some("123456"),
             "numbers read as strings"
         );
@@ -858,6 +919,209 @@ mod tests {
             assert!(shown.contains("wx5823bf96d3bd56c7"), "{shown}");
         }
         assert!(!Config::load_with_env(None, &[]).unwrap().wecom.enabled());
+    }
+
+    /// A deserializer that gives every field of every struct a value, whatever fields exist:
+    /// strings get `probe-<path>` (recorded), numbers 1, enums their first variant.
+    struct Probe<'a> {
+        path: String,
+        strings: &'a std::cell::RefCell<Vec<(String, String)>>,
+    }
+
+    type ProbeError = serde::de::value::Error;
+
+    macro_rules! probe_numbers {
+        ($($($method:ident)+ => $visit:ident($value:expr));+) => {$($(
+            fn $method<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, ProbeError> {
+                v.$visit($value)
+            }
+        )+)+};
+    }
+
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = ProbeError;
+
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, ProbeError> {
+            let value = format!("probe-{}", self.path);
+            self.strings.borrow_mut().push((self.path, value.clone()));
+            v.visit_string(value)
+        }
+        fn deserialize_bool<V: serde::de::Visitor<'de>>(
+            self,
+            v: V,
+        ) -> Result<V::Value, ProbeError> {
+            v.visit_bool(true)
+        }
+        probe_numbers! {
+            deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_u8
+            deserialize_u16 deserialize_u32 deserialize_u64 => visit_u64(1);
+            deserialize_f32 deserialize_f64 => visit_f64(0.5)
+        }
+        fn deserialize_option<V: serde::de::Visitor<'de>>(
+            self,
+            v: V,
+        ) -> Result<V::Value, ProbeError> {
+            v.visit_some(self)
+        }
+        fn deserialize_seq<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, ProbeError> {
+            v.visit_seq(serde::de::value::SeqDeserializer::new(std::iter::empty::<
+                String,
+            >()))
+        }
+        fn deserialize_map<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, ProbeError> {
+            v.visit_map(serde::de::value::MapDeserializer::new(std::iter::empty::<(
+                String,
+                String,
+            )>()))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            v: V,
+        ) -> Result<V::Value, ProbeError> {
+            v.visit_map(ProbeFields {
+                parent: self.path,
+                fields: fields.iter(),
+                current: "",
+                strings: self.strings,
+            })
+        }
+        fn deserialize_enum<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            variants: &'static [&'static str],
+            v: V,
+        ) -> Result<V::Value, ProbeError> {
+            use serde::de::IntoDeserializer;
+            v.visit_enum(IntoDeserializer::<ProbeError>::into_deserializer(
+                variants[0],
+            ))
+        }
+        fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            v: V,
+        ) -> Result<V::Value, ProbeError> {
+            v.visit_newtype_struct(self)
+        }
+        serde::forward_to_deserialize_any! {
+            i128 u128 char str string bytes byte_buf unit
+            unit_struct tuple tuple_struct identifier ignored_any
+        }
+    }
+
+    struct ProbeFields<'a> {
+        parent: String,
+        fields: std::slice::Iter<'static, &'static str>,
+        current: &'static str,
+        strings: &'a std::cell::RefCell<Vec<(String, String)>>,
+    }
+
+    impl<'de> serde::de::MapAccess<'de> for ProbeFields<'_> {
+        type Error = ProbeError;
+
+        fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, ProbeError> {
+            use serde::de::IntoDeserializer;
+            let Some(field) = self.fields.next() else {
+                return Ok(None);
+            };
+            self.current = field;
+            seed.deserialize(IntoDeserializer::<ProbeError>::into_deserializer(*field))
+                .map(Some)
+        }
+
+        fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+            &mut self,
+            seed: V,
+        ) -> Result<V::Value, ProbeError> {
+            let path = match self.parent.as_str() {
+                "" => self.current.to_string(),
+                p => format!("{p}.{}", self.current),
+            };
+            seed.deserialize(Probe {
+                path,
+                strings: self.strings,
+            })
+        }
+    }
+
+    /// Every string key whose name looks secret is set to a known value, and neither the
+    /// configuration's `Debug` (logs) nor `zhiku config` may show it. The keys are found by
+    /// walking the configuration's own fields, so a secret added later without [`Secret`]
+    /// fails here.
+    #[test]
+    fn no_secret_is_shown_in_logs_or_zhiku_config() {
+        let strings = std::cell::RefCell::new(Vec::new());
+        let c = Config::deserialize(Probe {
+            path: String::new(),
+            strings: &strings,
+        })
+        .unwrap();
+        let strings = strings.into_inner();
+        let looks_secret = |path: &str| {
+            let name = path.rsplit('.').next().unwrap_or(path);
+            name.split('_').any(|w| {
+                matches!(
+                    w,
+                    "key"
+                        | "apikey"
+                        | "secret"
+                        | "token"
+                        | "password"
+                        | "passwd"
+                        | "webhook"
+                        | "credential"
+                        | "credentials"
+                        | "auth"
+                        | "bearer"
+                )
+            })
+        };
+        let secrets: Vec<&(String, String)> =
+            strings.iter().filter(|(p, _)| looks_secret(p)).collect();
+        let found: Vec<&str> = secrets.iter().map(|(p, _)| p.as_str()).collect();
+        for known in [
+            "vector.api_key",
+            "generate.api_key",
+            "server.metrics_token",
+            "wecom.secret",
+            "wecom.token",
+            "wecom.encoding_aes_key",
+            "wecom.robot_webhook",
+        ] {
+            assert!(found.contains(&known), "{known} not probed: {found:?}");
+        }
+        let shown = [format!("{c:?}"), format!("{:?}", c.wecom), c.to_toml()];
+        for (path, value) in &secrets {
+            for s in &shown {
+                assert!(!s.contains(value.as_str()), "{path} shown in clear:\n{s}");
+            }
+        }
+        // The probe's other strings do show, so the check above can see a leak.
+        assert!(shown.iter().all(|s| s.contains("probe-wecom.corp_id")));
+        let toml = c.to_toml();
+        assert!(
+            toml.contains("api_key = \"<set, 20 characters>\""),
+            "{toml}"
+        );
+    }
+
+    #[test]
+    fn a_pasted_placeholder_is_not_taken_for_a_secret() {
+        let e = Config::load_with_env(
+            None,
+            &env(&[("ZHIKU_GENERATE__API_KEY", "<set, 32 characters>")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("write the secret itself"), "{e}");
+        let c = Config::load_with_env(None, &env(&[("ZHIKU_GENERATE__API_KEY", "sk-1")])).unwrap();
+        assert_eq!(Secret::exposed(&c.generate.api_key), Some("sk-1"));
+        assert!(c.to_toml().contains("api_key = \"<set, 4 characters>\""));
     }
 
     #[test]

@@ -106,7 +106,7 @@ impl Engine {
         let store: Arc<dyn VectorStore> = match &v.url {
             Some(url) => Arc::new(ServerVectorStore::connect(
                 url,
-                v.api_key.as_deref(),
+                crate::config::Secret::exposed(&v.api_key),
                 &v.collection,
                 dim,
                 Duration::from_secs(v.timeout_secs),

@@ -826,6 +826,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     group,
                     wecom,
                 } => {
+                    if let Some(w) = &wecom {
+                        m.check_wecom_userid(w)?;
+                    }
                     let id =
                         m.create_user(&name, Some(&access::hash_password(&password)?), role)?;
                     for g in &group {
@@ -1451,24 +1454,15 @@ fn finetune_train(action: FinetuneCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Link `user` (`name`) to a WeCom userid, or unlink it; a userid already linked to another
-/// account is refused with its name.
+/// Link `user` (`name`) to a WeCom userid, or unlink it (the rules are
+/// [`zhiku::store::meta::MetaStore::link_wecom_user`]'s, shared with the admin API).
 fn link_wecom(
     m: &zhiku::store::meta::MetaStore,
     user: i64,
     name: &str,
     wecom: Option<&str>,
 ) -> anyhow::Result<()> {
-    if let Some(w) = wecom
-        && let Some(other) = m.user_by_wecom(w)?.filter(|o| o.id != user)
-    {
-        bail!(
-            "WeCom user {w} is already linked to {}; unlink it first with `zhiku user wecom {}`",
-            other.name,
-            other.name
-        );
-    }
-    m.set_wecom_user(user, wecom)?;
+    m.link_wecom_user(user, wecom)?;
     m.audit(
         "cli",
         "user.update",

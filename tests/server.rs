@@ -346,6 +346,129 @@ fn admin_endpoints_are_for_admins() {
     assert_eq!(dave.get("/api/me").status, 401);
 }
 
+/// Admins link and unlink WeCom userids through the API with the CLI's rules: one userid per
+/// user (ignoring case, as WeCom does), clear errors, and a refused change changes nothing.
+#[test]
+fn admins_link_wecom_userids() {
+    let (_d, s) = server(|_| {});
+    let root = s.client().login("root", "password-1");
+    let alice = s.client().login("alice", "password-1");
+    let link = |c: &Client, user: &str, id: serde_json::Value| {
+        c.send_json(
+            "PATCH",
+            &format!("/api/users/{user}"),
+            &json!({ "wecom_user": id }),
+        )
+    };
+    let listed = |user: &str| {
+        root.get("/api/users")
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == user)
+            .unwrap()["wecom_user"]
+            .clone()
+    };
+    let message = |r: &common::http::Response| {
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(link(&alice, "alice", json!("ZhangSan")).status, 403);
+
+    let r = link(&root, "alice", json!(" ZhangSan "));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["wecom_user"], "ZhangSan", "trimmed");
+    assert_eq!(listed("alice"), "ZhangSan", "shown in the users list");
+    assert_eq!(
+        s.state
+            .engine
+            .meta
+            .user_by_wecom("ZhangSan")
+            .unwrap()
+            .unwrap()
+            .name,
+        "alice"
+    );
+
+    // Linked to another user, in any case: 409 naming the holder; bob is unchanged, even
+    // the role sent along.
+    for id in ["ZhangSan", "zhangsan"] {
+        let r = root.send_json(
+            "PATCH",
+            "/api/users/bob",
+            &json!({"wecom_user": id, "role": "admin"}),
+        );
+        assert_eq!(r.status, 409, "{}", r.text());
+        let m = message(&r);
+        assert!(m.contains(id) && m.contains("alice"), "{m}");
+    }
+    let bob = root.get("/api/users").json();
+    let bob = bob
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "bob")
+        .unwrap();
+    assert_eq!(
+        (bob["role"].clone(), bob["wecom_user"].clone()),
+        (json!("member"), json!(null))
+    );
+    let r = root.post_json(
+        "/api/users",
+        &json!({"name": "carol", "password": "password-2", "wecom_user": "ZhangSan"}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(
+        root.get("/api/users").json().as_array().unwrap().len(),
+        3,
+        "carol not made"
+    );
+
+    // Unknown user 404, a userid WeCom would not make 400.
+    let r = link(&root, "nobody", json!("LiSi"));
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(message(&r).contains("nobody"), "{}", r.text());
+    for bad in ["张三", "a b", &"x".repeat(65)] {
+        let r = link(&root, "bob", json!(bad));
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+        assert!(message(&r).contains("WeCom userid"), "{}", r.text());
+    }
+
+    // Relinking to oneself is fine; null or "" unlinks; absent leaves it alone.
+    assert_eq!(link(&root, "alice", json!("ZhangSan")).status, 200);
+    assert_eq!(link(&root, "alice", json!(null)).status, 200);
+    assert_eq!(listed("alice"), json!(null));
+    assert_eq!(
+        link(&root, "bob", json!("ZhangSan")).status,
+        200,
+        "free again"
+    );
+    assert_eq!(
+        root.send_json("PATCH", "/api/users/bob", &json!({"groups": ["ops"]}))
+            .status,
+        200
+    );
+    assert_eq!(listed("bob"), "ZhangSan");
+    assert_eq!(link(&root, "bob", json!("")).status, 200);
+    assert_eq!(listed("bob"), json!(null));
+
+    // A new user with a userid; the changes are audited.
+    let r = root.post_json(
+        "/api/users",
+        &json!({"name": "carol", "password": "password-2", "wecom_user": "LiSi"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["wecom_user"], "LiSi");
+    let audit = root.get("/api/admin/audit").text();
+    assert!(
+        audit.contains("wecom LiSi") && audit.contains("wecom (none)"),
+        "{audit}"
+    );
+}
+
 #[test]
 fn questions_are_validated_and_rate_limited() {
     let (_d, s) = server(|c| {

@@ -490,6 +490,54 @@ fn restart_finishes_accepted_messages_and_never_resends() {
     );
 }
 
+/// After a long outage, messages accepted longer ago than `wecom.recover_max_age_secs` are
+/// marked expired and not answered; younger ones are answered.
+#[test]
+fn restart_expires_messages_too_old_to_answer() {
+    let mock = MockWecom::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let e = setup(&data, &mock.base, |_| {});
+        for id in ["m-old", "m-recent"] {
+            let m = WecomMessage {
+                msg_id: id.into(),
+                from_user: "ZhangSan".into(),
+                content: "年休假有几天".into(),
+            };
+            assert!(e.meta.wecom_accept(&m).unwrap());
+        }
+    }
+    // m-old was accepted two hours before the restart (the limit is one).
+    let db = rusqlite::Connection::open(data.join("zhiku.sqlite")).unwrap();
+    let old = unix_now() - 7200;
+    db.execute(
+        "UPDATE wecom_messages SET created_at = ?1, updated_at = ?1 WHERE msg_id = 'm-old'",
+        [old],
+    )
+    .unwrap();
+    drop(db);
+    let server = TestServer::start(
+        open(&data, &mock.base, |c| c.wecom.recover_max_age_secs = 3600),
+        None,
+    );
+    wait_state(&server, "m-recent", "sent");
+    let meta = &server.state.engine.meta;
+    assert_eq!(
+        meta.wecom_state("m-old").unwrap().as_deref(),
+        Some("expired")
+    );
+    assert_eq!(
+        mock.calls("message/send").len(),
+        1,
+        "only m-recent answered"
+    );
+    assert!(
+        !meta.wecom_start_sending("m-old").unwrap(),
+        "expired is final: nothing may send it"
+    );
+}
+
 /// URL verification with the official SDK vector (its 2014 timestamp needs a wide window),
 /// an `echostr` whose `+` arrives unescaped, and refusals.
 #[test]

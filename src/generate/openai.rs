@@ -141,7 +141,9 @@ impl OpenAiGenerator {
             port,
             authority,
             base_path,
-            api_key: cfg.api_key.clone().filter(|k| !k.is_empty()),
+            api_key: crate::config::Secret::exposed(&cfg.api_key)
+                .filter(|k| !k.is_empty())
+                .map(str::to_string),
             model: cfg.remote_model.clone().unwrap_or_default(),
             context_length: cfg.context_length.unwrap_or(DEFAULT_CONTEXT),
             timeout,

@@ -24,6 +24,10 @@ pub struct NewUser {
     /// Groups to join (created when missing).
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The user's WeCom userid: their WeCom questions are answered as this user. It must not
+    /// be linked to another user (409).
+    #[serde(default)]
+    pub wecom_user: Option<String>,
 }
 
 fn member() -> Role {
@@ -37,6 +41,22 @@ pub struct UserChange {
     pub role: Option<Role>,
     /// The user's groups, replacing the current ones (created when missing).
     pub groups: Option<Vec<String>>,
+    /// Link the user to this WeCom userid (their WeCom questions are answered as them);
+    /// `null` or `""` unlinks. A userid linked to another user is refused (409) and then
+    /// nothing is changed.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub wecom_user: Option<Option<String>>,
+}
+
+/// A field that is present, `null` included (`Some(None)`), as opposed to absent (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// A WeCom userid as typed: trimmed; blank means none.
+fn wecom_userid(v: Option<&str>) -> Option<&str> {
+    v.map(str::trim).filter(|w| !w.is_empty())
 }
 
 /// Everyone (admins).
@@ -62,19 +82,33 @@ pub async fn create_user(
     if !crate::store::meta::valid_account_name(&name) {
         return Err(crate::store::meta::MetaError::BadAccountName { kind: "user", name }.into());
     }
+    let wecom = wecom_userid(b.wecom_user.as_deref());
+    if let Some(w) = wecom {
+        meta.check_wecom_userid(w)?;
+    }
     let hash = hash_blocking(b.password).await?;
     let id = meta.create_user(&name, Some(&hash), b.role)?;
+    if let Some(w) = wecom
+        && let Err(e) = meta.link_wecom_user(id, Some(w))
+    {
+        // Linked to someone else since the check: no half-made user stays behind.
+        meta.delete_user(id)?;
+        return Err(e.into());
+    }
     for g in &b.groups {
         meta.add_to_group(id, meta.ensure_group(g.trim())?)?;
     }
     let user = meta
         .user(id)?
         .ok_or_else(|| ApiError::internal("user vanished"))?;
-    let detail = format!(
+    let mut detail = format!(
         "role {} groups {}",
         user.role.as_str(),
         user.groups.join(",")
     );
+    if let Some(w) = &user.wecom_user {
+        detail.push_str(&format!(" wecom {w}"));
+    }
     admin.audit(&state, "user.create", &user.name, &detail);
     Ok((StatusCode::CREATED, Json(user)))
 }
@@ -87,9 +121,10 @@ async fn hash_blocking(password: String) -> Result<String, ApiError> {
     )
 }
 
-/// Change a user's password, role or groups (admins).
+/// Change a user's password, role, groups or WeCom userid (admins).
 #[utoipa::path(patch, path = "/api/users/{name}", tag = "accounts", request_body = UserChange,
-    params(("name" = String, Path)), responses((status = 200, body = User), (status = 404)))]
+    params(("name" = String, Path)),
+    responses((status = 200, body = User), (status = 400), (status = 404), (status = 409)))]
 pub async fn update_user(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -99,12 +134,24 @@ pub async fn update_user(
     let Json(b) = body?;
     let meta = &state.engine.meta;
     let user = meta.require_user(&name)?;
+    // The changes that can be refused come first, so that a refused one changes nothing.
+    if let Some(role) = b.role
+        && user.is_admin()
+        && role != Role::Admin
+        && meta.admin_count()? <= 1
+    {
+        return Err(ApiError::Conflict(
+            "the last admin cannot be demoted".into(),
+        ));
+    }
+    let wecom = b
+        .wecom_user
+        .as_ref()
+        .map(|w| wecom_userid(w.as_deref()).map(str::to_string));
+    if let Some(w) = &wecom {
+        meta.link_wecom_user(user.id, w.as_deref())?;
+    }
     if let Some(role) = b.role {
-        if user.is_admin() && role != Role::Admin && meta.admin_count()? <= 1 {
-            return Err(ApiError::Conflict(
-                "the last admin cannot be demoted".into(),
-            ));
-        }
         meta.set_role(user.id, role)?;
     }
     let password_changed = b.password.is_some();
@@ -130,6 +177,7 @@ pub async fn update_user(
     changed.extend(b.role.map(|r| format!("role {}", r.as_str())));
     changed.extend(password_changed.then(|| "password".to_string()));
     changed.extend(groups_changed.map(|g| format!("groups {}", g.join(","))));
+    changed.extend(wecom.map(|w| format!("wecom {}", w.as_deref().unwrap_or("(none)"))));
     admin.audit(&state, "user.update", &name, &changed.join("; "));
     Ok(Json(meta.require_user(&name)?))
 }

@@ -110,12 +110,13 @@ impl From<MetaError> for ApiError {
             MetaError::NoSuchKb(_) | MetaError::NoSuchUser(_) | MetaError::NoSuchGroup(_) => {
                 ApiError::NotFound(e.to_string())
             }
-            MetaError::KbExists(_) | MetaError::UserExists(_) | MetaError::GroupExists(_) => {
-                ApiError::Conflict(e.to_string())
-            }
-            MetaError::BadKbName(_) | MetaError::BadAccountName { .. } => {
-                ApiError::BadRequest(e.to_string())
-            }
+            MetaError::KbExists(_)
+            | MetaError::UserExists(_)
+            | MetaError::GroupExists(_)
+            | MetaError::WecomUserTaken { .. } => ApiError::Conflict(e.to_string()),
+            MetaError::BadKbName(_)
+            | MetaError::BadAccountName { .. }
+            | MetaError::BadWecomUser(_) => ApiError::BadRequest(e.to_string()),
             MetaError::Sqlite { .. } => ApiError::Internal(e.to_string()),
         }
     }

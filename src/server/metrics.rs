@@ -318,8 +318,8 @@ pub async fn scrape(
     caller: Result<Caller, ApiError>,
 ) -> Result<Response, ApiError> {
     // A blank token would match an empty bearer token: it counts as unset.
-    let configured =
-        (state.engine.config.server.metrics_token.as_deref()).filter(|t| !t.trim().is_empty());
+    let configured = crate::config::Secret::exposed(&state.engine.config.server.metrics_token)
+        .filter(|t| !t.trim().is_empty());
     let token_ok = configured
         .zip(bearer(&headers))
         .is_some_and(|(want, sent)| secrets_equal(sent, want));

@@ -26,7 +26,9 @@ use serde::Deserialize;
 use tracing::Instrument;
 
 use crate::rag::Lang;
-use crate::store::meta::{MetaError, Role, User, Via, WecomMessage, valid_account_name};
+use crate::store::meta::{
+    MetaError, Role, User, Via, WecomMessage, WecomRecovery, valid_account_name,
+};
 use crate::wecom::message::{Envelope, Incoming};
 use crate::wecom::robot::{PER_MINUTE, Window};
 use crate::wecom::{App, Wecom, WecomError, check_timestamp, reply};
@@ -67,12 +69,25 @@ pub fn start(state: &AppState) {
     if w.app.is_none() {
         return;
     }
-    match state.engine.meta.wecom_recover() {
-        Ok((unknown, waiting)) => {
+    let max_age_secs = w.config.recover_max_age_secs;
+    match state.engine.meta.wecom_recover(max_age_secs) {
+        Ok(WecomRecovery {
+            unknown,
+            expired,
+            waiting,
+        }) => {
             if unknown > 0 {
                 tracing::warn!(
                     messages = unknown,
                     "WeCom answers were being sent when zhiku stopped; not sent again"
+                );
+            }
+            if expired > 0 {
+                tracing::warn!(
+                    messages = expired,
+                    max_age_secs,
+                    "WeCom messages accepted before the restart are too old to answer \
+                     (wecom.recover_max_age_secs); marked expired, not answered"
                 );
             }
             if !waiting.is_empty() {

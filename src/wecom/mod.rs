@@ -21,7 +21,7 @@ use std::num::NonZeroU32;
 
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-use crate::config::WecomConfig;
+use crate::config::{Secret, WecomConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WecomError {
@@ -84,21 +84,23 @@ impl Wecom {
     /// the key to fix ([`crate::config::Config`] checks the same at load time).
     pub fn from_config(cfg: &WecomConfig) -> Result<Option<Self>, WecomError> {
         let app = if cfg.enabled() {
-            let need = |v: &Option<String>, key: &str| {
-                v.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
-                    WecomError::Config(format!("wecom.{key} is needed to answer in WeCom"))
-                })
+            let need = |v: Option<&str>, key: &str| {
+                v.map(str::to_string)
+                    .filter(|s| !s.trim().is_empty())
+                    .ok_or_else(|| {
+                        WecomError::Config(format!("wecom.{key} is needed to answer in WeCom"))
+                    })
             };
-            let corp_id = need(&cfg.corp_id, "corp_id")?;
-            let secret = need(&cfg.secret, "secret")?;
+            let corp_id = need(cfg.corp_id.as_deref(), "corp_id")?;
+            let secret = need(Secret::exposed(&cfg.secret), "secret")?;
             let agent_id = cfg
                 .agent_id
                 .ok_or_else(|| WecomError::Config("wecom.agent_id is needed to answer".into()))?;
             let per_minute = NonZeroU32::new(cfg.user_questions_per_minute.max(1)).expect("≥ 1");
             Some(App {
                 crypto: crypto::Crypto::new(
-                    cfg.token.as_deref().unwrap_or_default(),
-                    cfg.encoding_aes_key.as_deref().unwrap_or_default(),
+                    Secret::exposed(&cfg.token).unwrap_or_default(),
+                    Secret::exposed(&cfg.encoding_aes_key).unwrap_or_default(),
                     corp_id.trim(),
                 )?,
                 api: api::Api::new(
@@ -114,11 +116,7 @@ impl Wecom {
         } else {
             None
         };
-        let robot = match cfg
-            .robot_webhook
-            .as_deref()
-            .filter(|w| !w.trim().is_empty())
-        {
+        let robot = match Secret::exposed(&cfg.robot_webhook).filter(|w| !w.trim().is_empty()) {
             Some(w) => Some(robot::Robot::new(w, &cfg.api_base)?),
             None => None,
         };

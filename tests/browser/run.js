@@ -255,6 +255,26 @@ async function run(page) {
   await admin(page, 'users', `#user-table tr[data-user="${MEMBER.name}"]`);
   check(true, 'the new member is listed in the users page');
 
+  // The member's WeCom userid is linked in the users page; the same userid (in another
+  // case: WeCom ignores case) for another user is refused, naming who holds it.
+  const memberRow = `#user-table tr[data-user="${MEMBER.name}"]`;
+  const adminRow = '#user-table tr[data-user="admin"]';
+  check((await page.textContent(`${memberRow} td.wecom-user`)).trim() === '未关联', 'an unlinked user shows no WeCom userid');
+  await page.click(`${memberRow} button:has-text("编辑")`);
+  await page.fill(`${memberRow}[data-editing] input[aria-label="企业微信账号"]`, 'ZhangWei');
+  await page.click(`${memberRow}[data-editing] button.btn-primary`);
+  await page.waitForSelector(`${memberRow}:not([data-editing]) td.wecom-user:has-text("ZhangWei")`);
+  check(true, "the member's WeCom userid is linked in the users page");
+  await shot(page, '04b-admin-users-wecom');
+  await page.click(`${adminRow} button:has-text("编辑")`);
+  await page.fill(`${adminRow}[data-editing] input[aria-label="企业微信账号"]`, 'zhangwei');
+  await page.click(`${adminRow}[data-editing] button.btn-primary`);
+  const refused = await page.textContent('.toast-error', { timeout: 10000 });
+  check(refused.includes(MEMBER.name), `a WeCom userid linked to another user is refused with the holder's name (${refused})`);
+  await shot(page, '04c-admin-users-wecom-taken');
+  const users = (await apiInPage(page, 'GET', '/api/users')).json;
+  check(!users.find((u) => u.name === 'admin').wecom_user, 'the refused link changed nothing');
+
   // ---- chat ----
   await page.goto(`${BASE}/`);
   await page.waitForSelector(`#kb option[value="${KB}"]`, { state: 'attached' });

@@ -440,17 +440,24 @@ async function users(_arg, gen) {
   const password = h('input', { class: 'input', type: 'password', required: true, autocomplete: 'new-password', placeholder: t('users.password'), id: 'new-user-password' });
   const role = roleSelect('member');
   const groupsIn = h('input', { class: 'input', placeholder: t('users.groups.placeholder'), id: 'new-user-groups' });
-  const form = h('form', { class: 'card form-grid', id: 'new-user' }, name, password, role, groupsIn,
+  const wecomIn = wecomInput('', 'new-user-wecom');
+  const form = h('form', { class: 'card form-grid', id: 'new-user' }, name, password, role, groupsIn, wecomIn,
     h('button', { class: 'btn btn-primary', type: 'submit' }, icon('plus'), t('users.add')));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const n = name.value.trim();
     const body = { name: n, password: password.value, role: role.value, groups: splitList(groupsIn.value) };
+    if (wecomIn.value.trim()) body.wecom_user = wecomIn.value.trim();
     if (await guarded(() => api('POST', '/api/users', body), t('users.added', { name: n }))) route();
   });
   const rows = list.map((u) => userRow(u));
   show(gen, h('h1', {}, t('admin.tab.users')), form,
-    table([t('users.name'), t('users.role'), t('users.groups'), t('users.created'), act(t('actions'))], rows, { id: 'user-table' }));
+    table([t('users.name'), t('users.role'), t('users.groups'), t('users.wecom'), t('users.created'), act(t('actions'))], rows, { id: 'user-table' }));
+}
+
+/** The WeCom userid field: the id as the WeCom console shows it; blank means not linked. */
+function wecomInput(value, id) {
+  return h('input', { class: 'input', value, maxlength: 64, placeholder: t('users.wecom.placeholder'), 'aria-label': t('users.wecom'), id });
 }
 
 function roleSelect(value) {
@@ -466,6 +473,7 @@ function userRow(u) {
     h('td', {}, u.name),
     h('td', {}, h('span', { class: `badge badge-${u.role}` }, t(`users.role.${u.role}`))),
     h('td', {}, h('div', { class: 'chips' }, (u.groups || []).map((g) => h('span', { class: 'chip chip-plain' }, g)))),
+    h('td', { class: 'wecom-user' }, u.wecom_user ? u.wecom_user : h('span', { class: 'muted' }, t('users.wecom.none'))),
     h('td', { class: 'small' }, fmtTime(u.created_at)),
     h('td', { class: 'actions' },
       h('button', { class: 'btn btn-small', type: 'button', onclick: () => row.replaceWith(userEditRow(u, row)) }, t('users.edit')),
@@ -484,10 +492,12 @@ function userEditRow(u, original) {
   const role = roleSelect(u.role);
   const groupsIn = h('input', { class: 'input', value: (u.groups || []).join(', '), placeholder: t('users.groups.placeholder') });
   const password = h('input', { class: 'input', type: 'password', autocomplete: 'new-password', placeholder: t('users.newpassword') });
+  const wecomIn = wecomInput(u.wecom_user || '');
   const row = h('tr', { dataset: { user: u.name, editing: 'true' } },
     h('td', {}, u.name),
     h('td', {}, role),
     h('td', {}, groupsIn),
+    h('td', {}, wecomIn),
     h('td', {}, password),
     h('td', { class: 'actions' },
       h('button', {
@@ -496,6 +506,8 @@ function userEditRow(u, original) {
         onclick: async () => {
           const body = { role: role.value, groups: splitList(groupsIn.value) };
           if (password.value) body.password = password.value;
+          const wecom = wecomIn.value.trim();
+          if (wecom !== (u.wecom_user || '')) body.wecom_user = wecom || null;
           if (await guarded(() => api('PATCH', `/api/users/${enc(u.name)}`, body), t('users.updated', { name: u.name }))) route();
         },
       }, t('common.save')),

@@ -154,6 +154,15 @@ pub fn valid_account_name(name: &str) -> bool {
             .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
 }
 
+/// Valid WeCom userids, as the WeCom console allows them: 1–64 bytes of ASCII letters,
+/// digits, `_`, `-`, `@` and `.`.
+pub fn valid_wecom_userid(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'@' | b'.'))
+}
+
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.code == rusqlite::ErrorCode::ConstraintViolation)
@@ -235,8 +244,63 @@ impl MetaStore {
             .ok_or_else(|| MetaError::NoSuchUser(name.into()))
     }
 
+    /// Whether a new user could be linked to `wecom_user` (the checks of
+    /// [`MetaStore::link_wecom_user`]), so that adding a user with a userid that cannot be
+    /// linked fails before the user is made.
+    pub fn check_wecom_userid(&self, wecom_user: &str) -> Result<()> {
+        if !valid_wecom_userid(wecom_user) {
+            return Err(MetaError::BadWecomUser(wecom_user.to_string()));
+        }
+        match self.user_by_wecom(wecom_user)? {
+            Some(other) => Err(MetaError::WecomUserTaken {
+                wecom_user: wecom_user.to_string(),
+                user: other.name,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The user linked to a WeCom userid. WeCom compares userids ignoring case, so does this.
     pub fn user_by_wecom(&self, wecom_user: &str) -> Result<Option<User>> {
-        self.with(|c| query_user(c, "u.wecom_user = ?1", &wecom_user))
+        self.with(|c| query_user(c, "u.wecom_user = ?1 COLLATE NOCASE", &wecom_user))
+    }
+
+    /// Link `user` to a WeCom userid (their WeCom questions are answered as them), or unlink
+    /// them (`None`). The rules every caller (CLI, admin API) shares: the userid is one the
+    /// WeCom console allows, and one linked to another user (in any case) is refused with
+    /// that user's name rather than taken from them.
+    pub fn link_wecom_user(&self, user: UserId, wecom_user: Option<&str>) -> Result<()> {
+        let conn = self.conn();
+        let taken = |conn: &Connection, w: &str| -> Result<Option<MetaError>> {
+            let other = query_user(conn, "u.wecom_user = ?1 COLLATE NOCASE", &w)
+                .map_err(|e| self.err(e))?;
+            Ok(other
+                .filter(|o| o.id != user)
+                .map(|o| MetaError::WecomUserTaken {
+                    wecom_user: w.to_string(),
+                    user: o.name,
+                }))
+        };
+        if let Some(w) = wecom_user {
+            if !valid_wecom_userid(w) {
+                return Err(MetaError::BadWecomUser(w.to_string()));
+            }
+            if let Some(e) = taken(&conn, w)? {
+                return Err(e);
+            }
+        }
+        match conn.execute(
+            "UPDATE users SET wecom_user = ?2 WHERE id = ?1",
+            params![user, wecom_user],
+        ) {
+            Ok(_) => Ok(()),
+            // Linked by another process (the CLI) between the check and the update.
+            Err(e) if is_unique_violation(&e) => {
+                let w = wecom_user.unwrap_or_default();
+                Err(taken(&conn, w)?.unwrap_or_else(|| self.err(e)))
+            }
+            Err(e) => Err(self.err(e)),
+        }
     }
 
     pub fn set_wecom_user(&self, user: UserId, wecom_user: Option<&str>) -> Result<()> {

@@ -38,7 +38,7 @@ pub use uploads::{
     ClaimedFile, FileStatus, JobFile, JobFileCounts, JobKind, JobStatus, NewJobFile, QueueCounts,
     UploadJob,
 };
-pub use wecom::WecomMessage;
+pub use wecom::{WecomMessage, WecomRecovery};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -69,6 +69,14 @@ pub enum MetaError {
         "invalid {kind} name `{name}`: use 1–64 letters, digits, CJK characters, `-`, `_`, `.` or `@`"
     )]
     BadAccountName { kind: &'static str, name: String },
+    #[error(
+        "WeCom userid `{wecom_user}` is already linked to user `{user}`; unlink it from `{user}` first (admin page, or `zhiku user wecom {user}`)"
+    )]
+    WecomUserTaken { wecom_user: String, user: String },
+    #[error(
+        "invalid WeCom userid `{0}`: use the userid the WeCom console shows (1–64 letters, digits, `_`, `-`, `@` or `.`)"
+    )]
+    BadWecomUser(String),
 }
 
 pub type Result<T> = std::result::Result<T, MetaError>;
@@ -261,6 +269,7 @@ impl MetaStore {
         ] {
             conn.execute_batch(schema).map_err(err)?;
         }
+        wecom::upgrade(&conn).map_err(err)?;
         Ok(Self {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),

@@ -5,18 +5,22 @@
 //! ```text
 //! accepted ──(answered, about to send)──> sending ──> sent
 //!     │                                      └──────> failed   (WeCom refused it)
-//!     └──(cannot answer or send)──────────────────> failed
+//!     ├──(cannot answer or send)──────────────────> failed
+//!     └──(found at start-up, too old to answer)───> expired
 //! ```
 //!
 //! `accepted` is written before the callback is answered, so a retry or a restart never
 //! starts a second answer. At start-up, `accepted` messages are answered (the process
-//! stopped before their answer was sent) and `sending` ones become `unknown`: their answer
-//! may or may not have reached WeCom, and sending it twice is worse than once too few.
+//! stopped before their answer was sent) unless they are older than
+//! `wecom.recover_max_age_secs`: after a long outage an answer to a question asked hours ago
+//! would arrive out of the blue, so those become `expired`. `sending` ones become `unknown`:
+//! their answer may or may not have reached WeCom, and sending it twice is worse than once
+//! too few.
 //!
 //! Nonces are remembered while their callback's timestamp is inside the accepted window, so
 //! a replayed callback is refused; older ones cannot pass the timestamp check anyway.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{MetaStore, Result, now};
 
@@ -26,7 +30,7 @@ CREATE TABLE IF NOT EXISTS wecom_messages (
     from_user   TEXT NOT NULL,
     content     TEXT NOT NULL,
     state       TEXT NOT NULL
-                CHECK (state IN ('accepted', 'sending', 'sent', 'failed', 'unknown')),
+                CHECK (state IN ('accepted', 'sending', 'sent', 'failed', 'unknown', 'expired')),
     error       TEXT,
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL
@@ -42,6 +46,48 @@ CREATE INDEX IF NOT EXISTS wecom_nonces_timestamp ON wecom_nonces(timestamp);
 
 /// Finished messages are forgotten after this long (WeCom retries within seconds).
 const KEEP_SECS: i64 = 7 * 24 * 3600;
+
+/// Bring a `wecom_messages` table made before the `expired` state into the current schema:
+/// SQLite cannot change a CHECK constraint in place, so the table is rebuilt with its rows,
+/// in one transaction. Runs after [`SCHEMA`].
+pub(super) fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
+    let sql: Option<String> = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'wecom_messages'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if sql.is_none_or(|s| s.contains("'expired'")) {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(
+        "ALTER TABLE wecom_messages RENAME TO wecom_messages_before_expired;
+         DROP INDEX IF EXISTS wecom_messages_state;
+         DROP INDEX IF EXISTS wecom_messages_created;",
+    )?;
+    tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(
+        "INSERT INTO wecom_messages
+             (msg_id, from_user, content, state, error, created_at, updated_at)
+         SELECT msg_id, from_user, content, state, error, created_at, updated_at
+         FROM wecom_messages_before_expired;
+         DROP TABLE wecom_messages_before_expired;",
+    )?;
+    tx.commit()
+}
+
+/// What start-up recovery found ([`MetaStore::wecom_recover`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WecomRecovery {
+    /// Messages whose answer was being sent: now `unknown`, not sent again.
+    pub unknown: usize,
+    /// Accepted messages too old to answer: now `expired`.
+    pub expired: usize,
+    /// Accepted messages to answer now, oldest first.
+    pub waiting: Vec<WecomMessage>,
+}
 
 /// A message waiting for its answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +148,8 @@ impl MetaStore {
         })
     }
 
-    /// The state of a message (`accepted`, `sending`, `sent`, `failed`, `unknown`).
+    /// The state of a message (`accepted`, `sending`, `sent`, `failed`, `unknown`,
+    /// `expired`).
     pub fn wecom_state(&self, msg_id: &str) -> Result<Option<String>> {
         self.with(|c| {
             c.query_row(
@@ -114,14 +161,22 @@ impl MetaStore {
         })
     }
 
-    /// At start-up: messages a stopped process was sending become `unknown` (returns how
-    /// many), and the `accepted` ones, oldest first, are returned to be answered.
-    pub fn wecom_recover(&self) -> Result<(usize, Vec<WecomMessage>)> {
+    /// At start-up: messages a stopped process was sending become `unknown`, `accepted`
+    /// ones accepted more than `max_age_secs` ago become `expired`, and the other
+    /// `accepted` ones are returned to be answered.
+    pub fn wecom_recover(&self, max_age_secs: u64) -> Result<WecomRecovery> {
         self.with(|c| {
+            let t = now();
             let unknown = c.execute(
                 "UPDATE wecom_messages SET state = 'unknown', updated_at = ?1
                  WHERE state = 'sending'",
-                [now()],
+                [t],
+            )?;
+            let oldest = t.saturating_sub(max_age_secs.min(i64::MAX as u64) as i64);
+            let expired = c.execute(
+                "UPDATE wecom_messages SET state = 'expired', updated_at = ?1
+                 WHERE state = 'accepted' AND created_at < ?2",
+                [t, oldest],
             )?;
             let mut stmt = c.prepare(
                 "SELECT msg_id, from_user, content FROM wecom_messages
@@ -136,7 +191,11 @@ impl MetaStore {
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            Ok((unknown, waiting))
+            Ok(WecomRecovery {
+                unknown,
+                expired,
+                waiting,
+            })
         })
     }
 
@@ -206,12 +265,78 @@ mod tests {
             s.wecom_finish("c", None).unwrap();
         }
         let s = MetaStore::open(&path).unwrap();
-        let (unknown, waiting) = s.wecom_recover().unwrap();
-        assert_eq!(unknown, 1);
-        assert_eq!(waiting, vec![msg("a")]);
+        let r = s.wecom_recover(1800).unwrap();
+        assert_eq!(r.unknown, 1);
+        assert_eq!(r.expired, 0);
+        assert_eq!(r.waiting, vec![msg("a")]);
         assert_eq!(s.wecom_state("b").unwrap().as_deref(), Some("unknown"));
         assert!(!s.wecom_start_sending("b").unwrap());
         assert_eq!(s.wecom_state("c").unwrap().as_deref(), Some("sent"));
+    }
+
+    /// A table made before the `expired` state keeps its rows and takes the new state.
+    #[test]
+    fn an_old_table_is_upgraded_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE wecom_messages (
+                     msg_id TEXT PRIMARY KEY, from_user TEXT NOT NULL, content TEXT NOT NULL,
+                     state TEXT NOT NULL
+                         CHECK (state IN ('accepted', 'sending', 'sent', 'failed', 'unknown')),
+                     error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+                 CREATE INDEX wecom_messages_state ON wecom_messages(state);
+                 CREATE INDEX wecom_messages_created ON wecom_messages(created_at);
+                 INSERT INTO wecom_messages VALUES ('old', 'ZhangSan', '年假几天？', 'accepted',
+                     NULL, 1000, 1000);
+                 INSERT INTO wecom_messages VALUES ('done', 'ZhangSan', '年假几天？', 'sent',
+                     NULL, 1000, 1000);",
+            )
+            .unwrap();
+        }
+        let s = MetaStore::open(&path).unwrap();
+        assert_eq!(s.wecom_state("done").unwrap().as_deref(), Some("sent"));
+        let r = s.wecom_recover(1800).unwrap();
+        assert_eq!((r.expired, r.waiting.len()), (1, 0));
+        assert_eq!(s.wecom_state("old").unwrap().as_deref(), Some("expired"));
+        drop(s);
+        // Opening again finds the current schema and changes nothing.
+        let s = MetaStore::open(&path).unwrap();
+        assert_eq!(s.wecom_state("old").unwrap().as_deref(), Some("expired"));
+        let indexes: i64 = s
+            .with(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'index'
+                     AND tbl_name = 'wecom_messages' AND name LIKE 'wecom_messages_%'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(indexes, 2);
+    }
+
+    /// Accepted messages older than the limit are expired, not answered; younger ones are.
+    #[test]
+    fn recovery_expires_messages_older_than_the_limit() {
+        let (_d, s) = store();
+        for id in ["old", "new"] {
+            s.wecom_accept(&msg(id)).unwrap();
+        }
+        s.with(|c| {
+            c.execute(
+                "UPDATE wecom_messages SET created_at = created_at - 3601 WHERE msg_id = 'old'",
+                [],
+            )
+        })
+        .unwrap();
+        let r = s.wecom_recover(3600).unwrap();
+        assert_eq!(r.expired, 1);
+        assert_eq!(r.waiting, vec![msg("new")]);
+        assert_eq!(s.wecom_state("old").unwrap().as_deref(), Some("expired"));
+        assert!(!s.wecom_start_sending("old").unwrap(), "expired is final");
     }
 
     #[test]
