@@ -1242,9 +1242,8 @@ fn model_command(config: &Config, action: ModelCommand) -> anyhow::Result<ExitCo
                 r.out_bytes as f64 / 1e6,
                 r.in_bytes as f64 / r.out_bytes.max(1) as f64
             );
-            let types: Vec<String> = r.types.iter().map(|(t, n)| format!("{t} {n}")).collect();
-            println!("tensors: {}", types.join(", "));
-            for f in &r.fallbacks {
+            println!("tensors: {}", r.type_counts());
+            for f in r.fallback_summary() {
                 println!("fallback: {f}");
             }
             if let (Some(h), Some(before)) = (&heldout, before) {
