@@ -287,6 +287,10 @@ enum ModelCommand {
         adapter: Option<PathBuf>,
         #[arg(long, value_name = "FILE")]
         data: PathBuf,
+        /// Records are cut at this many tokens, as `finetune train --max-len` cuts them:
+        /// give the training's value to reproduce its eval perplexity.
+        #[arg(long, default_value_t = 1024)]
+        max_len: usize,
     },
 }
 
@@ -1145,6 +1149,7 @@ fn compare_adapter(
             Some(path) => Some(finetune::perplexity::of_file(
                 &candle_model(config, &model, lora)?,
                 path,
+                finetune::perplexity::RECORD_MAX_LEN,
             )?),
             None => None,
         };
@@ -1230,6 +1235,7 @@ fn model_command(config: &Config, action: ModelCommand) -> anyhow::Result<ExitCo
                 Some(h) => Some(perplexity::of_file(
                     &candle_model(config, &input, None)?,
                     h,
+                    perplexity::RECORD_MAX_LEN,
                 )?),
                 None => None,
             };
@@ -1247,7 +1253,11 @@ fn model_command(config: &Config, action: ModelCommand) -> anyhow::Result<ExitCo
                 println!("fallback: {f}");
             }
             if let (Some(h), Some(before)) = (&heldout, before) {
-                let after = perplexity::of_file(&candle_model(config, &out, None)?, h)?;
+                let after = perplexity::of_file(
+                    &candle_model(config, &out, None)?,
+                    h,
+                    perplexity::RECORD_MAX_LEN,
+                )?;
                 println!(
                     "perplexity on {} ({} tokens): {:.4} → {:.4} ({:+.2} %)",
                     h.display(),
@@ -1262,13 +1272,14 @@ fn model_command(config: &Config, action: ModelCommand) -> anyhow::Result<ExitCo
             model,
             adapter,
             data,
+            max_len,
         } => {
             let g = candle_model(config, &model, adapter)?;
-            let p = perplexity::of_file(&g, &data)?;
+            let p = perplexity::of_file(&g, &data, max_len)?;
             println!(
-                "perplexity {:.4} (mean NLL {:.4} nats over {} tokens, {} items, {} skipped as \
-                 too long)",
-                p.perplexity, p.mean_nll, p.tokens, p.items, p.skipped
+                "perplexity {:.4} (mean NLL {:.4} nats over {} tokens, {} items, {} cut at \
+                 --max-len {max_len}, {} skipped as too long)",
+                p.perplexity, p.mean_nll, p.tokens, p.items, p.cut, p.skipped
             );
         }
     }
