@@ -31,7 +31,11 @@
 //! by the normalised question; whole groups go to the held-out split (seeded order) until
 //! it holds `heldout_share` of the domain examples, so no passage and no question is in
 //! both. Passages that are only context (other retrieved sources) are not grouped on:
-//! popular passages would otherwise join most examples into one group.
+//! popular passages would otherwise join most examples into one group. When the share
+//! rounds to fewer examples than the smallest group (10 % of three groups of three), the
+//! smallest group is held out all the same as long as another group is left to train on:
+//! a run without held-out data has no evaluation and no early stopping. With a single
+//! group nothing can be held out; the statistics say so in a warning line.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -214,8 +218,12 @@ pub struct DataStats {
     /// General share asked for and reached in the training split.
     pub general_share_asked: f64,
     pub general_share: f64,
-    /// Groups (connected by passage or question) the split moved as a whole.
+    /// Groups (connected by passage or question) the split moved as a whole, and how
+    /// many of them went to the held-out split.
     pub groups: usize,
+    pub heldout_groups: usize,
+    /// What the admin should know before training on this (printed as `warning:` lines).
+    pub warnings: Vec<String>,
     /// Lengths in characters of the replies and of whole examples (training split).
     pub output_chars: Lengths,
     pub example_chars: Lengths,
@@ -238,15 +246,18 @@ impl fmt::Display for DataStats {
         writeln!(f, "dropped:    {}", list(&self.dropped))?;
         writeln!(
             f,
-            "train:      {} ({})",
+            "train:      {} ({}), {} of {} groups",
             total(&self.train),
-            list(&self.train)
+            list(&self.train),
+            self.groups - self.heldout_groups,
+            self.groups
         )?;
         writeln!(
             f,
-            "held out:   {} ({}), {} groups split by passage and question",
+            "held out:   {} ({}), {} of {} groups (split by passage and question)",
             total(&self.heldout),
             list(&self.heldout),
+            self.heldout_groups,
             self.groups
         )?;
         writeln!(
@@ -263,7 +274,11 @@ impl fmt::Display for DataStats {
             self.example_chars.min,
             self.example_chars.median,
             self.example_chars.max
-        )
+        )?;
+        for w in &self.warnings {
+            write!(f, "\nwarning:    {w}")?;
+        }
+        Ok(())
     }
 }
 
@@ -530,10 +545,20 @@ pub fn filter(
     kept
 }
 
-/// Split `examples` into (train, held-out): whole groups of examples sharing a key, in a
-/// seeded order, go to the held-out split while it stays within `share` of the total.
-/// Returns the split and the number of groups.
-pub fn split(examples: Vec<Example>, share: f64, seed: u64) -> (Vec<Example>, Vec<Example>, usize) {
+/// The training and held-out examples and how many groups each got.
+#[derive(Debug)]
+pub struct Split {
+    pub train: Vec<Example>,
+    pub heldout: Vec<Example>,
+    pub groups: usize,
+    pub heldout_groups: usize,
+}
+
+/// Split `examples` into training and held-out: whole groups of examples sharing a key, in
+/// a seeded order, go to the held-out split while it stays within `share` of the total;
+/// when that is none of them, the smallest group goes (first in the seeded order), if at
+/// least one other group is left for training.
+pub fn split(examples: Vec<Example>, share: f64, seed: u64) -> Split {
     let n = examples.len();
     // Union-find over example indices joined by shared keys.
     let mut parent: Vec<usize> = (0..n).collect();
@@ -570,17 +595,29 @@ pub fn split(examples: Vec<Example>, share: f64, seed: u64) -> (Vec<Example>, Ve
     SplitMix(seed).shuffle(&mut groups);
     let target = (share * n as f64).round() as usize;
     let mut held = vec![false; n];
-    let mut taken = 0;
+    let (mut taken, mut heldout_groups) = (0, 0);
+    let hold = |g: &[usize], held: &mut [bool]| {
+        for &i in g {
+            held[i] = true;
+        }
+    };
     for g in &groups {
         if taken + g.len() <= target {
             taken += g.len();
-            for &i in g {
-                held[i] = true;
-            }
+            heldout_groups += 1;
+            hold(g, &mut held);
         }
         if taken == target {
             break;
         }
+    }
+    if share > 0.0
+        && heldout_groups == 0
+        && count >= 2
+        && let Some(g) = groups.iter().min_by_key(|g| g.len())
+    {
+        heldout_groups = 1;
+        hold(g, &mut held);
     }
     let (mut train, mut heldout) = (Vec::new(), Vec::new());
     for (e, h) in examples.into_iter().zip(held) {
@@ -590,7 +627,12 @@ pub fn split(examples: Vec<Example>, share: f64, seed: u64) -> (Vec<Example>, Ve
             train.push(e);
         }
     }
-    (train, heldout, count)
+    Split {
+        train,
+        heldout,
+        groups: count,
+        heldout_groups,
+    }
 }
 
 /// How many general examples make them `share` of a training split with `domain` domain
@@ -710,8 +752,36 @@ pub fn build(engine: &Engine, opts: &DataOptions, progress: &ProgressBar) -> Res
 
     let mut seen = HashSet::new();
     let domain = filter(domain, opts, &mut seen, &mut stats.dropped);
-    let (mut train, heldout, groups) = split(domain, opts.heldout_share, opts.seed);
+    let domain_count = domain.len();
+    let Split {
+        mut train,
+        heldout,
+        groups,
+        heldout_groups,
+    } = split(domain, opts.heldout_share, opts.seed);
     stats.groups = groups;
+    stats.heldout_groups = heldout_groups;
+    if opts.heldout_share > 0.0 && heldout_groups == 0 {
+        stats.warnings.push(format!(
+            "nothing held out: the {domain_count} domain example(s) form {groups} group(s) \
+             connected by passage or question, and at least one must stay for training; \
+             `finetune train` will run without evaluation or early stopping (give it an \
+             --eval file, or add questions on other passages)"
+        ));
+    } else if heldout_groups > 0
+        && heldout.len() as f64 > 2.0 * opts.heldout_share * domain_count as f64
+    {
+        stats.warnings.push(format!(
+            "held out {} of {domain_count} domain examples ({:.0} %, asked {:.0} %): the \
+             smallest of {groups} groups, the least that can be held out",
+            heldout.len(),
+            100.0 * heldout.len() as f64 / domain_count as f64,
+            100.0 * opts.heldout_share
+        ));
+    }
+    for w in &stats.warnings {
+        tracing::warn!("{w}");
+    }
 
     // General examples: filtered with the same rules (and against the domain examples).
     let general: Vec<Example> = general
@@ -849,7 +919,12 @@ mod tests {
             v.push(ex(&q, i % 40, &format!("answer {i}")));
         }
         for seed in 0..5 {
-            let (train, held, groups) = split(v.clone(), 0.2, seed);
+            let Split {
+                train,
+                heldout: held,
+                groups,
+                ..
+            } = split(v.clone(), 0.2, seed);
             assert_eq!(train.len() + held.len(), 200);
             assert!(groups < 40, "groups {groups}");
             assert!(!held.is_empty() && held.len() <= 40, "{}", held.len());
@@ -861,12 +936,12 @@ mod tests {
         }
         // Same seed, same split.
         let a: Vec<String> = split(v.clone(), 0.2, 3)
-            .1
+            .heldout
             .into_iter()
             .map(|e| e.record.output)
             .collect();
         let b: Vec<String> = split(v, 0.2, 3)
-            .1
+            .heldout
             .into_iter()
             .map(|e| e.record.output)
             .collect();
