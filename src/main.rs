@@ -1241,12 +1241,12 @@ fn model_command(config: &Config, action: ModelCommand) -> anyhow::Result<ExitCo
             };
             let r = quantize::quantize(&input, &out, ty)?;
             println!(
-                "{} ({}): {:.1} MB in → {:.1} MB GGUF ({:.2}× smaller)",
+                "{} ({}): {:.1} MB in → {:.1} MB GGUF ({:.2}× the input)",
                 out.display(),
                 r.arch,
                 r.in_bytes as f64 / 1e6,
                 r.out_bytes as f64 / 1e6,
-                r.in_bytes as f64 / r.out_bytes.max(1) as f64
+                r.out_bytes as f64 / r.in_bytes.max(1) as f64
             );
             println!("tensors: {}", r.type_counts());
             for f in r.fallback_summary() {
@@ -1276,10 +1276,18 @@ fn model_command(config: &Config, action: ModelCommand) -> anyhow::Result<ExitCo
         } => {
             let g = candle_model(config, &model, adapter)?;
             let p = perplexity::of_file(&g, &data, max_len)?;
+            let records = if data.extension().is_some_and(|e| e == "jsonl") {
+                format!(
+                    " records, {} cut at --max-len {max_len}, {} skipped (no reply token \
+                     within it)",
+                    p.cut, p.skipped
+                )
+            } else {
+                " windows".into()
+            };
             println!(
-                "perplexity {:.4} (mean NLL {:.4} nats over {} tokens, {} items, {} cut at \
-                 --max-len {max_len}, {} skipped as too long)",
-                p.perplexity, p.mean_nll, p.tokens, p.items, p.cut, p.skipped
+                "perplexity {:.4} (mean NLL {:.4} nats over {} tokens, {}{records})",
+                p.perplexity, p.mean_nll, p.tokens, p.items
             );
         }
     }
