@@ -237,6 +237,13 @@ enum FinetuneCommand {
         /// Longest example (instruction + input + output), in characters.
         #[arg(long, default_value_t = 6000)]
         max_chars: usize,
+        /// The model to be trained (.gguf or Hugging Face folder): also measure examples in
+        /// its tokens, as `finetune train` encodes them (its tokenizer and template only).
+        #[arg(long, value_name = "MODEL")]
+        base: Option<PathBuf>,
+        /// With --base: longest example in its tokens (`finetune train --max-len`).
+        #[arg(long, default_value_t = 1024)]
+        max_tokens: usize,
         /// Shortest reply, in characters.
         #[arg(long, default_value_t = 2)]
         min_output_chars: usize,
@@ -969,6 +976,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     general_share,
                     heldout_share,
                     max_chars,
+                    base,
+                    max_tokens,
                     min_output_chars,
                     seed,
                     limit,
@@ -984,6 +993,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 general_share,
                 heldout_share,
                 max_chars,
+                base,
+                max_tokens,
                 min_output_chars,
                 seed,
                 limit,

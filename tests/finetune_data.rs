@@ -390,7 +390,11 @@ fn a_small_share_still_holds_out_a_group_and_a_single_group_is_warned_about() {
     assert_eq!((s.groups, s.heldout_groups), (3, 1), "{s}");
     let held_q: HashSet<&str> = set.heldout.iter().map(|r| r.instruction.as_str()).collect();
     assert_eq!(held_q.len(), 1, "one whole group: {held_q:?}");
-    assert!(set.train.iter().all(|r| !held_q.contains(r.instruction.as_str())));
+    assert!(
+        set.train
+            .iter()
+            .all(|r| !held_q.contains(r.instruction.as_str()))
+    );
     let printed = s.to_string();
     assert!(
         printed.contains("train:      6 (admin 6), 2 of 3 groups"),
@@ -410,7 +414,10 @@ fn a_small_share_still_holds_out_a_group_and_a_single_group_is_warned_about() {
     let set = data::build(&engine, &opts, &ProgressBar::hidden()).unwrap();
     assert_eq!((set.train.len(), set.heldout.len()), (3, 0));
     let printed = set.stats.to_string();
-    assert!(printed.contains("held out:   0 (none), 0 of 1 groups"), "{printed}");
+    assert!(
+        printed.contains("held out:   0 (none), 0 of 1 groups"),
+        "{printed}"
+    );
     assert!(
         printed.contains("warning:    nothing held out: the 3 domain example(s) form 1 group(s)"),
         "{printed}"
@@ -420,5 +427,9 @@ fn a_small_share_still_holds_out_a_group_and_a_single_group_is_warned_about() {
     write(3);
     opts.heldout_share = 0.0;
     let set = data::build(&engine, &opts, &ProgressBar::hidden()).unwrap();
-    assert!(set.heldout.is_empty() && set.stats.warnings.is_empty(), "{}", set.stats);
+    assert!(
+        set.heldout.is_empty() && set.stats.warnings.is_empty(),
+        "{}",
+        set.stats
+    );
 }

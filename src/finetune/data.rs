@@ -45,6 +45,7 @@ use std::path::{Path, PathBuf};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
+use super::encode::Encoder;
 use super::{FinetuneError, Record, Result, heldout_path, read_jsonl};
 use crate::engine::Engine;
 use crate::eval::QaSet;
@@ -73,6 +74,12 @@ pub struct DataOptions {
     pub heldout_share: f64,
     /// Longest example (instruction + input + output), in characters.
     pub max_chars: usize,
+    /// The model to be trained (a GGUF file or a Hugging Face folder): with it, examples
+    /// are also measured in its tokens, as the trainer encodes them, against `max_tokens`.
+    pub base: Option<PathBuf>,
+    /// Longest example in tokens of `base` (`finetune train --max-len` cuts longer ones,
+    /// and drops those whose reply starts beyond it).
+    pub max_tokens: usize,
     /// Shortest reply, in characters.
     pub min_output_chars: usize,
     /// Seed of the split and of the choice of general examples.
@@ -91,6 +98,8 @@ impl DataOptions {
             general_share: 0.2,
             heldout_share: 0.1,
             max_chars: 6000,
+            base: None,
+            max_tokens: 1024,
             min_output_chars: 2,
             seed: 42,
             limit: None,
@@ -107,6 +116,11 @@ impl DataOptions {
                     "{name} must be at least 0 and below 1, not {v}"
                 )));
             }
+        }
+        if self.base.is_some() && self.max_tokens == 0 {
+            return Err(FinetuneError::Invalid(
+                "--max-tokens must be at least 1".into(),
+            ));
         }
         if self.general_share > 0.0 && self.general.is_none() {
             return Err(FinetuneError::Invalid(
@@ -165,6 +179,8 @@ pub enum DropReason {
     NoGoldAnswer,
     Duplicate,
     TooLong,
+    /// Over `max_tokens` tokens of the `base` model.
+    TooManyTokens,
     TooShort,
 }
 
@@ -176,6 +192,7 @@ impl DropReason {
             DropReason::NoGoldAnswer => "no gold answer",
             DropReason::Duplicate => "duplicate",
             DropReason::TooLong => "too long",
+            DropReason::TooManyTokens => "over --max-tokens",
             DropReason::TooShort => "reply too short",
         }
     }
@@ -227,6 +244,8 @@ pub struct DataStats {
     /// Lengths in characters of the replies and of whole examples (training split).
     pub output_chars: Lengths,
     pub example_chars: Lengths,
+    /// Lengths in tokens of `--base` of whole examples (training split), when given.
+    pub example_tokens: Option<Lengths>,
 }
 
 impl fmt::Display for DataStats {
@@ -275,6 +294,13 @@ impl fmt::Display for DataStats {
             self.example_chars.median,
             self.example_chars.max
         )?;
+        if let Some(t) = &self.example_tokens {
+            write!(
+                f,
+                "\ntokens:     example min/median/max {}/{}/{} (--base)",
+                t.min, t.median, t.max
+            )?;
+        }
         for w in &self.warnings {
             write!(f, "\nwarning:    {w}")?;
         }
@@ -513,13 +539,16 @@ pub fn rag_example(
 }
 
 /// Drop duplicates (normalised instruction + input + output; the first one stays), replies
-/// that are too short and examples that are too long. `seen` carries the keys across calls.
+/// that are too short and examples that are too long: over `max_chars` characters, or,
+/// with the base model's `tokens` encoder, over `max_tokens` of its tokens. `seen` carries
+/// the keys across calls.
 pub fn filter(
     examples: Vec<Example>,
     opts: &DataOptions,
+    tokens: Option<&Encoder>,
     seen: &mut HashSet<String>,
     dropped: &mut BTreeMap<&'static str, usize>,
-) -> Vec<Example> {
+) -> Result<Vec<Example>> {
     let mut kept = Vec::with_capacity(examples.len());
     for e in examples {
         let r = &e.record;
@@ -529,6 +558,10 @@ pub fn filter(
             Some(DropReason::TooShort)
         } else if chars > opts.max_chars {
             Some(DropReason::TooLong)
+        } else if let Some(enc) = tokens
+            && enc.token_count(r)? > opts.max_tokens
+        {
+            Some(DropReason::TooManyTokens)
         } else if !seen.insert(normalise(&format!(
             "{}\u{1}{}\u{1}{}",
             r.instruction, r.input, r.output
@@ -542,7 +575,7 @@ pub fn filter(
             None => kept.push(e),
         }
     }
-    kept
+    Ok(kept)
 }
 
 /// The training and held-out examples and how many groups each got.
@@ -676,6 +709,7 @@ pub fn build(engine: &Engine, opts: &DataOptions, progress: &ProgressBar) -> Res
         Some(p) => read_jsonl(p)?,
         None => Vec::new(),
     };
+    let encoder = opts.base.as_deref().map(Encoder::for_path).transpose()?;
 
     // Questions: (origin, question, answers, extra split keys).
     let mut questions: Vec<(Origin, String, Vec<String>, Vec<String>)> = Vec::new();
@@ -751,7 +785,13 @@ pub fn build(engine: &Engine, opts: &DataOptions, progress: &ProgressBar) -> Res
     }
 
     let mut seen = HashSet::new();
-    let domain = filter(domain, opts, &mut seen, &mut stats.dropped);
+    let domain = filter(
+        domain,
+        opts,
+        encoder.as_ref(),
+        &mut seen,
+        &mut stats.dropped,
+    )?;
     let domain_count = domain.len();
     let Split {
         mut train,
@@ -795,7 +835,13 @@ pub fn build(engine: &Engine, opts: &DataOptions, progress: &ProgressBar) -> Res
             }
         })
         .collect();
-    let mut general = filter(general, opts, &mut seen, &mut stats.dropped);
+    let mut general = filter(
+        general,
+        opts,
+        encoder.as_ref(),
+        &mut seen,
+        &mut stats.dropped,
+    )?;
     stats.general_available = general.len();
     let want = general_count(train.len(), opts.general_share);
     let mut rng = SplitMix(opts.seed ^ 0x6765_6E65_7261_6C00);
@@ -838,6 +884,13 @@ pub fn build(engine: &Engine, opts: &DataOptions, progress: &ProgressBar) -> Res
             })
             .collect(),
     );
+    if let Some(enc) = &encoder {
+        let mut counts = Vec::with_capacity(train.len());
+        for e in &train {
+            counts.push(enc.token_count(&e.record)?);
+        }
+        stats.example_tokens = Some(Lengths::of(counts));
+    }
     if train.is_empty() {
         return Err(FinetuneError::Invalid(format!(
             "no training example was made ({})\n{stats}",
@@ -984,12 +1037,47 @@ mod tests {
             ex("d", 4, "fine reply"),
         ];
         let mut dropped = BTreeMap::new();
-        let kept = filter(v, &opts, &mut HashSet::new(), &mut dropped);
+        let kept = filter(v, &opts, None, &mut HashSet::new(), &mut dropped).unwrap();
         let outs: Vec<&str> = kept.iter().map(|e| e.record.output.as_str()).collect();
         assert_eq!(outs, ["reply one", "fine reply"]);
         assert_eq!(dropped.get("duplicate"), Some(&1));
         assert_eq!(dropped.get("reply too short"), Some(&1));
         assert_eq!(dropped.get("too long"), Some(&1));
+    }
+
+    #[test]
+    fn with_a_base_model_lengths_are_counted_in_its_tokens() {
+        let tmp = tempfile::tempdir().unwrap();
+        crate::generate::arch::tests::write_tiny_qwen2(tmp.path(), 3);
+        let enc = Encoder::for_path(tmp.path()).unwrap();
+        let short = ex("a", 1, "short reply");
+        let long = ex("b", 2, &"many words here ".repeat(8));
+        let (n_short, n_long) = (
+            enc.token_count(&short.record).unwrap(),
+            enc.token_count(&long.record).unwrap(),
+        );
+        // What the trainer's encoder sees: the whole conversation, end-of-turn included.
+        let (trained, _) = enc.encode(&long.record, usize::MAX).unwrap().unwrap();
+        assert_eq!(n_long, trained.ids.len());
+        assert!(n_short < n_long, "{n_short} {n_long}");
+        let mut opts = DataOptions::new("kb");
+        opts.max_tokens = n_long - 1;
+        let mut dropped = BTreeMap::new();
+        let v = vec![short, long];
+        let kept = filter(
+            v.clone(),
+            &opts,
+            Some(&enc),
+            &mut HashSet::new(),
+            &mut dropped,
+        )
+        .unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].record.output, "short reply");
+        assert_eq!(dropped.get("over --max-tokens"), Some(&1));
+        // Without the model, characters only: both fit the default 6000.
+        let kept = filter(v, &opts, None, &mut HashSet::new(), &mut BTreeMap::new()).unwrap();
+        assert_eq!(kept.len(), 2);
     }
 
     #[test]

@@ -52,6 +52,30 @@ impl Encoder {
         Ok(Self { format })
     }
 
+    /// The tokenizer and chat template of the model at `path` (a GGUF file or a Hugging
+    /// Face folder) without loading its weights: only the GGUF header is read.
+    pub fn for_path(path: &std::path::Path) -> Result<Self> {
+        let metadata = if path.is_file() {
+            let read = |source| FinetuneError::Read {
+                path: path.to_path_buf(),
+                source,
+            };
+            let mut f = std::fs::File::open(path).map_err(read)?;
+            let content = candle_core::quantized::gguf_file::Content::read(&mut f)
+                .map_err(|e| FinetuneError::Model(format!("{}: {e}", path.display())))?;
+            Some(content.metadata)
+        } else {
+            None
+        };
+        let format = ChatFormat::load(path, None, metadata.as_ref(), &[])?;
+        Ok(Self { format })
+    }
+
+    /// Tokens of the whole record as training sees it (prompt, reply, end-of-turn, BOS).
+    pub fn token_count(&self, record: &Record) -> Result<usize> {
+        Ok(encode_record(&self.format, record, usize::MAX)?.map_or(0, |(e, _)| e.ids.len()))
+    }
+
     /// Token ids and reply mask of one record, cut at `max_len` tokens. `None` when no
     /// reply token is left after the cut.
     pub fn encode(&self, record: &Record, max_len: usize) -> Result<Option<(Example, bool)>> {

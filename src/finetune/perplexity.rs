@@ -84,7 +84,12 @@ pub fn of_records(g: &CandleGenerator, records: &[Record], max_len: usize) -> Re
         };
         // The reply is the tail of the example (the mask is "ends after the prompt"); the
         // first token is never predicted, as in the trainer's shifted loss.
-        let first = ex.targets.iter().skip(1).position(|t| *t).map_or(0, |i| i + 1);
+        let first = ex
+            .targets
+            .iter()
+            .skip(1)
+            .position(|t| *t)
+            .map_or(0, |i| i + 1);
         if first == 0 || ex.targets[first..].iter().any(|t| !t) {
             return Err(FinetuneError::Invalid(format!(
                 "the reply of record {:?} is not the end of its encoded conversation",
@@ -162,7 +167,11 @@ mod tests {
             "New staff get five days of annual leave, which grows by one day for every year \
              of service up to fifteen days; unused days expire at the end of March.",
         );
-        let lost = record(&"Read this carefully before answering. ".repeat(12), "", "Ok.");
+        let lost = record(
+            &"Read this carefully before answering. ".repeat(12),
+            "",
+            "Ok.",
+        );
         let base = BaseModel::load(model, &Device::Cpu).unwrap();
         let enc = Encoder::for_model(&base).unwrap();
         // Cut inside the long reply, after the whole short record, before the lost reply.
@@ -171,7 +180,10 @@ mod tests {
         let (x, _) = enc.encode(&lost, usize::MAX).unwrap().unwrap();
         let reply_start = |e: &Example| e.targets.iter().position(|t| *t).unwrap();
         let max_len = s.ids.len().max(reply_start(&l) + 3);
-        assert!(max_len < l.ids.len() && max_len <= reply_start(&x), "{max_len}");
+        assert!(
+            max_len < l.ids.len() && max_len <= reply_start(&x),
+            "{max_len}"
+        );
         let records = [short.clone(), long, lost];
         let set = enc.encode_all(&records, max_len).unwrap();
         assert_eq!((set.examples.len(), set.truncated, set.too_long), (2, 1, 1));

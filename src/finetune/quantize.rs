@@ -875,7 +875,11 @@ mod tests {
             r.fallbacks
         );
         assert_eq!(r.fallbacks.len(), 13);
-        assert!(r.fallbacks.iter().all(|f| f.stored == "q5_0" && f.row == 576));
+        assert!(
+            r.fallbacks
+                .iter()
+                .all(|f| f.stored == "q5_0" && f.row == 576)
+        );
         let summary = r.fallback_summary();
         assert_eq!(summary.len(), 1, "{summary:?}");
         assert!(
@@ -978,13 +982,31 @@ mod tests {
         let bert = serde_json::json!({"type": "BertPreTokenizer"});
         assert_eq!(pre_tokenizer_name(&bert), None);
         assert_eq!(tensor_type(&[64], GgmlDType::Q4K), (GgmlDType::F32, false));
-        assert_eq!(tensor_type(&[8, 512], GgmlDType::Q4K), (GgmlDType::Q4K, false));
+        assert_eq!(
+            tensor_type(&[8, 512], GgmlDType::Q4K),
+            (GgmlDType::Q4K, false)
+        );
         // llama.cpp's fallbacks: a k-quant → its legacy 32-block partner, then Q8_0, F16.
-        assert_eq!(tensor_type(&[8, 576], GgmlDType::Q4K), (GgmlDType::Q5_0, true));
-        assert_eq!(tensor_type(&[8, 96], GgmlDType::Q5K), (GgmlDType::Q5_1, true));
-        assert_eq!(tensor_type(&[8, 96], GgmlDType::Q6K), (GgmlDType::Q8_0, true));
-        assert_eq!(tensor_type(&[8, 50], GgmlDType::Q4K), (GgmlDType::F16, true));
-        assert_eq!(tensor_type(&[8, 50], GgmlDType::Q4_0), (GgmlDType::F16, true));
+        assert_eq!(
+            tensor_type(&[8, 576], GgmlDType::Q4K),
+            (GgmlDType::Q5_0, true)
+        );
+        assert_eq!(
+            tensor_type(&[8, 96], GgmlDType::Q5K),
+            (GgmlDType::Q5_1, true)
+        );
+        assert_eq!(
+            tensor_type(&[8, 96], GgmlDType::Q6K),
+            (GgmlDType::Q8_0, true)
+        );
+        assert_eq!(
+            tensor_type(&[8, 50], GgmlDType::Q4K),
+            (GgmlDType::F16, true)
+        );
+        assert_eq!(
+            tensor_type(&[8, 50], GgmlDType::Q4_0),
+            (GgmlDType::F16, true)
+        );
         for (t, name) in [
             (GgmlDType::Q4K, "q4_k"),
             (GgmlDType::Q5_0, "q5_0"),
