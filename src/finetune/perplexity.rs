@@ -199,7 +199,7 @@ mod tests {
         let rel = (p.mean_nll - trainer).abs() / trainer;
         assert!(rel < 1e-4, "perplexity {} vs trainer {trainer}", p.mean_nll);
         // The reply's own tokens and the end-of-turn token that closes it.
-        let one = of_records(&g, &[short.clone()], max_len).unwrap();
+        let one = of_records(&g, std::slice::from_ref(&short), max_len).unwrap();
         assert_eq!(one.tokens, g.encode(&short.output).unwrap().len() + 1);
     }
 

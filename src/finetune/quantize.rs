@@ -673,7 +673,7 @@ fn requantize(input: &Path, out: &Path, ty: QuantType) -> Result<QuantizeReport>
             .map_err(|e| invalid(format!("{}: {name}: {e}", input.display())))?;
         let (dtype, fell_back) = tensor_type(t.dims(), ty.ggml());
         let q = QTensor::quantize(&t, dtype).map_err(|e| invalid(format!("{name}: {e}")))?;
-        report.add(&name, t.dims(), dtype, fell_back && ty.is_quantized());
+        report.add(name, t.dims(), dtype, fell_back && ty.is_quantized());
         tensors.push((name.as_str(), q));
     }
     let file_type = Value::U32(ty.file_type());
