@@ -242,6 +242,13 @@ enum FinetuneCommand {
         /// Longest example (instruction + input + output), in characters.
         #[arg(long, default_value_t = 6000)]
         max_chars: usize,
+        /// The model to be trained (.gguf or Hugging Face folder): also measure examples in
+        /// its tokens, as `finetune train` encodes them (its tokenizer and template only).
+        #[arg(long, value_name = "MODEL")]
+        base: Option<PathBuf>,
+        /// With --base: longest example in its tokens (`finetune train --max-len`).
+        #[arg(long, default_value_t = 1024)]
+        max_tokens: usize,
         /// Shortest reply, in characters.
         #[arg(long, default_value_t = 2)]
         min_output_chars: usize,
@@ -292,6 +299,10 @@ enum ModelCommand {
         adapter: Option<PathBuf>,
         #[arg(long, value_name = "FILE")]
         data: PathBuf,
+        /// Records are cut at this many tokens, as `finetune train --max-len` cuts them:
+        /// give the training's value to reproduce its eval perplexity.
+        #[arg(long, default_value_t = 1024)]
+        max_len: usize,
     },
 }
 
@@ -973,6 +984,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     general_share,
                     heldout_share,
                     max_chars,
+                    base,
+                    max_tokens,
                     min_output_chars,
                     seed,
                     limit,
@@ -988,6 +1001,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 general_share,
                 heldout_share,
                 max_chars,
+                base,
+                max_tokens,
                 min_output_chars,
                 seed,
                 limit,
@@ -1153,6 +1168,7 @@ fn compare_adapter(
             Some(path) => Some(finetune::perplexity::of_file(
                 &candle_model(config, &model, lora)?,
                 path,
+                finetune::perplexity::RECORD_MAX_LEN,
             )?),
             None => None,
         };
@@ -1238,25 +1254,29 @@ fn model_command(config: &Config, action: ModelCommand) -> anyhow::Result<ExitCo
                 Some(h) => Some(perplexity::of_file(
                     &candle_model(config, &input, None)?,
                     h,
+                    perplexity::RECORD_MAX_LEN,
                 )?),
                 None => None,
             };
             let r = quantize::quantize(&input, &out, ty)?;
             println!(
-                "{} ({}): {:.1} MB in → {:.1} MB GGUF ({:.2}× smaller)",
+                "{} ({}): {:.1} MB in → {:.1} MB GGUF ({:.2}× the input)",
                 out.display(),
                 r.arch,
                 r.in_bytes as f64 / 1e6,
                 r.out_bytes as f64 / 1e6,
-                r.in_bytes as f64 / r.out_bytes.max(1) as f64
+                r.out_bytes as f64 / r.in_bytes.max(1) as f64
             );
-            let types: Vec<String> = r.types.iter().map(|(t, n)| format!("{t} {n}")).collect();
-            println!("tensors: {}", types.join(", "));
-            for f in &r.fallbacks {
+            println!("tensors: {}", r.type_counts());
+            for f in r.fallback_summary() {
                 println!("fallback: {f}");
             }
             if let (Some(h), Some(before)) = (&heldout, before) {
-                let after = perplexity::of_file(&candle_model(config, &out, None)?, h)?;
+                let after = perplexity::of_file(
+                    &candle_model(config, &out, None)?,
+                    h,
+                    perplexity::RECORD_MAX_LEN,
+                )?;
                 println!(
                     "perplexity on {} ({} tokens): {:.4} → {:.4} ({:+.2} %)",
                     h.display(),
@@ -1271,13 +1291,22 @@ fn model_command(config: &Config, action: ModelCommand) -> anyhow::Result<ExitCo
             model,
             adapter,
             data,
+            max_len,
         } => {
             let g = candle_model(config, &model, adapter)?;
-            let p = perplexity::of_file(&g, &data)?;
+            let p = perplexity::of_file(&g, &data, max_len)?;
+            let records = if data.extension().is_some_and(|e| e == "jsonl") {
+                format!(
+                    " records, {} cut at --max-len {max_len}, {} skipped (no reply token \
+                     within it)",
+                    p.cut, p.skipped
+                )
+            } else {
+                " windows".into()
+            };
             println!(
-                "perplexity {:.4} (mean NLL {:.4} nats over {} tokens, {} items, {} skipped as \
-                 too long)",
-                p.perplexity, p.mean_nll, p.tokens, p.items, p.skipped
+                "perplexity {:.4} (mean NLL {:.4} nats over {} tokens, {}{records})",
+                p.perplexity, p.mean_nll, p.tokens, p.items
             );
         }
     }

@@ -206,10 +206,22 @@ fn train_compare_merge_and_quantize_agree() {
         &s(&merged),
         "--data",
         &held,
+        "--max-len",
+        "256",
     ])));
     assert!(
         (merged_ppl - tuned).abs() < 1e-3 * tuned,
         "merged {merged_ppl}, adapter {tuned}"
+    );
+    // The trainer's own figure for the adapter it kept counts the same tokens (replies
+    // and their end-of-turn tokens, cut at the same --max-len): the same number.
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(adapter.join("trainer_state.json")).unwrap())
+            .unwrap();
+    let trainer_ppl = state["best_eval"]["perplexity"].as_f64().unwrap();
+    assert!(
+        (merged_ppl - trainer_ppl).abs() < 1e-3 * trainer_ppl,
+        "model perplexity {merged_ppl}, trainer's eval {trainer_ppl}"
     );
     let q8 = p("q8.gguf");
     ok(run(&[

@@ -358,3 +358,78 @@ fn without_qa_files_questions_come_from_defining_sentences() {
     assert!(source_text(&r.input, n).contains(&body));
     assert_eq!(set.stats.candidates.get("chunk"), Some(&4), "{}", set.stats);
 }
+
+#[test]
+fn a_small_share_still_holds_out_a_group_and_a_single_group_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (engine, _) = wiki(tmp.path());
+    let admin = tmp.path().join("admin.jsonl");
+    // Admin records only (no generated questions): `groups` questions, each asked with
+    // three different replies, so each question is one group of three.
+    let write = |groups: usize| {
+        let lines: Vec<String> = (0..groups * 3)
+            .map(|i| {
+                serde_json::json!({"instruction": format!("第{}条制度是什么？", i / 3),
+                                   "output": format!("第{}条制度的说明，版本{}。", i / 3, i % 3)})
+                .to_string()
+            })
+            .collect();
+        std::fs::write(&admin, lines.join("\n")).unwrap();
+    };
+    let mut opts = DataOptions::new("wiki");
+    opts.jsonl = vec![admin.clone()];
+    opts.limit = Some(0);
+    opts.general_share = 0.0;
+    opts.heldout_share = 0.1;
+
+    // 10 % of nine examples rounds to one, less than a group: one group goes all the same.
+    write(3);
+    let set = data::build(&engine, &opts, &ProgressBar::hidden()).unwrap();
+    let s = &set.stats;
+    assert_eq!((set.train.len(), set.heldout.len()), (6, 3), "{s}");
+    assert_eq!((s.groups, s.heldout_groups), (3, 1), "{s}");
+    let held_q: HashSet<&str> = set.heldout.iter().map(|r| r.instruction.as_str()).collect();
+    assert_eq!(held_q.len(), 1, "one whole group: {held_q:?}");
+    assert!(
+        set.train
+            .iter()
+            .all(|r| !held_q.contains(r.instruction.as_str()))
+    );
+    let printed = s.to_string();
+    assert!(
+        printed.contains("train:      6 (admin 6), 2 of 3 groups"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("held out:   3 (admin 3), 1 of 3 groups"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("warning:    held out 3 of 9 domain examples (33 %, asked 10 %)"),
+        "{printed}"
+    );
+
+    // One group: nothing can be held out; said in a warning, not an error.
+    write(1);
+    let set = data::build(&engine, &opts, &ProgressBar::hidden()).unwrap();
+    assert_eq!((set.train.len(), set.heldout.len()), (3, 0));
+    let printed = set.stats.to_string();
+    assert!(
+        printed.contains("held out:   0 (none), 0 of 1 groups"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("warning:    nothing held out: the 3 domain example(s) form 1 group(s)"),
+        "{printed}"
+    );
+
+    // No held-out share asked: nothing held out and nothing to warn about.
+    write(3);
+    opts.heldout_share = 0.0;
+    let set = data::build(&engine, &opts, &ProgressBar::hidden()).unwrap();
+    assert!(
+        set.heldout.is_empty() && set.stats.warnings.is_empty(),
+        "{}",
+        set.stats
+    );
+}

@@ -31,7 +31,11 @@
 //! by the normalised question; whole groups go to the held-out split (seeded order) until
 //! it holds `heldout_share` of the domain examples, so no passage and no question is in
 //! both. Passages that are only context (other retrieved sources) are not grouped on:
-//! popular passages would otherwise join most examples into one group.
+//! popular passages would otherwise join most examples into one group. When the share
+//! rounds to fewer examples than the smallest group (10 % of three groups of three), the
+//! smallest group is held out all the same as long as another group is left to train on:
+//! a run without held-out data has no evaluation and no early stopping. With a single
+//! group nothing can be held out; the statistics say so in a warning line.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -41,6 +45,7 @@ use std::path::{Path, PathBuf};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
+use super::encode::Encoder;
 use super::{FinetuneError, Record, Result, heldout_path, read_jsonl};
 use crate::engine::Engine;
 use crate::eval::QaSet;
@@ -69,6 +74,12 @@ pub struct DataOptions {
     pub heldout_share: f64,
     /// Longest example (instruction + input + output), in characters.
     pub max_chars: usize,
+    /// The model to be trained (a GGUF file or a Hugging Face folder): with it, examples
+    /// are also measured in its tokens, as the trainer encodes them, against `max_tokens`.
+    pub base: Option<PathBuf>,
+    /// Longest example in tokens of `base` (`finetune train --max-len` cuts longer ones,
+    /// and drops those whose reply starts beyond it).
+    pub max_tokens: usize,
     /// Shortest reply, in characters.
     pub min_output_chars: usize,
     /// Seed of the split and of the choice of general examples.
@@ -87,6 +98,8 @@ impl DataOptions {
             general_share: 0.2,
             heldout_share: 0.1,
             max_chars: 6000,
+            base: None,
+            max_tokens: 1024,
             min_output_chars: 2,
             seed: 42,
             limit: None,
@@ -103,6 +116,11 @@ impl DataOptions {
                     "{name} must be at least 0 and below 1, not {v}"
                 )));
             }
+        }
+        if self.base.is_some() && self.max_tokens == 0 {
+            return Err(FinetuneError::Invalid(
+                "--max-tokens must be at least 1".into(),
+            ));
         }
         if self.general_share > 0.0 && self.general.is_none() {
             return Err(FinetuneError::Invalid(
@@ -161,6 +179,8 @@ pub enum DropReason {
     NoGoldAnswer,
     Duplicate,
     TooLong,
+    /// Over `max_tokens` tokens of the `base` model.
+    TooManyTokens,
     TooShort,
 }
 
@@ -172,6 +192,7 @@ impl DropReason {
             DropReason::NoGoldAnswer => "no gold answer",
             DropReason::Duplicate => "duplicate",
             DropReason::TooLong => "too long",
+            DropReason::TooManyTokens => "over --max-tokens",
             DropReason::TooShort => "reply too short",
         }
     }
@@ -214,11 +235,17 @@ pub struct DataStats {
     /// General share asked for and reached in the training split.
     pub general_share_asked: f64,
     pub general_share: f64,
-    /// Groups (connected by passage or question) the split moved as a whole.
+    /// Groups (connected by passage or question) the split moved as a whole, and how
+    /// many of them went to the held-out split.
     pub groups: usize,
+    pub heldout_groups: usize,
+    /// What the admin should know before training on this (printed as `warning:` lines).
+    pub warnings: Vec<String>,
     /// Lengths in characters of the replies and of whole examples (training split).
     pub output_chars: Lengths,
     pub example_chars: Lengths,
+    /// Lengths in tokens of `--base` of whole examples (training split), when given.
+    pub example_tokens: Option<Lengths>,
 }
 
 impl fmt::Display for DataStats {
@@ -238,15 +265,18 @@ impl fmt::Display for DataStats {
         writeln!(f, "dropped:    {}", list(&self.dropped))?;
         writeln!(
             f,
-            "train:      {} ({})",
+            "train:      {} ({}), {} of {} groups",
             total(&self.train),
-            list(&self.train)
+            list(&self.train),
+            self.groups - self.heldout_groups,
+            self.groups
         )?;
         writeln!(
             f,
-            "held out:   {} ({}), {} groups split by passage and question",
+            "held out:   {} ({}), {} of {} groups (split by passage and question)",
             total(&self.heldout),
             list(&self.heldout),
+            self.heldout_groups,
             self.groups
         )?;
         writeln!(
@@ -263,7 +293,18 @@ impl fmt::Display for DataStats {
             self.example_chars.min,
             self.example_chars.median,
             self.example_chars.max
-        )
+        )?;
+        if let Some(t) = &self.example_tokens {
+            write!(
+                f,
+                "\ntokens:     example min/median/max {}/{}/{} (--base)",
+                t.min, t.median, t.max
+            )?;
+        }
+        for w in &self.warnings {
+            write!(f, "\nwarning:    {w}")?;
+        }
+        Ok(())
     }
 }
 
@@ -498,13 +539,16 @@ pub fn rag_example(
 }
 
 /// Drop duplicates (normalised instruction + input + output; the first one stays), replies
-/// that are too short and examples that are too long. `seen` carries the keys across calls.
+/// that are too short and examples that are too long: over `max_chars` characters, or,
+/// with the base model's `tokens` encoder, over `max_tokens` of its tokens. `seen` carries
+/// the keys across calls.
 pub fn filter(
     examples: Vec<Example>,
     opts: &DataOptions,
+    tokens: Option<&Encoder>,
     seen: &mut HashSet<String>,
     dropped: &mut BTreeMap<&'static str, usize>,
-) -> Vec<Example> {
+) -> Result<Vec<Example>> {
     let mut kept = Vec::with_capacity(examples.len());
     for e in examples {
         let r = &e.record;
@@ -514,6 +558,10 @@ pub fn filter(
             Some(DropReason::TooShort)
         } else if chars > opts.max_chars {
             Some(DropReason::TooLong)
+        } else if let Some(enc) = tokens
+            && enc.token_count(r)? > opts.max_tokens
+        {
+            Some(DropReason::TooManyTokens)
         } else if !seen.insert(normalise(&format!(
             "{}\u{1}{}\u{1}{}",
             r.instruction, r.input, r.output
@@ -527,13 +575,23 @@ pub fn filter(
             None => kept.push(e),
         }
     }
-    kept
+    Ok(kept)
 }
 
-/// Split `examples` into (train, held-out): whole groups of examples sharing a key, in a
-/// seeded order, go to the held-out split while it stays within `share` of the total.
-/// Returns the split and the number of groups.
-pub fn split(examples: Vec<Example>, share: f64, seed: u64) -> (Vec<Example>, Vec<Example>, usize) {
+/// The training and held-out examples and how many groups each got.
+#[derive(Debug)]
+pub struct Split {
+    pub train: Vec<Example>,
+    pub heldout: Vec<Example>,
+    pub groups: usize,
+    pub heldout_groups: usize,
+}
+
+/// Split `examples` into training and held-out: whole groups of examples sharing a key, in
+/// a seeded order, go to the held-out split while it stays within `share` of the total;
+/// when that is none of them, the smallest group goes (first in the seeded order), if at
+/// least one other group is left for training.
+pub fn split(examples: Vec<Example>, share: f64, seed: u64) -> Split {
     let n = examples.len();
     // Union-find over example indices joined by shared keys.
     let mut parent: Vec<usize> = (0..n).collect();
@@ -570,17 +628,29 @@ pub fn split(examples: Vec<Example>, share: f64, seed: u64) -> (Vec<Example>, Ve
     SplitMix(seed).shuffle(&mut groups);
     let target = (share * n as f64).round() as usize;
     let mut held = vec![false; n];
-    let mut taken = 0;
+    let (mut taken, mut heldout_groups) = (0, 0);
+    let hold = |g: &[usize], held: &mut [bool]| {
+        for &i in g {
+            held[i] = true;
+        }
+    };
     for g in &groups {
         if taken + g.len() <= target {
             taken += g.len();
-            for &i in g {
-                held[i] = true;
-            }
+            heldout_groups += 1;
+            hold(g, &mut held);
         }
         if taken == target {
             break;
         }
+    }
+    if share > 0.0
+        && heldout_groups == 0
+        && count >= 2
+        && let Some(g) = groups.iter().min_by_key(|g| g.len())
+    {
+        heldout_groups = 1;
+        hold(g, &mut held);
     }
     let (mut train, mut heldout) = (Vec::new(), Vec::new());
     for (e, h) in examples.into_iter().zip(held) {
@@ -590,7 +660,12 @@ pub fn split(examples: Vec<Example>, share: f64, seed: u64) -> (Vec<Example>, Ve
             train.push(e);
         }
     }
-    (train, heldout, count)
+    Split {
+        train,
+        heldout,
+        groups: count,
+        heldout_groups,
+    }
 }
 
 /// How many general examples make them `share` of a training split with `domain` domain
@@ -634,6 +709,7 @@ pub fn build(engine: &Engine, opts: &DataOptions, progress: &ProgressBar) -> Res
         Some(p) => read_jsonl(p)?,
         None => Vec::new(),
     };
+    let encoder = opts.base.as_deref().map(Encoder::for_path).transpose()?;
 
     // Questions: (origin, question, answers, extra split keys).
     let mut questions: Vec<(Origin, String, Vec<String>, Vec<String>)> = Vec::new();
@@ -709,9 +785,43 @@ pub fn build(engine: &Engine, opts: &DataOptions, progress: &ProgressBar) -> Res
     }
 
     let mut seen = HashSet::new();
-    let domain = filter(domain, opts, &mut seen, &mut stats.dropped);
-    let (mut train, heldout, groups) = split(domain, opts.heldout_share, opts.seed);
+    let domain = filter(
+        domain,
+        opts,
+        encoder.as_ref(),
+        &mut seen,
+        &mut stats.dropped,
+    )?;
+    let domain_count = domain.len();
+    let Split {
+        mut train,
+        heldout,
+        groups,
+        heldout_groups,
+    } = split(domain, opts.heldout_share, opts.seed);
     stats.groups = groups;
+    stats.heldout_groups = heldout_groups;
+    if opts.heldout_share > 0.0 && heldout_groups == 0 {
+        stats.warnings.push(format!(
+            "nothing held out: the {domain_count} domain example(s) form {groups} group(s) \
+             connected by passage or question, and at least one must stay for training; \
+             `finetune train` will run without evaluation or early stopping (give it an \
+             --eval file, or add questions on other passages)"
+        ));
+    } else if heldout_groups > 0
+        && heldout.len() as f64 > 2.0 * opts.heldout_share * domain_count as f64
+    {
+        stats.warnings.push(format!(
+            "held out {} of {domain_count} domain examples ({:.0} %, asked {:.0} %): the \
+             smallest of {groups} groups, the least that can be held out",
+            heldout.len(),
+            100.0 * heldout.len() as f64 / domain_count as f64,
+            100.0 * opts.heldout_share
+        ));
+    }
+    for w in &stats.warnings {
+        tracing::warn!("{w}");
+    }
 
     // General examples: filtered with the same rules (and against the domain examples).
     let general: Vec<Example> = general
@@ -725,7 +835,13 @@ pub fn build(engine: &Engine, opts: &DataOptions, progress: &ProgressBar) -> Res
             }
         })
         .collect();
-    let mut general = filter(general, opts, &mut seen, &mut stats.dropped);
+    let mut general = filter(
+        general,
+        opts,
+        encoder.as_ref(),
+        &mut seen,
+        &mut stats.dropped,
+    )?;
     stats.general_available = general.len();
     let want = general_count(train.len(), opts.general_share);
     let mut rng = SplitMix(opts.seed ^ 0x6765_6E65_7261_6C00);
@@ -768,6 +884,13 @@ pub fn build(engine: &Engine, opts: &DataOptions, progress: &ProgressBar) -> Res
             })
             .collect(),
     );
+    if let Some(enc) = &encoder {
+        let mut counts = Vec::with_capacity(train.len());
+        for e in &train {
+            counts.push(enc.token_count(&e.record)?);
+        }
+        stats.example_tokens = Some(Lengths::of(counts));
+    }
     if train.is_empty() {
         return Err(FinetuneError::Invalid(format!(
             "no training example was made ({})\n{stats}",
@@ -849,7 +972,12 @@ mod tests {
             v.push(ex(&q, i % 40, &format!("answer {i}")));
         }
         for seed in 0..5 {
-            let (train, held, groups) = split(v.clone(), 0.2, seed);
+            let Split {
+                train,
+                heldout: held,
+                groups,
+                ..
+            } = split(v.clone(), 0.2, seed);
             assert_eq!(train.len() + held.len(), 200);
             assert!(groups < 40, "groups {groups}");
             assert!(!held.is_empty() && held.len() <= 40, "{}", held.len());
@@ -861,12 +989,12 @@ mod tests {
         }
         // Same seed, same split.
         let a: Vec<String> = split(v.clone(), 0.2, 3)
-            .1
+            .heldout
             .into_iter()
             .map(|e| e.record.output)
             .collect();
         let b: Vec<String> = split(v, 0.2, 3)
-            .1
+            .heldout
             .into_iter()
             .map(|e| e.record.output)
             .collect();
@@ -909,12 +1037,47 @@ mod tests {
             ex("d", 4, "fine reply"),
         ];
         let mut dropped = BTreeMap::new();
-        let kept = filter(v, &opts, &mut HashSet::new(), &mut dropped);
+        let kept = filter(v, &opts, None, &mut HashSet::new(), &mut dropped).unwrap();
         let outs: Vec<&str> = kept.iter().map(|e| e.record.output.as_str()).collect();
         assert_eq!(outs, ["reply one", "fine reply"]);
         assert_eq!(dropped.get("duplicate"), Some(&1));
         assert_eq!(dropped.get("reply too short"), Some(&1));
         assert_eq!(dropped.get("too long"), Some(&1));
+    }
+
+    #[test]
+    fn with_a_base_model_lengths_are_counted_in_its_tokens() {
+        let tmp = tempfile::tempdir().unwrap();
+        crate::generate::arch::tests::write_tiny_qwen2(tmp.path(), 3);
+        let enc = Encoder::for_path(tmp.path()).unwrap();
+        let short = ex("a", 1, "short reply");
+        let long = ex("b", 2, &"many words here ".repeat(8));
+        let (n_short, n_long) = (
+            enc.token_count(&short.record).unwrap(),
+            enc.token_count(&long.record).unwrap(),
+        );
+        // What the trainer's encoder sees: the whole conversation, end-of-turn included.
+        let (trained, _) = enc.encode(&long.record, usize::MAX).unwrap().unwrap();
+        assert_eq!(n_long, trained.ids.len());
+        assert!(n_short < n_long, "{n_short} {n_long}");
+        let mut opts = DataOptions::new("kb");
+        opts.max_tokens = n_long - 1;
+        let mut dropped = BTreeMap::new();
+        let v = vec![short, long];
+        let kept = filter(
+            v.clone(),
+            &opts,
+            Some(&enc),
+            &mut HashSet::new(),
+            &mut dropped,
+        )
+        .unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].record.output, "short reply");
+        assert_eq!(dropped.get("over --max-tokens"), Some(&1));
+        // Without the model, characters only: both fit the default 6000.
+        let kept = filter(v, &opts, None, &mut HashSet::new(), &mut BTreeMap::new()).unwrap();
+        assert_eq!(kept.len(), 2);
     }
 
     #[test]

@@ -52,61 +52,34 @@ impl Encoder {
         Ok(Self { format })
     }
 
+    /// The tokenizer and chat template of the model at `path` (a GGUF file or a Hugging
+    /// Face folder) without loading its weights: only the GGUF header is read.
+    pub fn for_path(path: &std::path::Path) -> Result<Self> {
+        let metadata = if path.is_file() {
+            let read = |source| FinetuneError::Read {
+                path: path.to_path_buf(),
+                source,
+            };
+            let mut f = std::fs::File::open(path).map_err(read)?;
+            let content = candle_core::quantized::gguf_file::Content::read(&mut f)
+                .map_err(|e| FinetuneError::Model(format!("{}: {e}", path.display())))?;
+            Some(content.metadata)
+        } else {
+            None
+        };
+        let format = ChatFormat::load(path, None, metadata.as_ref(), &[])?;
+        Ok(Self { format })
+    }
+
+    /// Tokens of the whole record as training sees it (prompt, reply, end-of-turn, BOS).
+    pub fn token_count(&self, record: &Record) -> Result<usize> {
+        Ok(encode_record(&self.format, record, usize::MAX)?.map_or(0, |(e, _)| e.ids.len()))
+    }
+
     /// Token ids and reply mask of one record, cut at `max_len` tokens. `None` when no
     /// reply token is left after the cut.
     pub fn encode(&self, record: &Record, max_len: usize) -> Result<Option<(Example, bool)>> {
-        let template = &self.format.template;
-        let prompt = template.render(&record.prompt())?;
-        let mut full = template.render_conversation(&record.messages())?;
-        if !full.starts_with(&prompt) {
-            return Err(FinetuneError::Invalid(format!(
-                "the model's chat template renders the prompt differently inside a finished \
-                 conversation (prompt {prompt:?} is not a prefix of {full:?}), so the reply's \
-                 tokens cannot be found; this template cannot be trained on"
-            )));
-        }
-        // The reply ends with the first end-of-sequence token after its text.
-        let reply_at = full[prompt.len()..]
-            .find(record.output.as_str())
-            .map(|i| prompt.len() + i + record.output.len())
-            .unwrap_or(prompt.len());
-        let eos = self.format.eos.as_deref().filter(|e| !e.is_empty());
-        let end = match eos {
-            Some(e) => match full[reply_at..].find(e) {
-                Some(i) => reply_at + i + e.len(),
-                None => {
-                    full.truncate(reply_at);
-                    full.push_str(e);
-                    full.len()
-                }
-            },
-            None => full.len(),
-        };
-        full.truncate(end);
-        let enc = self
-            .format
-            .tokenizer
-            .encode(full.as_str(), false)
-            .map_err(|e| FinetuneError::Invalid(format!("tokenising a record: {e}")))?;
-        let mut ids = enc.get_ids().to_vec();
-        // A token is a reply token when it ends inside the reply (a token straddling the
-        // prompt/reply boundary counts as reply).
-        let mut targets: Vec<bool> = enc
-            .get_offsets()
-            .iter()
-            .map(|&(_, e)| e > prompt.len())
-            .collect();
-        if let Some(bos) = self.format.bos_prepend
-            && ids.first() != Some(&bos)
-        {
-            ids.insert(0, bos);
-            targets.insert(0, false);
-        }
-        let cut = ids.len() > max_len;
-        ids.truncate(max_len);
-        targets.truncate(max_len);
-        let ex = Example { ids, targets };
-        Ok((ex.target_count() > 0).then_some((ex, cut)))
+        encode_record(&self.format, record, max_len)
     }
 
     /// Text of token ids (special tokens kept out, as the generator streams it).
@@ -128,6 +101,68 @@ impl Encoder {
         }
         Ok(out)
     }
+}
+
+/// Token ids and reply mask of one record in `format`, cut at `max_len` tokens. `None`
+/// when no reply token is left after the cut. The trainer (through [`Encoder`]) and
+/// `finetune::perplexity` (through the generator's format) both encode with this, so
+/// they count the same tokens.
+pub(crate) fn encode_record(
+    format: &ChatFormat,
+    record: &Record,
+    max_len: usize,
+) -> Result<Option<(Example, bool)>> {
+    let template = &format.template;
+    let prompt = template.render(&record.prompt())?;
+    let mut full = template.render_conversation(&record.messages())?;
+    if !full.starts_with(&prompt) {
+        return Err(FinetuneError::Invalid(format!(
+            "the model's chat template renders the prompt differently inside a finished \
+             conversation (prompt {prompt:?} is not a prefix of {full:?}), so the reply's \
+             tokens cannot be found; this template cannot be trained on"
+        )));
+    }
+    // The reply ends with the first end-of-sequence token after its text.
+    let reply_at = full[prompt.len()..]
+        .find(record.output.as_str())
+        .map(|i| prompt.len() + i + record.output.len())
+        .unwrap_or(prompt.len());
+    let eos = format.eos.as_deref().filter(|e| !e.is_empty());
+    let end = match eos {
+        Some(e) => match full[reply_at..].find(e) {
+            Some(i) => reply_at + i + e.len(),
+            None => {
+                full.truncate(reply_at);
+                full.push_str(e);
+                full.len()
+            }
+        },
+        None => full.len(),
+    };
+    full.truncate(end);
+    let enc = format
+        .tokenizer
+        .encode(full.as_str(), false)
+        .map_err(|e| FinetuneError::Invalid(format!("tokenising a record: {e}")))?;
+    let mut ids = enc.get_ids().to_vec();
+    // A token is a reply token when it ends inside the reply (a token straddling the
+    // prompt/reply boundary counts as reply).
+    let mut targets: Vec<bool> = enc
+        .get_offsets()
+        .iter()
+        .map(|&(_, e)| e > prompt.len())
+        .collect();
+    if let Some(bos) = format.bos_prepend
+        && ids.first() != Some(&bos)
+    {
+        ids.insert(0, bos);
+        targets.insert(0, false);
+    }
+    let cut = ids.len() > max_len;
+    ids.truncate(max_len);
+    targets.truncate(max_len);
+    let ex = Example { ids, targets };
+    Ok((ex.target_count() > 0).then_some((ex, cut)))
 }
 
 /// A padded batch (right padding). A row holds one example, or several packed one after

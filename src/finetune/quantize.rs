@@ -9,9 +9,14 @@
 //!   keeps its order.
 //! - **Types**: one-dimensional tensors (norms, biases) stay F32, as llama.cpp keeps them.
 //!   Every matrix gets the asked type when its row length is a multiple of the type's block
-//!   (32 for Q8_0/Q4_0, 256 for Q4_K), else the first of Q8_0, F16 that fits: the report
-//!   lists each such fallback. Unlike llama.cpp's mixed `Q4_K_M`, the output and embedding
-//!   matrices are not kept at a higher precision: the asked type is the type of every matrix.
+//!   (32 for Q8_0/Q4_0, 256 for Q4_K). A k-quant that does not fit falls back as llama.cpp's
+//!   `llama_tensor_get_type` does ("convert_incompatible_tensor") to the legacy 32-block
+//!   type of about the same size (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0), so a `q4_k` file
+//!   of a model with 576-wide rows (SmolLM2-135M) is mostly 5-bit rather than 8-bit; then
+//!   Q8_0, F16, F32, the first that fits. The report counts the tensors per type and lists
+//!   each fallback. Unlike llama.cpp's mixed `Q4_K_M`, the output and embedding matrices
+//!   are not kept at a higher precision: the asked type is the type of every matrix that
+//!   fits it.
 //! - **Metadata**: the hyper-parameters candle's and llama.cpp's loaders read
 //!   (`{arch}.embedding_length`, `.block_count`, `.attention.head_count(_kv)`, …), the
 //!   tokenizer as `tokenizer.ggml.*` (byte-level BPE only: vocabulary, merges, token types,
@@ -73,6 +78,10 @@ impl QuantType {
         }
     }
 
+    fn is_quantized(self) -> bool {
+        !matches!(self, Self::F32 | Self::F16)
+    }
+
     /// llama.cpp's `general.file_type` (`llama_ftype`).
     fn file_type(self) -> u32 {
         match self {
@@ -89,13 +98,93 @@ impl QuantType {
 #[derive(Debug, Clone, Serialize)]
 pub struct QuantizeReport {
     pub arch: String,
+    /// The asked type, as llama.cpp names it (`q4_k`).
+    pub asked: String,
     /// Bytes of the source safetensors files and of the GGUF written.
     pub in_bytes: u64,
     pub out_bytes: u64,
-    /// Tensors per GGUF type.
+    /// Tensors per GGUF type, named as llama.cpp names them (`q4_k`, `q5_0`, `f32`).
     pub types: BTreeMap<String, usize>,
-    /// Matrices that got another type than asked, and why.
-    pub fallbacks: Vec<String>,
+    /// Matrices that got another type than asked.
+    pub fallbacks: Vec<Fallback>,
+}
+
+/// A matrix stored as another type than asked, because its rows do not fit the asked
+/// type's block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fallback {
+    pub tensor: String,
+    /// The type it is stored as (`q5_0`).
+    pub stored: String,
+    /// Its row length.
+    pub row: usize,
+}
+
+impl QuantizeReport {
+    fn new(arch: String, asked: QuantType, in_bytes: u64) -> Self {
+        Self {
+            arch,
+            asked: type_name(asked.ggml()),
+            in_bytes,
+            out_bytes: 0,
+            types: BTreeMap::new(),
+            fallbacks: Vec::new(),
+        }
+    }
+
+    /// Tensors per type, `q4_k: 30, q5_0: 181, f32: 61`.
+    pub fn type_counts(&self) -> String {
+        self.types
+            .iter()
+            .map(|(t, n)| format!("{t}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// One line per type fallen back to: how many matrices, which row lengths, an example.
+    pub fn fallback_summary(&self) -> Vec<String> {
+        let mut by_type: BTreeMap<&str, Vec<&Fallback>> = BTreeMap::new();
+        for f in &self.fallbacks {
+            by_type.entry(f.stored.as_str()).or_default().push(f);
+        }
+        by_type
+            .into_iter()
+            .map(|(stored, list)| {
+                let mut rows: Vec<usize> = list.iter().map(|f| f.row).collect();
+                rows.sort_unstable();
+                rows.dedup();
+                let rows: Vec<String> = rows.iter().map(usize::to_string).collect();
+                format!(
+                    "{} matrices stored as {stored} instead of {}: rows of {} do not fit its \
+                     block (e.g. {})",
+                    list.len(),
+                    self.asked,
+                    rows.join(", "),
+                    list[0].tensor
+                )
+            })
+            .collect()
+    }
+
+    fn add(&mut self, name: &str, dims: &[usize], stored: GgmlDType, fell_back: bool) {
+        *self.types.entry(type_name(stored)).or_default() += 1;
+        if fell_back {
+            self.fallbacks.push(Fallback {
+                tensor: name.to_string(),
+                stored: type_name(stored),
+                row: dims.last().copied().unwrap_or(0),
+            });
+        }
+    }
+}
+
+/// llama.cpp's name of a GGML type: `q4_k`, `q5_0`, `f32`.
+pub fn type_name(t: GgmlDType) -> String {
+    let debug = format!("{t:?}").to_ascii_lowercase();
+    match debug.strip_suffix('k') {
+        Some(head) if !head.contains('_') => format!("{head}_k"),
+        _ => debug,
+    }
 }
 
 fn invalid(m: impl Into<String>) -> FinetuneError {
@@ -151,27 +240,35 @@ fn gguf_name(hf: &str) -> Option<std::result::Result<String, ()>> {
     Some(Ok(format!("blk.{layer}.{g}.{kind}")))
 }
 
-/// The type a tensor is stored as, and a note when it is not the asked one.
-fn tensor_type(shape: &[usize], asked: GgmlDType) -> (GgmlDType, Option<String>) {
+/// The legacy 32-block type llama.cpp stores a k-quant matrix as when its rows are not a
+/// multiple of 256 (`llama_tensor_get_type`, "convert_incompatible_tensor"): about the
+/// same bits per weight.
+fn legacy_partner(k: GgmlDType) -> Option<GgmlDType> {
+    match k {
+        GgmlDType::Q2K | GgmlDType::Q3K => Some(GgmlDType::Q4_0),
+        GgmlDType::Q4K => Some(GgmlDType::Q5_0),
+        GgmlDType::Q5K => Some(GgmlDType::Q5_1),
+        GgmlDType::Q6K => Some(GgmlDType::Q8_0),
+        _ => None,
+    }
+}
+
+/// The type a tensor is stored as, and whether that is not the asked one.
+fn tensor_type(shape: &[usize], asked: GgmlDType) -> (GgmlDType, bool) {
     if shape.len() < 2 {
-        return (GgmlDType::F32, None);
+        return (GgmlDType::F32, false);
     }
     let cols = shape[shape.len() - 1];
-    let fits = |t: GgmlDType| cols.is_multiple_of(t.block_size());
-    if fits(asked) {
-        return (asked, None);
+    let fits = |t: &GgmlDType| cols.is_multiple_of(t.block_size());
+    if fits(&asked) {
+        return (asked, false);
     }
-    let chosen = [GgmlDType::Q8_0, GgmlDType::F16]
+    let chosen = legacy_partner(asked)
         .into_iter()
-        .find(|t| fits(*t))
+        .chain([GgmlDType::Q8_0, GgmlDType::F16])
+        .find(fits)
         .unwrap_or(GgmlDType::F32);
-    (
-        chosen,
-        Some(format!(
-            "{chosen:?} (rows of {cols} are not a multiple of {asked:?}'s block of {})",
-            asked.block_size()
-        )),
-    )
+    (chosen, true)
 }
 
 fn cfg_usize(cfg: &Json, key: &str) -> Option<usize> {
@@ -500,13 +597,7 @@ pub fn quantize(input: &Path, out: &Path, ty: QuantType) -> Result<QuantizeRepor
     let mut names: Vec<String> = weights.keys().cloned().collect();
     names.sort();
     let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(names.len());
-    let mut report = QuantizeReport {
-        arch: arch_name.to_string(),
-        in_bytes,
-        out_bytes: 0,
-        types: BTreeMap::new(),
-        fallbacks: Vec::new(),
-    };
+    let mut report = QuantizeReport::new(arch_name.to_string(), ty, in_bytes);
     for hf in names {
         let Some(name) = gguf_name(&hf) else {
             continue;
@@ -530,14 +621,9 @@ pub fn quantize(input: &Path, out: &Path, ty: QuantType) -> Result<QuantizeRepor
         } else if arch_name == "llama" && name.ends_with("attn_k.weight") {
             t = arch::permute_rows(t, kv_heads).map_err(at(input))?;
         }
-        let (dtype, note) = tensor_type(t.dims(), ty.ggml());
-        if let Some(n) = note
-            && !matches!(ty, QuantType::F32 | QuantType::F16)
-        {
-            report.fallbacks.push(format!("{name}: {n}"));
-        }
+        let (dtype, fell_back) = tensor_type(t.dims(), ty.ggml());
         let q = QTensor::quantize(&t, dtype).map_err(|e| invalid(format!("{name}: {e}")))?;
-        *report.types.entry(format!("{dtype:?}")).or_default() += 1;
+        report.add(&name, t.dims(), dtype, fell_back && ty.is_quantized());
         tensors.push((name, q));
     }
     let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -576,13 +662,7 @@ fn requantize(input: &Path, out: &Path, ty: QuantType) -> Result<QuantizeReport>
             input.display()
         )));
     }
-    let mut report = QuantizeReport {
-        arch: arch_name,
-        in_bytes,
-        out_bytes: 0,
-        types: BTreeMap::new(),
-        fallbacks: Vec::new(),
-    };
+    let mut report = QuantizeReport::new(arch_name, ty, in_bytes);
     let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
     names.sort();
     let mut tensors = Vec::with_capacity(names.len());
@@ -591,14 +671,9 @@ fn requantize(input: &Path, out: &Path, ty: QuantType) -> Result<QuantizeReport>
             .tensor(&mut file, name, &Device::Cpu)
             .and_then(|q| q.dequantize(&Device::Cpu))
             .map_err(|e| invalid(format!("{}: {name}: {e}", input.display())))?;
-        let (dtype, note) = tensor_type(t.dims(), ty.ggml());
-        if let Some(n) = note
-            && !matches!(ty, QuantType::F32 | QuantType::F16)
-        {
-            report.fallbacks.push(format!("{name}: {n}"));
-        }
+        let (dtype, fell_back) = tensor_type(t.dims(), ty.ggml());
         let q = QTensor::quantize(&t, dtype).map_err(|e| invalid(format!("{name}: {e}")))?;
-        *report.types.entry(format!("{dtype:?}")).or_default() += 1;
+        report.add(name, t.dims(), dtype, fell_back && ty.is_quantized());
         tensors.push((name.as_str(), q));
     }
     let file_type = Value::U32(ty.file_type());
@@ -633,11 +708,11 @@ mod tests {
         g.score(&context, &target).unwrap() / target.len() as f64
     }
 
-    /// A tiny random Llama folder whose matrices have rows of 256 and 512 (Q4_K's block).
-    fn write_tiny_llama(dir: &Path) {
+    /// A tiny random Llama folder: `hidden` × `inter` matrices, two layers.
+    fn write_tiny_llama(dir: &Path, hidden: usize, inter: usize, heads: usize, kv_heads: usize) {
         std::fs::create_dir_all(dir).unwrap();
         let vocab = write_tiny_tokenizer(dir, crate::generate::template::CHATML, "<|im_end|>");
-        let (hidden, inter, heads, kv_heads, layers) = (256, 512, 4, 2, 2);
+        let layers = 2;
         let cfg = serde_json::json!({
             "architectures": ["LlamaForCausalLM"], "model_type": "llama",
             "vocab_size": vocab, "hidden_size": hidden, "intermediate_size": inter,
@@ -706,7 +781,7 @@ mod tests {
         let r = quantize(&dir, &q8, QuantType::Q8_0).unwrap();
         assert!(r.fallbacks.is_empty(), "{:?}", r.fallbacks);
         assert!(r.out_bytes * 3 < r.in_bytes, "{r:?}");
-        assert_eq!(r.types.get("Q8_0"), Some(&(2 + 7 * 2)), "{r:?}");
+        assert_eq!(r.types.get("q8_0"), Some(&(2 + 7 * 2)), "{r:?}");
         let g = CandleGenerator::load(&CandleOptions::new(&q8)).unwrap();
         let d = (nll(&g) - base).abs();
         assert!(d < 0.02 * base.abs(), "q8_0 NLL {} vs f32 {base}", nll(&g));
@@ -720,13 +795,15 @@ mod tests {
         assert!(g.description().contains("Q4_0"), "{}", g.description());
         assert!(!greedy_text(&g, 6).is_empty());
 
-        // Rows of 32 cannot hold Q4_K's blocks of 256: Q8_0 instead, listed.
+        // Rows of 32 cannot hold Q4_K's blocks of 256: Q5_0 instead, listed.
         let q4k = tmp.path().join("q4k.gguf");
         let r = quantize(&dir, &q4k, QuantType::Q4K).unwrap();
         assert!(
-            r.fallbacks
-                .iter()
-                .any(|f| f.starts_with("blk.0.attn_q.weight: Q8_0")),
+            r.fallbacks.contains(&Fallback {
+                tensor: "blk.0.attn_q.weight".into(),
+                stored: "q5_0".into(),
+                row: 32
+            }),
             "{:?}",
             r.fallbacks
         );
@@ -739,7 +816,7 @@ mod tests {
         // A GGUF re-quantised: the f32 GGUF to q8_0 gives the same file as the folder did.
         let again = tmp.path().join("again.gguf");
         let r = quantize(&f32_path, &again, QuantType::Q8_0).unwrap();
-        assert_eq!(r.types.get("Q8_0"), Some(&(2 + 7 * 2)), "{r:?}");
+        assert_eq!(r.types.get("q8_0"), Some(&(2 + 7 * 2)), "{r:?}");
         let g = CandleGenerator::load(&CandleOptions::new(&again)).unwrap();
         let from_folder = CandleGenerator::load(&CandleOptions::new(&q8)).unwrap();
         assert_eq!(nll(&g), nll(&from_folder));
@@ -749,7 +826,8 @@ mod tests {
     fn llama_gguf_matches_the_folder_and_q4_k_generates() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("llama");
-        write_tiny_llama(&dir);
+        // Rows of 256 and 512: Q4_K's block fits every matrix.
+        write_tiny_llama(&dir, 256, 512, 4, 2);
         let reference = CandleGenerator::load(&CandleOptions::new(&dir)).unwrap();
         let base = nll(&reference);
         // f32: names, q/k permutation and hyper-parameters all right, or the NLL moves.
@@ -762,11 +840,77 @@ mod tests {
         let q4k = tmp.path().join("q4k.gguf");
         let r = quantize(&dir, &q4k, QuantType::Q4K).unwrap();
         assert!(r.fallbacks.is_empty(), "{:?}", r.fallbacks);
-        assert_eq!(r.types.get("Q4K"), Some(&(1 + 7 * 2)), "{r:?}");
+        assert_eq!(r.types.get("q4_k"), Some(&(1 + 7 * 2)), "{r:?}");
         let mut opts = CandleOptions::new(&q4k);
         opts.gguf_weights = GgufWeights::Quantized;
         let g = CandleGenerator::load(&opts).unwrap();
         assert!(!greedy_text(&g, 6).is_empty());
+        let d = (nll(&g) - base).abs();
+        assert!(d < 0.2 * base.abs(), "q4_k NLL {} vs f32 {base}", nll(&g));
+    }
+
+    /// SmolLM2-135M's shape: rows of 576 (hidden) do not fit Q4_K's block of 256, rows of
+    /// 1536 (ffn_down's input) do. As in llama.cpp, the 576-wide matrices become Q5_0, not
+    /// Q8_0, so the "4-bit" file is 4–5-bit and clearly smaller than the q8_0 one.
+    #[test]
+    fn q4_k_of_576_wide_rows_falls_back_to_q5_0_and_generates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("llama576");
+        write_tiny_llama(&dir, 576, 1536, 9, 3);
+        let reference = CandleGenerator::load(&CandleOptions::new(&dir)).unwrap();
+        let base = nll(&reference);
+
+        let q8 = tmp.path().join("q8.gguf");
+        let r8 = quantize(&dir, &q8, QuantType::Q8_0).unwrap();
+        assert!(r8.fallbacks.is_empty(), "{:?}", r8.fallbacks);
+        let q4k = tmp.path().join("q4k.gguf");
+        let r = quantize(&dir, &q4k, QuantType::Q4K).unwrap();
+        // Per layer: q, k, v, o, gate, up (rows of 576) → q5_0; down (rows of 1536) → q4_k;
+        // the embedding (rows of 576) → q5_0; two norms per layer and the final one f32.
+        assert_eq!(r.types.get("q8_0"), None, "{}", r.type_counts());
+        assert_eq!(
+            r.type_counts(),
+            "f32: 5, q4_k: 2, q5_0: 13",
+            "{:?}",
+            r.fallbacks
+        );
+        assert_eq!(r.fallbacks.len(), 13);
+        assert!(
+            r.fallbacks
+                .iter()
+                .all(|f| f.stored == "q5_0" && f.row == 576)
+        );
+        let summary = r.fallback_summary();
+        assert_eq!(summary.len(), 1, "{summary:?}");
+        assert!(
+            summary[0].starts_with("13 matrices stored as q5_0 instead of q4_k: rows of 576"),
+            "{summary:?}"
+        );
+        assert!(
+            r.out_bytes * 10 < r8.out_bytes * 7,
+            "q4_k {} bytes, q8_0 {} bytes",
+            r.out_bytes,
+            r8.out_bytes
+        );
+        // The file as written holds the types reported.
+        let mut f = std::fs::File::open(&q4k).unwrap();
+        let ct = Content::read(&mut f).unwrap();
+        assert_eq!(
+            ct.tensor_infos["blk.1.attn_q.weight"].ggml_dtype,
+            GgmlDType::Q5_0
+        );
+        assert_eq!(
+            ct.tensor_infos["blk.1.ffn_down.weight"].ggml_dtype,
+            GgmlDType::Q4K
+        );
+        // Loads with the quantised kernels (Q5_0 × Q8_0 dot products) and generates; the
+        // f32 copy the CPU loads by default stays close to the folder.
+        let mut opts = CandleOptions::new(&q4k);
+        opts.gguf_weights = GgufWeights::Quantized;
+        let g = CandleGenerator::load(&opts).unwrap();
+        assert!(g.description().contains("Q5_0"), "{}", g.description());
+        assert!(!greedy_text(&g, 6).is_empty());
+        let g = CandleGenerator::load(&CandleOptions::new(&q4k)).unwrap();
         let d = (nll(&g) - base).abs();
         assert!(d < 0.2 * base.abs(), "q4_k NLL {} vs f32 {base}", nll(&g));
     }
@@ -837,9 +981,40 @@ mod tests {
         }
         let bert = serde_json::json!({"type": "BertPreTokenizer"});
         assert_eq!(pre_tokenizer_name(&bert), None);
-        assert_eq!(tensor_type(&[64], GgmlDType::Q4K).0, GgmlDType::F32);
-        assert_eq!(tensor_type(&[8, 512], GgmlDType::Q4K).0, GgmlDType::Q4K);
-        assert_eq!(tensor_type(&[8, 96], GgmlDType::Q4K).0, GgmlDType::Q8_0);
-        assert_eq!(tensor_type(&[8, 50], GgmlDType::Q4_0).0, GgmlDType::F16);
+        assert_eq!(tensor_type(&[64], GgmlDType::Q4K), (GgmlDType::F32, false));
+        assert_eq!(
+            tensor_type(&[8, 512], GgmlDType::Q4K),
+            (GgmlDType::Q4K, false)
+        );
+        // llama.cpp's fallbacks: a k-quant → its legacy 32-block partner, then Q8_0, F16.
+        assert_eq!(
+            tensor_type(&[8, 576], GgmlDType::Q4K),
+            (GgmlDType::Q5_0, true)
+        );
+        assert_eq!(
+            tensor_type(&[8, 96], GgmlDType::Q5K),
+            (GgmlDType::Q5_1, true)
+        );
+        assert_eq!(
+            tensor_type(&[8, 96], GgmlDType::Q6K),
+            (GgmlDType::Q8_0, true)
+        );
+        assert_eq!(
+            tensor_type(&[8, 50], GgmlDType::Q4K),
+            (GgmlDType::F16, true)
+        );
+        assert_eq!(
+            tensor_type(&[8, 50], GgmlDType::Q4_0),
+            (GgmlDType::F16, true)
+        );
+        for (t, name) in [
+            (GgmlDType::Q4K, "q4_k"),
+            (GgmlDType::Q5_0, "q5_0"),
+            (GgmlDType::Q8_0, "q8_0"),
+            (GgmlDType::F32, "f32"),
+            (GgmlDType::BF16, "bf16"),
+        ] {
+            assert_eq!(type_name(t), name);
+        }
     }
 }

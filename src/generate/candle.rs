@@ -90,11 +90,9 @@ impl CandleOptions {
 pub struct CandleGenerator {
     model_id: String,
     loaded: Mutex<Loaded>,
-    tokenizer: Tokenizer,
-    template: ChatTemplate,
-    eos_ids: Vec<u32>,
-    /// Prepended when the model wants a BOS token and the template did not write one.
-    bos_prepend: Option<u32>,
+    /// Tokenizer, template, end-of-sequence ids and BOS rule; kept whole so that scoring
+    /// (`finetune::perplexity`) encodes records exactly as the trainer does.
+    format: ChatFormat,
     context_length: usize,
     description: String,
 }
@@ -327,13 +325,6 @@ impl CandleGenerator {
             loaded.gguf_metadata.as_ref(),
             &loaded.eos_ids,
         )?;
-        let ChatFormat {
-            tokenizer,
-            template,
-            eos_ids,
-            bos_prepend,
-            ..
-        } = format;
 
         let mut context_length = loaded.context_length;
         if let Some(c) = opts.context_length {
@@ -362,17 +353,14 @@ impl CandleGenerator {
         tracing::info!(
             generator = %description,
             context_length,
-            eos = ?eos_ids,
+            eos = ?format.eos_ids,
             secs = started.elapsed().as_secs_f64(),
             "candle generator ready"
         );
         Ok(Self {
             model_id: model_id(path),
             loaded: Mutex::new(loaded),
-            tokenizer,
-            template,
-            eos_ids,
-            bos_prepend,
+            format,
             context_length,
             description,
         })
@@ -385,13 +373,14 @@ impl CandleGenerator {
 
     /// Token ids of the prompt for `messages`.
     pub fn prompt_ids(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
-        let prompt = self.template.render(messages)?;
+        let prompt = self.format.template.render(messages)?;
         let enc = self
+            .format
             .tokenizer
             .encode(prompt.as_str(), false)
             .map_err(|e| run_err(format!("tokenising the prompt: {e}")))?;
         let mut ids = enc.get_ids().to_vec();
-        if let Some(bos) = self.bos_prepend
+        if let Some(bos) = self.format.bos_prepend
             && ids.first() != Some(&bos)
         {
             ids.insert(0, bos);
@@ -402,6 +391,7 @@ impl CandleGenerator {
     /// Token ids of plain text (no special tokens, no BOS).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         Ok(self
+            .format
             .tokenizer
             .encode(text, false)
             .map_err(|e| run_err(format!("tokenising: {e}")))?
@@ -411,7 +401,12 @@ impl CandleGenerator {
 
     /// BOS id to start a plain text with, when the model wants one.
     pub fn bos_id(&self) -> Option<u32> {
-        self.bos_prepend
+        self.format.bos_prepend
+    }
+
+    /// How this model's chats become token ids.
+    pub(crate) fn chat_format(&self) -> &ChatFormat {
+        &self.format
     }
 
     /// Negative log-likelihood (natural log, summed) of `target` following `context`, by
@@ -504,7 +499,7 @@ impl Generator for CandleGenerator {
         loaded.model.clear().map_err(run_err)?;
 
         let mut sampler = Sampler::new(params);
-        let mut stream = TextStream::new(&self.tokenizer);
+        let mut stream = TextStream::new(&self.format.tokenizer);
         let mut stops = StopBuffer::new(&params.stop);
         let mut context = ids.clone();
         let mut completion = 0usize;
@@ -534,7 +529,7 @@ impl Generator for CandleGenerator {
                 let next = sampler.sample(&logits, &context).map_err(run_err)?;
                 completion += 1;
                 first_token.get_or_insert_with(Instant::now);
-                if self.eos_ids.contains(&next) {
+                if self.format.eos_ids.contains(&next) {
                     finish = FinishReason::Stop;
                     break;
                 }
@@ -741,12 +736,12 @@ pub(crate) mod tests {
         let g = CandleGenerator::load(&CandleOptions::new(tmp.path())).unwrap();
         let msgs = [ChatMessage::user("hello")];
         let ids = g.prompt_ids(&msgs).unwrap();
-        let text = g.tokenizer.decode(&ids, false).unwrap();
+        let text = g.format.tokenizer.decode(&ids, false).unwrap();
         assert_eq!(text, "[gMASK]<sop><|user|>\nhello<|assistant|>");
         let (_, stats) = collect(&g, &msgs, &greedy(4));
         assert!(stats.completion_tokens <= 4 && stats.completion_tokens >= 1);
         // config.json [0, 2] plus the tokenizer's <|endoftext|> / <|im_end|>.
-        assert_eq!(g.eos_ids, [0, 2]);
+        assert_eq!(g.format.eos_ids, [0, 2]);
     }
 
     #[test]
