@@ -16,36 +16,49 @@ use candle_core::backend::{BackendDevice, BackendStorage};
 use candle_core::op::BackpropOp;
 use candle_core::{CpuStorage, CustomOp1, D, Layout, Shape, Storage, Tensor};
 
+/// A contiguous copy of the view `layout` of `storage` (any strides, any offset).
+fn copy_view<S, Dv>(storage: &S, layout: &Layout) -> candle_core::Result<S>
+where
+    S: BackendStorage<Device = Dv>,
+    Dv: BackendDevice<Storage = S>,
+{
+    let mut dst = storage
+        .device()
+        .zeros_impl(layout.shape(), storage.dtype())?;
+    storage.copy_strided_src(&mut dst, 0, layout)?;
+    Ok(dst)
+}
+
 /// The view `layout` of `storage` as a fresh contiguous tensor outside any graph.
-fn detached<S: BackendStorage<Device = Dv>, Dv: BackendDevice<Storage = S>>(
+fn detached<S, Dv>(
     storage: &S,
     layout: &Layout,
     wrap: impl FnOnce(S) -> Storage,
-) -> candle_core::Result<Tensor> {
-    let shape = layout.shape().clone();
-    let mut dst = storage.device().zeros_impl(&shape, storage.dtype())?;
-    storage.copy_strided_src(&mut dst, 0, layout)?;
+) -> candle_core::Result<Tensor>
+where
+    S: BackendStorage<Device = Dv>,
+    Dv: BackendDevice<Storage = S>,
+{
     Ok(Tensor::from_storage(
-        wrap(dst),
-        shape,
+        wrap(copy_view(storage, layout)?),
+        layout.shape().clone(),
         BackpropOp::none(),
         false,
     ))
 }
 
-/// The contiguous storage of `t` (copied out of the tensor) and its shape.
+/// A contiguous copy of `t`'s storage, and its shape.
 fn storage_of<S>(
     t: &Tensor,
     unwrap: impl FnOnce(&Storage, &Layout) -> candle_core::Result<S>,
 ) -> candle_core::Result<(S, Shape)> {
-    let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     Ok((unwrap(&storage, layout)?, t.shape().clone()))
 }
 
 fn cpu(s: &Storage, l: &Layout) -> candle_core::Result<CpuStorage> {
     match s {
-        Storage::Cpu(c) => c.try_clone(l),
+        Storage::Cpu(c) => copy_view(c, l),
         _ => candle_core::bail!("finetune op: expected a CPU tensor"),
     }
 }
@@ -53,7 +66,7 @@ fn cpu(s: &Storage, l: &Layout) -> candle_core::Result<CpuStorage> {
 #[cfg(feature = "cuda")]
 fn cuda(s: &Storage, l: &Layout) -> candle_core::Result<candle_core::cuda_backend::CudaStorage> {
     match s {
-        Storage::Cuda(c) => c.try_clone(l),
+        Storage::Cuda(c) => copy_view(c, l),
         _ => candle_core::bail!("finetune op: expected a CUDA tensor"),
     }
 }
