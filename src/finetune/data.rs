@@ -50,8 +50,7 @@ use super::{FinetuneError, Record, Result, heldout_path, read_jsonl};
 use crate::engine::Engine;
 use crate::eval::QaSet;
 use crate::rag::prompt::answer_prompt;
-use crate::rag::{self, Lang, Prompts, terms};
-use crate::retrieve::{self, Hit};
+use crate::rag::{self, Lang, Prompts};
 use crate::store::KbId;
 
 /// Longest sentence used as a grounded answer; longer ones give the answer span instead.
@@ -498,17 +497,9 @@ pub fn rag_example(
 ) -> Result<std::result::Result<(Record, u64), DropReason>> {
     let cfg = &engine.config.rag;
     let lang = Lang::detect(question);
-    let (hits, _) = retrieve::search(engine, question, &[kb], cfg.retrieve_top_k)
+    let gated = rag::Gated::search(engine, question, &[kb])
         .map_err(|e| FinetuneError::Invalid(format!("searching for {question:?}: {e}")))?;
-    let key = terms::key_terms(&engine.keyword, question);
-    let judged = rag::judge(engine, &key, &hits);
-    let relevant: Vec<&Hit> = hits
-        .iter()
-        .zip(&judged)
-        .filter(|(_, r)| r.relevant)
-        .map(|(h, _)| h)
-        .take(cfg.sources)
-        .collect();
+    let relevant = gated.relevant(cfg.sources);
     if relevant.is_empty() {
         return Ok(Err(DropReason::NoRelevantPassage));
     }

@@ -244,6 +244,37 @@ pub fn judge(engine: &Engine, terms: &[String], hits: &[Hit]) -> Vec<Relevance> 
         .collect()
 }
 
+/// What retrieval and the relevance gate make of a question: the hits, the question's key
+/// terms and the gate's verdict on each hit. Answering starts here, and so does the
+/// fine-tune data builder, so training data offers the model exactly the passages an
+/// answer would.
+pub struct Gated {
+    pub hits: Vec<Hit>,
+    pub key: Vec<String>,
+    pub judged: Vec<Relevance>,
+}
+
+impl Gated {
+    /// Retrieve `rag.retrieve_top_k` hits for `question` from `kbs` and judge each.
+    pub fn search(engine: &Engine, question: &str, kbs: &[KbId]) -> Result<Self, EngineError> {
+        let (hits, _) = retrieve::search(engine, question, kbs, engine.config.rag.retrieve_top_k)?;
+        let key = terms::key_terms(&engine.keyword, question);
+        let judged = judge(engine, &key, &hits);
+        Ok(Self { hits, key, judged })
+    }
+
+    /// The hits that pass the gate, best first, at most `sources` of them.
+    pub fn relevant(&self, sources: usize) -> Vec<&Hit> {
+        self.hits
+            .iter()
+            .zip(&self.judged)
+            .filter(|(_, r)| r.relevant)
+            .map(|(h, _)| h)
+            .take(sources)
+            .collect()
+    }
+}
+
 /// Answer `question` from the knowledge bases `kbs`, streaming the text through `on_text`
 /// (`Break` cancels generation). Without a generator the answer is extractive. The last
 /// `rag.max_history_turns` turns of `history` (oldest first) turn a follow-up into a
@@ -291,21 +322,13 @@ pub fn ask_with(
     }
 
     let t = Instant::now();
-    let (hits, _) = retrieve::search(engine, &standalone, kbs, cfg.retrieve_top_k)?;
-    let key = terms::key_terms(&engine.keyword, &standalone);
-    let judged = judge(engine, &key, &hits);
-    let relevant: Vec<&Hit> = hits
-        .iter()
-        .zip(&judged)
-        .filter(|(_, r)| r.relevant)
-        .map(|(h, _)| h)
-        .take(cfg.sources)
-        .collect();
+    let gated = Gated::search(engine, &standalone, kbs)?;
+    let relevant = gated.relevant(cfg.sources);
     let retrieval_ms = t.elapsed().as_secs_f64() * 1e3;
     tracing::debug!(
-        hits = hits.len(),
+        hits = gated.hits.len(),
         relevant = relevant.len(),
-        ?judged,
+        judged = ?gated.judged,
         "relevance gate"
     );
 
@@ -352,7 +375,12 @@ pub fn ask_with(
         answer.tokens_per_s = Some(done.stats.tokens_per_s);
         answer.generation = Some(done.stats);
     } else {
-        let e = extract::extract(&engine.keyword, &relevant, &key, cfg.extractive_sentences);
+        let e = extract::extract(
+            &engine.keyword,
+            &relevant,
+            &gated.key,
+            cfg.extractive_sentences,
+        );
         answer.outcome = Outcome::Extractive;
         answer.notice = Some(prompts.get_lang("extractive", lang)?);
         answer.answer = e.text;
