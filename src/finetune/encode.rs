@@ -172,10 +172,6 @@ pub struct Batch {
     pub ids: Tensor,
     /// Real tokens per row.
     pub lengths: Vec<usize>,
-    /// batch × seq: the next token at each position.
-    pub next: Tensor,
-    /// batch × seq f32: 1 where predicting the next token counts in the loss.
-    pub loss_mask: Tensor,
     /// Positions that count.
     pub target_tokens: usize,
     /// Real (unpadded) tokens.
@@ -203,8 +199,6 @@ impl Batch {
         let row_len = |r: &Vec<&Example>| r.iter().map(|e| e.ids.len()).sum::<usize>();
         let t = rows.iter().map(row_len).max().unwrap_or(1).max(1);
         let mut ids = vec![0u32; b * t];
-        let mut next = vec![0u32; b * t];
-        let mut mask = vec![0f32; b * t];
         let mut positions: Vec<u32> = (0..b * t).map(|i| (i % t) as u32).collect();
         let mut segments = vec![PADDING; b * t];
         let mut target_rows = Vec::new();
@@ -220,9 +214,7 @@ impl Batch {
                     segments[at + i] = s as u32;
                 }
                 for i in 0..n.saturating_sub(1) {
-                    next[at + i] = e.ids[i + 1];
                     if e.targets[i + 1] {
-                        mask[at + i] = 1.0;
                         target_rows.push((at + i) as u32);
                         target_ids.push(e.ids[i + 1]);
                     }
@@ -233,8 +225,6 @@ impl Batch {
         }
         Ok(Self {
             ids: Tensor::from_vec(ids, (b, t), device)?,
-            next: Tensor::from_vec(next, (b, t), device)?,
-            loss_mask: Tensor::from_vec(mask, (b, t), device)?,
             target_tokens: target_rows.len(),
             tokens: lengths.iter().sum(),
             lengths,
@@ -328,13 +318,10 @@ mod tests {
         let batch = Batch::new(&[&a, &b], &Device::Cpu).unwrap();
         assert_eq!(batch.lengths, [4, 2]);
         assert_eq!(batch.target_tokens, 3);
-        assert_eq!(
-            batch.next.to_vec2::<u32>().unwrap(),
-            [[2, 3, 4, 0], [6, 0, 0, 0]]
-        );
-        assert_eq!(
-            batch.loss_mask.to_vec2::<f32>().unwrap(),
-            [[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]]
-        );
+        // Positions 1 and 2 of row 0 predict 3 and 4; position 0 of row 1 predicts 6.
+        assert_eq!(batch.target_rows, [1, 2, 4]);
+        assert_eq!(batch.target_ids, [3, 4, 6]);
+        assert_eq!(batch.segments, [0, 0, 0, 0, 0, 0, PADDING, PADDING]);
+        assert_eq!(batch.positions, [0, 1, 2, 3, 0, 1, 2, 3]);
     }
 }

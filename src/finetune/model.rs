@@ -647,25 +647,16 @@ pub struct AttentionContext {
 /// The dropout seed of layer `l` in a micro-batch whose seed is `seed`: each layer draws
 /// its own masks, so recomputing a layer in the backward pass draws the same ones.
 pub fn layer_seed(seed: u64, l: usize) -> u64 {
-    let mut z = seed ^ (l as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    mix(seed, l as u64 + 1, 0)
 }
 
-/// Summed negative log-likelihood of `targets` (batch × seq, u32) under `logits`
-/// (batch × seq × vocab), counting only positions where `loss_mask` (batch × seq, f32) is 1.
-pub fn masked_nll(
-    logits: &Tensor,
-    targets: &Tensor,
-    loss_mask: &Tensor,
-) -> candle_core::Result<Tensor> {
-    let (b, t, v) = logits.dims3()?;
-    let lsm = candle_nn::ops::log_softmax(&logits.reshape((b * t, v))?, D::Minus1)?;
-    let picked = lsm
-        .gather(&targets.reshape((b * t, 1))?, 1)?
-        .reshape(b * t)?;
-    (picked * loss_mask.reshape(b * t)?)?.sum_all()?.neg()
+/// A seed for the stream `(seed, a, b)`: the splitmix64 finaliser over the combined words.
+pub(crate) fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// LoRA hyper-parameters (PEFT's names in `adapter_config.json`).

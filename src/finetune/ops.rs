@@ -169,20 +169,8 @@ pub fn softmax(x: &Tensor) -> candle_core::Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generate::arch::tests::max_diff;
     use candle_core::{DType, Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     /// Value and input gradient of `op` against the composed reference, on a weighted
     /// sum so that every output element's gradient differs.

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use super::adapter;
 use super::encode::{Batch, Encoder, Example};
-use super::model::{BaseModel, LoraConfig, LoraWeights, compute};
+use super::model::{BaseModel, LoraConfig, LoraWeights, compute, mix};
 use super::optim::{AdamW, global_norm, lr_at};
 use super::step;
 use super::{FinetuneError, Result};
@@ -253,15 +253,6 @@ fn fingerprint(examples: &[Example]) -> String {
         }
     }
     h.finalize().to_hex().to_string()
-}
-
-fn mix(seed: u64, a: u64, b: u64) -> u64 {
-    // splitmix64 finaliser over the combined words: distinct streams per (seed, a, b).
-    let mut z =
-        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Rows of example indices, each holding at most `capacity` tokens: best-fit decreasing
@@ -909,6 +900,37 @@ mod tests {
         s.log.iter().map(|l| l.loss).collect()
     }
 
+    /// The adapter saved in `dir`, back in the trainer's form.
+    fn reloaded(base: &BaseModel, config: &LoraConfig, dir: &Path) -> LoraWeights {
+        let lora = LoraWeights::new(base, config.clone(), 0).unwrap();
+        adapter::load_into(&lora, dir).unwrap();
+        lora
+    }
+
+    /// Last-position logits of the trainer's forward on `ids`.
+    fn last_logits(base: &BaseModel, lora: Option<&LoraWeights>, ids: &[u32]) -> Tensor {
+        let t = Tensor::new(ids, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        base.forward(&t, &[ids.len()], lora, None)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .get(ids.len() - 1)
+            .unwrap()
+    }
+
+    /// Last-position logits of `ids` from the generator's loader, with the adapter saved
+    /// in `adapter_dir` merged into `model`.
+    fn merged_logits(model: &Path, adapter_dir: &Path, ids: &[u32]) -> Tensor {
+        let adapter = LoraAdapter::load(adapter_dir).unwrap();
+        arch::load(model, &Device::Cpu, GgufWeights::Auto, Some(&adapter))
+            .unwrap()
+            .forward(ids, 0)
+            .unwrap()
+    }
+
     #[test]
     fn packing_fills_rows_without_losing_or_splitting_examples() {
         let ex = |n: usize| Example {
@@ -1078,37 +1100,16 @@ mod tests {
             names["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"].dims(),
             [64, 8]
         );
-        let lora = LoraWeights::new(&base, opts.lora.clone(), 0).unwrap();
-        adapter::load_into(&lora, &out).unwrap();
+        let lora = reloaded(&base, &opts.lora, &out);
         let ids = [3u32, 77, 120, 9, 45, 200, 1, 64];
-        let t = Tensor::new(&ids[..], &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let ours = |lora: Option<&LoraWeights>| {
-            base.forward(&t, &[ids.len()], lora, None)
-                .unwrap()
-                .get(0)
-                .unwrap()
-                .get(ids.len() - 1)
-                .unwrap()
-        };
-        let adapter_loaded = LoraAdapter::load(&out).unwrap();
-        let mut merged = arch::load(
-            &base_dir,
-            &Device::Cpu,
-            GgufWeights::Auto,
-            Some(&adapter_loaded),
-        )
-        .unwrap();
-        let merged_logits = merged.forward(&ids, 0).unwrap();
-        let d = max_diff(&ours(Some(&lora)), &merged_logits);
+        let merged = merged_logits(&base_dir, &out, &ids);
+        let d = max_diff(&last_logits(&base, Some(&lora), &ids), &merged);
         assert!(
             d < 1e-4,
             "merged adapter differs from the unmerged forward by {d}"
         );
         assert!(
-            max_diff(&ours(None), &merged_logits) > 1e-2,
+            max_diff(&last_logits(&base, None, &ids), &merged) > 1e-2,
             "the adapter changed nothing"
         );
     }
@@ -1155,8 +1156,7 @@ mod tests {
         );
 
         // Our unmerged forward with the saved adapter …
-        let lora = LoraWeights::new(&base, tiny_options().lora, 0).unwrap();
-        adapter::load_into(&lora, &out).unwrap();
+        let lora = reloaded(&base, &tiny_options().lora, &out);
         let prompt = [ChatMessage::user("What colour is item 9?")];
         let generator_opts = CandleOptions {
             lora: Some(out.clone()),
@@ -1165,35 +1165,15 @@ mod tests {
         };
         let generator = CandleGenerator::load(&generator_opts).unwrap();
         let ids = generator.prompt_ids(&prompt).unwrap();
-        let last = |lora: Option<&LoraWeights>, ids: &[u32]| {
-            let t = Tensor::new(ids, &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap();
-            base.forward(&t, &[ids.len()], lora, None)
-                .unwrap()
-                .get(0)
-                .unwrap()
-                .get(ids.len() - 1)
-                .unwrap()
-        };
         // … equals the generator's merged weights, and differs from the base.
-        let adapter_loaded = LoraAdapter::load(&out).unwrap();
-        let mut merged = arch::load(
-            &base_dir,
-            &Device::Cpu,
-            GgufWeights::Auto,
-            Some(&adapter_loaded),
-        )
-        .unwrap();
-        let merged_logits = merged.forward(&ids, 0).unwrap();
-        let d = max_diff(&last(Some(&lora), &ids), &merged_logits);
+        let merged = merged_logits(&base_dir, &out, &ids);
+        let d = max_diff(&last_logits(&base, Some(&lora), &ids), &merged);
         assert!(
             d < 1e-4,
             "merged adapter differs from the unmerged forward by {d}"
         );
         assert!(
-            max_diff(&last(None, &ids), &merged_logits) > 1e-2,
+            max_diff(&last_logits(&base, None, &ids), &merged) > 1e-2,
             "the adapter changed nothing"
         );
 
@@ -1201,7 +1181,7 @@ mod tests {
         let mut ctx = ids.clone();
         let mut ours = Vec::new();
         for _ in 0..12 {
-            let next = last(Some(&lora), &ctx)
+            let next = last_logits(&base, Some(&lora), &ctx)
                 .argmax(0)
                 .unwrap()
                 .to_scalar::<u32>()
@@ -1317,29 +1297,12 @@ mod tests {
         assert_eq!(l.len(), 4);
         assert!(l[3] < l[0], "loss did not fall: {l:?}");
 
-        let lora = LoraWeights::new(&base, opts.lora.clone(), 0).unwrap();
-        adapter::load_into(&lora, &out).unwrap();
+        let lora = reloaded(&base, &opts.lora, &out);
         let ids = &examples[0].ids;
-        let t = Tensor::new(ids.as_slice(), &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let ours = base
-            .forward(&t, &[ids.len()], Some(&lora), None)
-            .unwrap()
-            .get(0)
-            .unwrap()
-            .get(ids.len() - 1)
-            .unwrap();
-        let adapter_loaded = LoraAdapter::load(&out).unwrap();
-        let mut merged = arch::load(
-            &path,
-            &Device::Cpu,
-            GgufWeights::Auto,
-            Some(&adapter_loaded),
-        )
-        .unwrap();
-        let d = max_diff(&ours, &merged.forward(ids, 0).unwrap());
+        let d = max_diff(
+            &last_logits(&base, Some(&lora), ids),
+            &merged_logits(&path, &out, ids),
+        );
         assert!(d < 2e-3, "GGUF generator with the adapter differs by {d}");
     }
 }
