@@ -32,11 +32,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use zhiku::config::GenerateDevice;
-use zhiku::finetune::encode::Example;
-use zhiku::finetune::model::{BaseModel, LoraConfig, LoraWeights};
-use zhiku::finetune::train::{TrainOptions, train};
-use zhiku::finetune::{adapter, model};
+use zhiku_core::config::GenerateDevice;
+use zhiku_llm::finetune::encode::Example;
+use zhiku_llm::finetune::model::{BaseModel, LoraConfig, LoraWeights};
+use zhiku_llm::finetune::train::{TrainOptions, train};
+use zhiku_llm::finetune::{adapter, model};
 
 use common::{Table, f};
 
@@ -136,7 +136,7 @@ fn main() {
         Ok("cpu") => GenerateDevice::Cpu,
         _ => GenerateDevice::Auto,
     };
-    let device = zhiku::generate::candle::select_device(device, 0).expect("device");
+    let device = zhiku_llm::generate::candle::select_device(device, 0).expect("device");
     let steps_env: Option<usize> = std::env::var("ZHIKU_BENCH_FT_STEPS")
         .ok()
         .and_then(|v| v.parse().ok());

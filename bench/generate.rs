@@ -15,7 +15,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use zhiku::generate::{
+use zhiku_llm::generate::{
     CandleGenerator, CandleOptions, ChatMessage, Generator, GgufWeights, SamplingParams,
 };
 

@@ -21,11 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
 use lopdf::content::{Content, Operation};
 use lopdf::{Document, Object, Stream, StringFormat, dictionary};
-use zhiku::embed::{self, Embedder};
-use zhiku::index::{self, IngestOptions};
+use zhiku_core::embed::{self, Embedder};
+use zhiku_core::index::{self, IngestOptions};
+use zhiku_core::progress::Silent;
 use zhiku_ingest::Options;
 
 use common::{Table, f};
@@ -735,14 +735,8 @@ fn main() {
     let data = tempfile::tempdir().expect("temporary folder");
     let engine = common::open_engine(data.path(), &model, timed.clone());
     let t = Instant::now();
-    let report = index::ingest_paths(
-        &engine,
-        "bench",
-        &paths,
-        &IngestOptions::default(),
-        &ProgressBar::hidden(),
-    )
-    .expect("ingest");
+    let report = index::ingest_paths(&engine, "bench", &paths, &IngestOptions::default(), &Silent)
+        .expect("ingest");
     let wall = t.elapsed().as_secs_f64();
     let embed_s = timed.nanos.load(Ordering::Relaxed) as f64 / 1e9;
     assert!(

@@ -12,9 +12,9 @@ mod qa;
 
 use std::time::Instant;
 
-use indicatif::ProgressBar;
-use zhiku::config::{Fusion, RetrieveConfig};
-use zhiku::{eval, index};
+use zhiku_core::config::{Fusion, RetrieveConfig};
+use zhiku_core::progress::Silent;
+use zhiku_core::{eval, index};
 
 use common::{Table, f};
 
@@ -39,7 +39,7 @@ fn main() {
     println!("machine: {}", common::machine());
 
     let t0 = Instant::now();
-    let report = index::ingest_qa_contexts(&engine, "cmrc", &qa_path, &ProgressBar::hidden())
+    let report = index::ingest_qa_contexts(&engine, "cmrc", &qa_path, &Silent)
         .expect("ingest the QA file's passages");
     let ingest_s = t0.elapsed().as_secs_f64();
     let kb = engine.meta.require_kb("cmrc").expect("knowledge base");

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use indicatif::ProgressBar;
-use zhiku::embed::{self, Embedder};
-use zhiku::eval::percentile;
-use zhiku::{index, retrieve};
+use zhiku_core::embed::{self, Embedder};
+use zhiku_core::eval::percentile;
+use zhiku_core::progress::Silent;
+use zhiku_core::{index, retrieve};
 use zhiku_ingest::{Block, ChunkConfig, CleanConfig, Page, chunk};
 
 use common::{Table, f};
@@ -206,7 +206,7 @@ fn main() {
     let data = tempfile::tempdir().expect("temporary folder");
     let engine = common::open_engine(data.path(), &model, synthetic.clone());
     let t = Instant::now();
-    let report = index::ingest_qa_contexts(&engine, "scale", corpus.path(), &ProgressBar::hidden())
+    let report = index::ingest_qa_contexts(&engine, "scale", corpus.path(), &Silent)
         .expect("build the index");
     let build_s = t.elapsed().as_secs_f64();
     let kb = engine.meta.require_kb("scale").expect("knowledge base");
@@ -263,7 +263,7 @@ fn main() {
     println!(
         "### {} queries (CMRC questions), top {top_k}, weighted fusion 0.5, {} candidates per index",
         questions.len(),
-        zhiku::config::RetrieveConfig::default().candidates
+        zhiku_core::config::RetrieveConfig::default().candidates
     );
     println!();
     let mut table = Table::new(&["ms", "p50", "p95", "p99", "mean"]);

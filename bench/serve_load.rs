@@ -30,14 +30,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use indicatif::ProgressBar;
-use zhiku::config::{GenerateBackend, GenerateConfig};
-use zhiku::embed::Embedder;
-use zhiku::engine::Engine;
-use zhiku::generate::{self, Generator};
-use zhiku::index;
-use zhiku::server::AppState;
-use zhiku::store::meta::Role;
+use zhiku_core::config::{GenerateBackend, GenerateConfig};
+use zhiku_core::embed::Embedder;
+use zhiku_core::engine::Engine;
+use zhiku_core::index;
+use zhiku_core::progress::Silent;
+use zhiku_core::store::meta::Role;
+use zhiku_llm::generate::{self, Generator};
+use zhiku_server::AppState;
 
 use common::{Table, f};
 
@@ -118,7 +118,7 @@ fn prepare(data: &Path, model: &Path, embedder: Arc<dyn Embedder>) -> String {
         "handbook",
         &files,
         &index::IngestOptions::default(),
-        &ProgressBar::hidden(),
+        &Silent,
     )
     .expect("ingest the samples");
     eprintln!(
@@ -132,7 +132,9 @@ fn prepare(data: &Path, model: &Path, embedder: Arc<dyn Embedder>) -> String {
     m.grant(m.require_kb("handbook").unwrap(), group).unwrap();
     let user = m.create_user("loadtest", None, Role::Member).unwrap();
     m.add_to_group(user, group).unwrap();
-    zhiku::access::create_token(m, user, "bench").unwrap().1
+    zhiku_core::access::create_token(m, user, "bench")
+        .unwrap()
+        .1
 }
 
 /// What one request came to.
@@ -375,7 +377,7 @@ fn run_phase(
             .expect("bind 127.0.0.1");
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(zhiku::server::serve(state, listener, async move {
+        let server = tokio::spawn(zhiku_server::serve(state, listener, async move {
             let _ = stopped.await;
         }));
 

@@ -9,14 +9,14 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Mutex;
 
-use indicatif::ProgressBar;
-use zhiku::engine::Engine;
-use zhiku::generate::{
+use zhiku_core::engine::Engine;
+use zhiku_core::index;
+use zhiku_core::progress::Silent;
+use zhiku_core::rag::{self, Outcome, Turn};
+use zhiku_llm::generate::{
     ChatMessage, FinishReason, GenerateError, GenerationStats, Generator, Result as GenResult,
     Role, SamplingParams,
 };
-use zhiku::index;
-use zhiku::rag::{self, Outcome, Turn};
 
 use common::zhiku;
 
@@ -89,7 +89,7 @@ fn handbook(dir: &Path) -> Engine {
         "handbook",
         &[common::samples()],
         &Default::default(),
-        &ProgressBar::hidden(),
+        &Silent,
     )
     .unwrap();
     engine

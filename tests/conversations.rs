@@ -10,14 +10,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
 use serde_json::{Value, json};
-use zhiku::config::Config;
-use zhiku::engine::Engine;
-use zhiku::generate::{
+use zhiku_core::config::Config;
+use zhiku_core::engine::Engine;
+use zhiku_core::index;
+use zhiku_core::progress::Silent;
+use zhiku_llm::generate::{
     ChatMessage, FinishReason, GenerationStats, Generator, Result as GenResult, SamplingParams,
 };
-use zhiku::index;
 
 use common::HashEmbedder;
 use common::http::{Client, Response, TestServer};
@@ -47,7 +47,7 @@ fn setup(dir: &Path, tweak: impl FnOnce(&mut Config)) -> Engine {
     )
     .unwrap();
     let samples = common::samples();
-    let (opts, pb) = (index::IngestOptions::default(), ProgressBar::hidden());
+    let (opts, pb) = (index::IngestOptions::default(), Silent);
     index::ingest_paths(
         &e,
         "hr",

@@ -9,15 +9,15 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Mutex;
 
-use indicatif::ProgressBar;
-use zhiku::engine::Engine;
-use zhiku::finetune::data::{self, DataOptions, general_count};
-use zhiku::finetune::{Record, heldout_path, read_jsonl};
-use zhiku::generate::{
+use zhiku_core::engine::Engine;
+use zhiku_core::index;
+use zhiku_core::progress::Silent;
+use zhiku_core::rag;
+use zhiku_llm::finetune::data::{self, DataOptions, general_count};
+use zhiku_llm::finetune::{Record, heldout_path, read_jsonl};
+use zhiku_llm::generate::{
     ChatMessage, FinishReason, GenerationStats, Generator, Result as GenResult, SamplingParams,
 };
-use zhiku::index;
-use zhiku::rag;
 
 /// Records every prompt; answers "好".
 struct Recorder(Mutex<Vec<Vec<ChatMessage>>>);
@@ -113,7 +113,7 @@ fn wiki(dir: &Path) -> (Engine, std::path::PathBuf) {
         .with_embedder(common::HashEmbedder::new());
     let qa = dir.join("cities.json");
     write_qa(&qa);
-    index::ingest_qa_contexts(&engine, "wiki", &qa, &ProgressBar::hidden()).unwrap();
+    index::ingest_qa_contexts(&engine, "wiki", &qa, &Silent).unwrap();
     (engine, qa)
 }
 
@@ -148,7 +148,7 @@ fn rag_records_are_answer_prompts_citing_the_answer_and_splits_share_nothing() {
     opts.qa = vec![qa];
     opts.heldout_share = 0.25;
     opts.general_share = 0.0;
-    let set = data::build(&engine, &opts, &ProgressBar::hidden()).unwrap();
+    let set = data::build(&engine, &opts, &Silent).unwrap();
     let s = &set.stats;
     assert_eq!(s.candidates.get("qa"), Some(&27), "{s}");
     assert!(
@@ -228,7 +228,7 @@ fn general_share_is_honoured_and_a_shortage_is_reported() {
     opts.qa = vec![qa];
     opts.general = Some(general.clone());
     opts.general_share = 0.25;
-    let set = data::build(&engine, &opts, &ProgressBar::hidden()).unwrap();
+    let set = data::build(&engine, &opts, &Silent).unwrap();
     let s = &set.stats;
     let domain = set.train.len() - s.general_used;
     assert_eq!(s.general_used, general_count(domain, 0.25), "{s}");
@@ -251,7 +251,7 @@ fn general_share_is_honoured_and_a_shortage_is_reported() {
 
     // Too few general examples: all are used and the share reached says so.
     std::fs::write(&general, &lines[0]).unwrap();
-    let set = data::build(&engine, &opts, &ProgressBar::hidden()).unwrap();
+    let set = data::build(&engine, &opts, &Silent).unwrap();
     assert_eq!(
         (set.stats.general_available, set.stats.general_used),
         (1, 1)
@@ -274,7 +274,7 @@ fn malformed_admin_records_fail_with_line_numbers_before_anything_is_written() {
     opts.qa = vec![qa];
     opts.jsonl = vec![admin];
     opts.general_share = 0.0;
-    let e = data::build(&engine, &opts, &ProgressBar::hidden())
+    let e = data::build(&engine, &opts, &Silent)
         .unwrap_err()
         .to_string();
     assert!(
@@ -284,13 +284,11 @@ fn malformed_admin_records_fail_with_line_numbers_before_anything_is_written() {
     // Bad shares are refused up front.
     let mut bad = DataOptions::new("wiki");
     bad.general_share = 0.3;
-    let e = data::build(&engine, &bad, &ProgressBar::hidden())
-        .unwrap_err()
-        .to_string();
+    let e = data::build(&engine, &bad, &Silent).unwrap_err().to_string();
     assert!(e.contains("--general"), "{e}");
     bad.general_share = 0.0;
     bad.heldout_share = 1.0;
-    assert!(data::build(&engine, &bad, &ProgressBar::hidden()).is_err());
+    assert!(data::build(&engine, &bad, &Silent).is_err());
 }
 
 #[test]
@@ -317,18 +315,11 @@ fn without_qa_files_questions_come_from_defining_sentences() {
          It is available around the clock.\n",
     )
     .unwrap();
-    index::ingest_paths(
-        &engine,
-        "terms",
-        &[docs],
-        &Default::default(),
-        &ProgressBar::hidden(),
-    )
-    .unwrap();
+    index::ingest_paths(&engine, "terms", &[docs], &Default::default(), &Silent).unwrap();
     let mut opts = DataOptions::new("terms");
     opts.heldout_share = 0.0;
     opts.general_share = 0.0;
-    let set = data::build(&engine, &opts, &ProgressBar::hidden()).unwrap();
+    let set = data::build(&engine, &opts, &Silent).unwrap();
     let mut questions: Vec<String> = set.train.iter().map(question_of).collect();
     questions.sort();
     let en: Vec<&Record> = set
@@ -384,7 +375,7 @@ fn a_small_share_still_holds_out_a_group_and_a_single_group_is_warned_about() {
 
     // 10 % of nine examples rounds to one, less than a group: one group goes all the same.
     write(3);
-    let set = data::build(&engine, &opts, &ProgressBar::hidden()).unwrap();
+    let set = data::build(&engine, &opts, &Silent).unwrap();
     let s = &set.stats;
     assert_eq!((set.train.len(), set.heldout.len()), (6, 3), "{s}");
     assert_eq!((s.groups, s.heldout_groups), (3, 1), "{s}");
@@ -411,7 +402,7 @@ fn a_small_share_still_holds_out_a_group_and_a_single_group_is_warned_about() {
 
     // One group: nothing can be held out; said in a warning, not an error.
     write(1);
-    let set = data::build(&engine, &opts, &ProgressBar::hidden()).unwrap();
+    let set = data::build(&engine, &opts, &Silent).unwrap();
     assert_eq!((set.train.len(), set.heldout.len()), (3, 0));
     let printed = set.stats.to_string();
     assert!(
@@ -426,7 +417,7 @@ fn a_small_share_still_holds_out_a_group_and_a_single_group_is_warned_about() {
     // No held-out share asked: nothing held out and nothing to warn about.
     write(3);
     opts.heldout_share = 0.0;
-    let set = data::build(&engine, &opts, &ProgressBar::hidden()).unwrap();
+    let set = data::build(&engine, &opts, &Silent).unwrap();
     assert!(
         set.heldout.is_empty() && set.stats.warnings.is_empty(),
         "{}",

@@ -5,22 +5,27 @@ mod common;
 
 use std::path::Path;
 
-use indicatif::ProgressBar;
-use zhiku::index::{self, IngestOptions};
-use zhiku::retrieve;
+use zhiku_core::index::{self, IngestOptions};
+use zhiku_core::progress::Silent;
+use zhiku_core::retrieve;
 
-fn ingest(e: &zhiku::engine::Engine, kb: &str, path: &Path, sync: bool) -> index::IngestReport {
+fn ingest(
+    e: &zhiku_core::engine::Engine,
+    kb: &str,
+    path: &Path,
+    sync: bool,
+) -> index::IngestReport {
     index::ingest_paths(
         e,
         kb,
         &[path.to_path_buf()],
         &IngestOptions { sync },
-        &ProgressBar::hidden(),
+        &Silent,
     )
     .expect("ingest")
 }
 
-fn top_doc(e: &zhiku::engine::Engine, q: &str, kb: &str) -> Option<retrieve::Hit> {
+fn top_doc(e: &zhiku_core::engine::Engine, q: &str, kb: &str) -> Option<retrieve::Hit> {
     let kb = e.meta.require_kb(kb).unwrap();
     retrieve::search(e, q, &[kb], 5)
         .unwrap()
@@ -141,7 +146,7 @@ fn crash_mid_ingest_then_clean_rerun() {
             "kb",
             std::slice::from_ref(&docs),
             &IngestOptions::default(),
-            &ProgressBar::hidden(),
+            &Silent,
         );
         assert!(err.is_err(), "the simulated crash must surface");
         let (m, v, k) = common::store_counts(&e);
@@ -234,7 +239,7 @@ fn bad_files_get_clear_errors_and_the_rest_goes_on() {
         "kb",
         &[dir.path().join("no-such-folder")],
         &IngestOptions::default(),
-        &ProgressBar::hidden(),
+        &Silent,
     )
     .unwrap_err()
     .to_string();
@@ -249,7 +254,7 @@ struct DeletedMidway {
     kb: &'static str,
 }
 
-impl zhiku::embed::Embedder for DeletedMidway {
+impl zhiku_core::embed::Embedder for DeletedMidway {
     fn model_id(&self) -> &str {
         self.inner.model_id()
     }
@@ -262,14 +267,17 @@ impl zhiku::embed::Embedder for DeletedMidway {
     fn count_tokens(&self, text: &str) -> usize {
         self.inner.count_tokens(text)
     }
-    fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, zhiku::embed::EmbedError> {
-        let meta = zhiku::store::meta::MetaStore::open(&self.db).unwrap();
+    fn embed_passages(
+        &self,
+        texts: &[&str],
+    ) -> Result<Vec<Vec<f32>>, zhiku_core::embed::EmbedError> {
+        let meta = zhiku_core::store::meta::MetaStore::open(&self.db).unwrap();
         if let Some(kb) = meta.kb_id(self.kb).unwrap() {
             meta.delete_kb(kb).unwrap();
         }
         self.inner.embed_passages(texts)
     }
-    fn embed_query(&self, text: &str) -> Result<Vec<f32>, zhiku::embed::EmbedError> {
+    fn embed_query(&self, text: &str) -> Result<Vec<f32>, zhiku_core::embed::EmbedError> {
         self.inner.embed_query(text)
     }
 }
@@ -296,7 +304,7 @@ fn deleting_a_knowledge_base_mid_ingest_leaves_no_orphans() {
         "doomed",
         &[common::samples()],
         &IngestOptions::default(),
-        &ProgressBar::hidden(),
+        &Silent,
     );
     if let Ok(r) = &run {
         assert_eq!(r.counts.added, 0, "{r:?}");

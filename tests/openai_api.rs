@@ -13,13 +13,13 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
 use serde_json::{Value, json};
-use zhiku::engine::Engine;
-use zhiku::generate::{
+use zhiku_core::engine::Engine;
+use zhiku_core::index;
+use zhiku_core::progress::Silent;
+use zhiku_llm::generate::{
     ChatMessage, FinishReason, GenerationStats, Generator, Result as GenResult, SamplingParams,
 };
-use zhiku::index;
 
 use common::HashEmbedder;
 use common::http::{Client, Response, TestServer};
@@ -106,7 +106,7 @@ impl Generator for Scripted {
 /// ops: bob); root is an admin. Returns the engine and API tokens of alice, bob and root.
 fn setup(
     dir: &std::path::Path,
-    tweak: impl FnOnce(&mut zhiku::config::Config),
+    tweak: impl FnOnce(&mut zhiku_core::config::Config),
 ) -> (Engine, [String; 3]) {
     let mut config = common::config(dir);
     tweak(&mut config);
@@ -114,7 +114,7 @@ fn setup(
         .unwrap()
         .with_embedder(HashEmbedder::new());
     let samples = common::samples();
-    let pb = ProgressBar::hidden();
+    let pb = Silent;
     let opts = index::IngestOptions::default();
     for (kb, file) in [
         ("hr", "员工手册-休假制度.txt"),
@@ -123,7 +123,11 @@ fn setup(
         index::ingest_paths(&e, kb, &[samples.join(file)], &opts, &pb).unwrap();
     }
     let [alice, bob, root] = common::people(&e, &["hr"], &["it"]);
-    let token = |u| zhiku::access::create_token(&e.meta, u, "test").unwrap().1;
+    let token = |u| {
+        zhiku_core::access::create_token(&e.meta, u, "test")
+            .unwrap()
+            .1
+    };
     let tokens = [token(alice), token(bob), token(root)];
     (e, tokens)
 }
@@ -139,7 +143,7 @@ struct Fixture {
 
 fn start(
     generator: Option<Arc<dyn Generator>>,
-    tweak: impl FnOnce(&mut zhiku::config::Config),
+    tweak: impl FnOnce(&mut zhiku_core::config::Config),
 ) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let (e, [a, b, r]) = setup(&dir.path().join("data"), |c| {

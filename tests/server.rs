@@ -9,18 +9,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use zhiku::engine::Engine;
-use zhiku::generate::{
+use zhiku_core::engine::Engine;
+use zhiku_core::store::meta::Role;
+use zhiku_llm::generate::{
     ChatMessage, FinishReason, GenerationStats, Generator, Result as GenResult, SamplingParams,
 };
-use zhiku::store::meta::Role;
 
 use common::HashEmbedder;
 use common::http::{Client, TestServer};
 
 /// Two knowledge bases: `hr` (leave policy, read by group staff) and `it` (IT help desk
 /// FAQ, read by group ops). alice is in staff, bob in ops, root is an admin.
-fn setup(dir: &std::path::Path, tweak: impl FnOnce(&mut zhiku::config::Config)) -> Engine {
+fn setup(dir: &std::path::Path, tweak: impl FnOnce(&mut zhiku_core::config::Config)) -> Engine {
     let mut config = common::config(dir);
     tweak(&mut config);
     let e = Engine::open(config)
@@ -30,7 +30,7 @@ fn setup(dir: &std::path::Path, tweak: impl FnOnce(&mut zhiku::config::Config)) 
     e
 }
 
-fn server(tweak: impl FnOnce(&mut zhiku::config::Config)) -> (tempfile::TempDir, TestServer) {
+fn server(tweak: impl FnOnce(&mut zhiku_core::config::Config)) -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().unwrap();
     let e = setup(&dir.path().join("data"), tweak);
     (dir, TestServer::start(e, None))
@@ -160,7 +160,7 @@ fn members_only_see_and_ask_their_knowledge_bases() {
     let m = &s.state.engine.meta;
     m.create_user(
         "carol",
-        Some(&zhiku::access::hash_password("password-1").unwrap()),
+        Some(&zhiku_core::access::hash_password("password-1").unwrap()),
         Role::Member,
     )
     .unwrap();

@@ -10,17 +10,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
 use serde_json::{Value, json};
-use zhiku::engine::Engine;
-use zhiku::store::meta::{JobKind, MetaStore, NewDocument, NewJobFile};
+use zhiku_core::engine::Engine;
+use zhiku_core::progress::Silent;
+use zhiku_core::store::meta::{JobKind, MetaStore, NewDocument, NewJobFile};
 
 use common::HashEmbedder;
 use common::http::{Client, Multipart, Response, TestServer};
 
 /// Knowledge bases `hr` (read by group staff) and `it` (read by group ops), both empty.
 /// alice is in staff, bob in ops, root is an admin.
-fn setup(data: &Path, tweak: impl FnOnce(&mut zhiku::config::Config)) -> Engine {
+fn setup(data: &Path, tweak: impl FnOnce(&mut zhiku_core::config::Config)) -> Engine {
     let mut config = common::config(data);
     tweak(&mut config);
     let e = Engine::open(config)
@@ -32,7 +32,7 @@ fn setup(data: &Path, tweak: impl FnOnce(&mut zhiku::config::Config)) -> Engine 
     e
 }
 
-fn server(tweak: impl FnOnce(&mut zhiku::config::Config)) -> (tempfile::TempDir, TestServer) {
+fn server(tweak: impl FnOnce(&mut zhiku_core::config::Config)) -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().unwrap();
     let e = setup(&dir.path().join("data"), tweak);
     (dir, TestServer::start(e, None))
@@ -97,7 +97,7 @@ fn documents(c: &Client, kb: &str, query: &str) -> Value {
 
 /// The stored originals of a knowledge base.
 fn originals(data: &Path, e: &Engine, kb: &str) -> Vec<PathBuf> {
-    let dir = zhiku::index::originals::kb_dir(data, e.meta.require_kb(kb).unwrap());
+    let dir = zhiku_core::index::originals::kb_dir(data, e.meta.require_kb(kb).unwrap());
     match std::fs::read_dir(dir) {
         Ok(d) => d.map(|e| e.unwrap().path()).collect(),
         Err(_) => Vec::new(),
@@ -403,12 +403,12 @@ fn versions_reindex_and_delete_keep_the_three_stores_in_step() {
 
     // A document ingested from the server's disk by the CLI: downloadable, re-indexable.
     let path = common::samples().join("IT服务台常见问题.txt");
-    zhiku::index::ingest_paths(
+    zhiku_core::index::ingest_paths(
         e,
         "it",
         std::slice::from_ref(&path),
         &Default::default(),
-        &ProgressBar::hidden(),
+        &Silent,
     )
     .unwrap();
     let cli_doc = documents(&root, "it", "")["documents"][0].clone();
@@ -606,7 +606,7 @@ fn upload_attacks_are_refused_with_nothing_stored_and_the_server_stays_healthy()
     // Nothing of any of that was stored or queued.
     assert!(originals(&data, e, "hr").is_empty());
     assert_eq!(root.get("/api/jobs").json(), json!([]));
-    let staging = zhiku::index::originals::staging_root(&data);
+    let staging = zhiku_core::index::originals::staging_root(&data);
     let left = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "staging is emptied");
 
@@ -833,7 +833,7 @@ fn an_interrupted_queue_finishes_after_a_restart_without_duplicates() {
         let staged = data.join(format!("staged-{i}"));
         std::fs::write(&staged, text).unwrap();
         let hash = blake3::hash(text.as_bytes()).to_hex().to_string();
-        zhiku::index::originals::keep(&data, kb, &hash, &staged).unwrap();
+        zhiku_core::index::originals::keep(&data, kb, &hash, &staged).unwrap();
         meta.create_upload_job(
             kb,
             JobKind::Upload,
@@ -854,8 +854,8 @@ fn an_interrupted_queue_finishes_after_a_restart_without_duplicates() {
     let stray = data.join("stray");
     std::fs::write(&stray, stray_text).unwrap();
     let stray_hash = blake3::hash(stray_text.as_bytes()).to_hex().to_string();
-    zhiku::index::originals::keep(&data, kb, &stray_hash, &stray).unwrap();
-    let gone_kb = zhiku::index::originals::kb_dir(&data, kb + 1000);
+    zhiku_core::index::originals::keep(&data, kb, &stray_hash, &stray).unwrap();
+    let gone_kb = zhiku_core::index::originals::kb_dir(&data, kb + 1000);
     std::fs::create_dir_all(&gone_kb).unwrap();
     std::fs::write(gone_kb.join("a".repeat(64)), "x").unwrap();
     drop((meta, conn));
@@ -907,7 +907,7 @@ fn an_interrupted_queue_finishes_after_a_restart_without_duplicates() {
         "the half-written document is gone"
     );
     // Unneeded originals were swept at the start; every document keeps its own.
-    let stray = zhiku::index::originals::path(&data, kb, &stray_hash).unwrap();
+    let stray = zhiku_core::index::originals::path(&data, kb, &stray_hash).unwrap();
     assert!(!stray.exists(), "unqueued original swept");
     assert!(
         !gone_kb.exists(),

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use zhiku::config::Config;
-use zhiku::engine::Engine;
-use zhiku::generate::{
+use zhiku_core::config::Config;
+use zhiku_core::engine::Engine;
+use zhiku_core::store::meta::WecomMessage;
+use zhiku_llm::generate::{
     ChatMessage, FinishReason, GenerationStats, Generator, Result as GenResult, SamplingParams,
 };
-use zhiku::store::meta::WecomMessage;
-use zhiku::wecom::crypto::Crypto;
+use zhiku_server::wecom::crypto::Crypto;
 
 use common::HashEmbedder;
 use common::http::{Client, Multipart, Response, TestServer};
@@ -654,7 +654,7 @@ fn expired_token_is_renewed_and_the_answer_sent() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(
         setup(&dir.path().join("data"), &mock.base, |c| {
-            c.wecom.message_type = zhiku::config::WecomMessageType::Text;
+            c.wecom.message_type = zhiku_core::config::WecomMessageType::Text;
         }),
         None,
     );

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use zhiku::config::{Config, EmbedConfig};
-use zhiku::embed::Embedder;
-use zhiku::engine::Engine;
+use zhiku_core::config::{Config, EmbedConfig};
+use zhiku_core::embed::Embedder;
+use zhiku_core::engine::Engine;
 
 /// Print why the benchmark cannot run and exit successfully (CI builds the benches but has
 /// no data for them).

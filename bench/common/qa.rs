@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use zhiku::eval::QaSet;
+use zhiku_core::eval::QaSet;
 
 /// The QA file: the first command-line argument that is not a flag (`cargo bench --bench
 /// NAME -- FILE`), else env `ZHIKU_BENCH_QA`, else `../shared/data/cmrc2018_trial.json`.

@@ -6,8 +6,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::access;
-use crate::store::meta::{ApiToken, Group, Role, User};
+use zhiku_core::access;
+use zhiku_core::store::meta::{ApiToken, Group, Role, User};
 
 use super::auth::{Admin, Caller};
 use super::error::ApiError;
@@ -79,8 +79,10 @@ pub async fn create_user(
     let Json(b) = body?;
     let meta = &state.engine.meta;
     let name = b.name.trim().to_string();
-    if !crate::store::meta::valid_account_name(&name) {
-        return Err(crate::store::meta::MetaError::BadAccountName { kind: "user", name }.into());
+    if !zhiku_core::store::meta::valid_account_name(&name) {
+        return Err(
+            zhiku_core::store::meta::MetaError::BadAccountName { kind: "user", name }.into(),
+        );
     }
     let wecom = wecom_userid(b.wecom_user.as_deref());
     if let Some(w) = wecom {

@@ -5,8 +5,8 @@
 //! Recording never fails a question: the answer has been given, so an error writing these
 //! rows is logged and the answer goes out.
 
-use crate::rag::{Answer, Outcome, Prompts};
-use crate::store::meta::{ConversationId, MessageId, MetaStore, NewMessage, QueryRecord, Via};
+use zhiku_core::rag::{Answer, Outcome, Prompts};
+use zhiku_core::store::meta::{ConversationId, MessageId, MetaStore, NewMessage, QueryRecord, Via};
 
 use super::auth::{Caller, Credential};
 use super::error::ApiError;
@@ -62,9 +62,9 @@ pub fn log_query(
 ) {
     let flags: Vec<String> = match result {
         Ok(a) => a.flags.iter().map(|f| f.to_string()).collect(),
-        Err(_) => crate::rag::guard::injection(question)
+        Err(_) => zhiku_core::rag::guard::injection(question)
             .map(|phrase| {
-                crate::rag::guard::Flag {
+                zhiku_core::rag::guard::Flag {
                     chunk: None,
                     phrase,
                 }

@@ -15,9 +15,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Engine;
-use crate::store::keyword::check_user_dict;
-use crate::store::meta::{AuditEntry, BlockedEntry, FeedbackEntry, QueryEntry, QueryFilter};
+use zhiku_core::engine::Engine;
+use zhiku_core::store::keyword::check_user_dict;
+use zhiku_core::store::meta::{AuditEntry, BlockedEntry, FeedbackEntry, QueryEntry, QueryFilter};
 
 use super::auth::Admin;
 use super::error::ApiError;
@@ -229,7 +229,7 @@ pub async fn set_dictionary(
         let s = state.clone();
         tokio::task::spawn_blocking(move || {
             let _one = REINDEX.lock().unwrap_or_else(|p| p.into_inner());
-            match crate::index::reindex_keywords(&engine) {
+            match zhiku_core::index::reindex_keywords(&engine) {
                 Ok(n) => admin.audit(
                     &s,
                     "dictionary.reindex",

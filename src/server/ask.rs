@@ -7,7 +7,7 @@
 //! closes, the next piece of text fails to send, and generation stops.
 //!
 //! Every answer passes the output content filter on its way out (a `replace` event carries
-//! the refusal when a blocked word appears; see [`crate::rag::guard`]) and is recorded
+//! the refusal when a blocked word appears; see [`zhiku_core::rag::guard`]) and is recorded
 //! ([`super::activity`]): the query log always, the conversation's turn when the question
 //! names a `conversation_id` (its history then comes from the stored turns).
 
@@ -25,11 +25,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::generate::{Generator, SamplingParams};
-use crate::rag::guard::ContentFilter;
-use crate::rag::{self, Answer, Outcome, Prompts, Turn};
-use crate::store::KbId;
-use crate::store::meta::{ConversationId, MessageId};
+use zhiku_core::rag::guard::ContentFilter;
+use zhiku_core::rag::{self, Answer, Outcome, Prompts, Turn};
+use zhiku_core::store::KbId;
+use zhiku_core::store::meta::{ConversationId, MessageId};
+use zhiku_llm::generate::{Generator, SamplingParams};
 
 use super::activity::{self, Asker};
 use super::auth::Caller;

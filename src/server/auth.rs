@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use cookie::{Cookie, SameSite};
 use serde::{Deserialize, Serialize};
 
-use crate::access::{self, hash_secret, secrets_equal};
-use crate::store::KbId;
-use crate::store::meta::User;
+use zhiku_core::access::{self, hash_secret, secrets_equal};
+use zhiku_core::store::KbId;
+use zhiku_core::store::meta::User;
 
 use super::error::ApiError;
 use super::state::AppState;

@@ -9,8 +9,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use crate::rag::Turn;
-use crate::store::meta::{Conversation, ConversationId, Feedback, Message, MessageId};
+use zhiku_core::rag::Turn;
+use zhiku_core::store::meta::{Conversation, ConversationId, Feedback, Message, MessageId};
 
 use super::ask;
 use super::auth::Caller;

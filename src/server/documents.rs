@@ -17,9 +17,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::index::{self, originals};
-use crate::store::meta::{DocumentRecord, JobKind, NewJobFile};
-use crate::store::{ChunkId, DocId, KbId};
+use zhiku_core::index::{self, originals};
+use zhiku_core::store::meta::{DocumentRecord, JobKind, NewJobFile};
+use zhiku_core::store::{ChunkId, DocId, KbId};
 
 use super::auth::{Admin, Caller};
 use super::error::ApiError;

@@ -6,9 +6,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::access::AccessError;
-use crate::engine::EngineError;
-use crate::store::meta::MetaError;
+use zhiku_core::access::AccessError;
+use zhiku_core::engine::EngineError;
+use zhiku_core::store::meta::MetaError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -141,10 +141,10 @@ impl From<EngineError> for ApiError {
     }
 }
 
-impl From<crate::rag::RagError> for ApiError {
-    fn from(e: crate::rag::RagError) -> Self {
+impl From<zhiku_core::rag::RagError> for ApiError {
+    fn from(e: zhiku_core::rag::RagError) -> Self {
         match e {
-            crate::rag::RagError::Engine(e) => e.into(),
+            zhiku_core::rag::RagError::Engine(e) => e.into(),
             other => ApiError::Internal(other.to_string()),
         }
     }

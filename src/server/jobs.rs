@@ -6,7 +6,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
-use crate::store::meta::UploadJob;
+use zhiku_core::store::meta::UploadJob;
 
 use super::auth::Admin;
 use super::error::ApiError;

@@ -96,11 +96,11 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let engine = state.engine.clone();
     let name = kb.clone();
-    let n = tokio::task::spawn_blocking(move || crate::index::delete_kb(&engine, &name))
+    let n = tokio::task::spawn_blocking(move || zhiku_core::index::delete_kb(&engine, &name))
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| match e {
-            crate::index::IndexError::Engine(e) => e.into(),
+            zhiku_core::index::IndexError::Engine(e) => e.into(),
             other => ApiError::internal(other),
         })?;
     admin.audit(&state, "kb.delete", &kb, &format!("{n} documents"));

@@ -33,8 +33,8 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::access::secrets_equal;
-use crate::rag::{Answer, Outcome};
+use zhiku_core::access::secrets_equal;
+use zhiku_core::rag::{Answer, Outcome};
 
 use super::auth::{Caller, bearer};
 use super::error::ApiError;
@@ -225,7 +225,7 @@ impl Metrics {
             self.ttft.observe(ms / 1e3);
         }
         if let Some(g) = &a.generation {
-            if g.finish == crate::generate::FinishReason::Cancelled {
+            if g.finish == zhiku_llm::generate::FinishReason::Cancelled {
                 self.cancelled.inc();
             } else if g.completion_tokens > 1 {
                 self.tokens_per_s.observe(g.tokens_per_s);
@@ -318,7 +318,7 @@ pub async fn scrape(
     caller: Result<Caller, ApiError>,
 ) -> Result<Response, ApiError> {
     // A blank token would match an empty bearer token: it counts as unset.
-    let configured = crate::config::Secret::exposed(&state.engine.config.server.metrics_token)
+    let configured = zhiku_core::config::Secret::exposed(&state.engine.config.server.metrics_token)
         .filter(|t| !t.trim().is_empty());
     let token_ok = configured
         .zip(bearer(&headers))

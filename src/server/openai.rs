@@ -35,8 +35,8 @@ use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::generate::{FinishReason, SamplingParams};
-use crate::rag::{Answer, Citation, Outcome, Turn};
+use zhiku_core::rag::{Answer, Citation, Outcome, Turn};
+use zhiku_llm::generate::{FinishReason, SamplingParams};
 
 use super::ask::{self, Progress};
 use super::auth::Caller;
@@ -398,7 +398,7 @@ struct Head {
 
 impl Head {
     fn new(model: &str) -> Result<Self, ApiError> {
-        let secret = crate::access::new_secret("")?;
+        let secret = zhiku_core::access::new_secret("")?;
         Ok(Self {
             id: format!("chatcmpl-{}", &secret[..24]),
             created: std::time::SystemTime::now()
@@ -462,7 +462,7 @@ impl Head {
                 let mut out = Vec::new();
                 // The content filter withheld the answer: what was streamed stopped short of
                 // the blocked word; the refusal follows as the rest of the message.
-                if a.outcome == crate::rag::Outcome::Blocked {
+                if a.outcome == zhiku_core::rag::Outcome::Blocked {
                     out.push(json(&self.delta(Delta {
                         role: None,
                         content: Some(format!("\n\n{}", a.answer)),
@@ -563,7 +563,7 @@ pub async fn chat_completions(
     let params = sampling(&req, &state.engine.config.generate.sampling)?;
     let model = req.model.trim();
     let head = Head::new(model)?;
-    let asker = super::activity::Asker::new(&caller, crate::store::meta::Via::Openai);
+    let asker = super::activity::Asker::new(&caller, zhiku_core::store::meta::Via::Openai);
     let rx = ask::start_answer(
         &state,
         peer.ip(),

@@ -12,8 +12,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::engine::Engine;
-use crate::generate::{self, GenerateError, Generator};
+use zhiku_core::engine::Engine;
+use zhiku_llm::generate::{self, GenerateError, Generator};
 
 use super::error::ApiError;
 use super::metrics::Metrics;
@@ -24,8 +24,8 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub engine: Arc<Engine>,
-    /// Wakes the ingestion worker ([`crate::index::queue`]) when files are queued.
-    pub ingest: Arc<crate::index::queue::Signal>,
+    /// Wakes the ingestion worker ([`zhiku_core::index::queue`]) when files are queued.
+    pub ingest: Arc<zhiku_core::index::queue::Signal>,
     /// Prometheus series of this server (`GET /metrics`).
     pub metrics: Metrics,
     /// The WeCom app and group robot, when configured ([`super::wecom`]).
@@ -67,9 +67,9 @@ impl AppState {
             user_limit: governor::RateLimiter::keyed(quota(s.user_questions_per_s)),
             slots: Arc::new(Semaphore::new(s.generation_slots.max(1))),
             waiting: AtomicUsize::new(0),
-            ingest: crate::index::queue::Signal::new(),
+            ingest: zhiku_core::index::queue::Signal::new(),
             metrics: Metrics::new(),
-            wecom: super::wecom::from_config(&engine.config.wecom),
+            wecom: crate::wecom::callback::from_config(&engine.config.wecom),
             generators,
             engine: Arc::new(engine),
         };
@@ -172,7 +172,7 @@ impl Generators {
 
     fn get(
         &self,
-        cfg: &crate::config::GenerateConfig,
+        cfg: &zhiku_core::config::GenerateConfig,
         kb: Option<&str>,
     ) -> Result<Option<Arc<dyn Generator>>, GenerateError> {
         if let Some(g) = &self.fixed {

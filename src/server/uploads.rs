@@ -3,7 +3,7 @@
 //! Each multipart part named `files` is written to a staging folder under the data folder as
 //! it arrives (an upload of hundreds of MiB never sits in memory), then checked as a whole
 //! ([`super::unpack`]): safe names, zips unpacked within limits, every file typed by its
-//! content. Accepted files are kept as originals ([`crate::index::originals`]) and queued in
+//! content. Accepted files are kept as originals ([`zhiku_core::index::originals`]) and queued in
 //! one job for the ingestion worker; the reply lists each file as `queued` or `failed` with
 //! the reason. The staging folder is deleted whatever happens.
 
@@ -16,10 +16,10 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
 
-use crate::engine::Engine;
-use crate::index::originals;
-use crate::store::KbId;
-use crate::store::meta::{FileStatus, JobKind, NewJobFile};
+use zhiku_core::engine::Engine;
+use zhiku_core::index::originals;
+use zhiku_core::store::KbId;
+use zhiku_core::store::meta::{FileStatus, JobKind, NewJobFile};
 
 use super::auth::Admin;
 use super::error::ApiError;

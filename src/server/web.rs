@@ -33,7 +33,11 @@ macro_rules! asset {
         Asset {
             name: $name,
             mime: $mime,
-            body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/static/", $name)),
+            body: include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../web/static/",
+                $name
+            )),
         }
     };
 }
@@ -53,7 +57,7 @@ pub const ASSETS: &[Asset] = &[
 
 macro_rules! page_source {
     ($name:literal) => {
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/", $name))
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/", $name))
     };
 }
 

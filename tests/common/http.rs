@@ -6,9 +6,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use zhiku::engine::Engine;
-use zhiku::generate::Generator;
-use zhiku::server::AppState;
+use zhiku_core::engine::Engine;
+use zhiku_llm::generate::Generator;
+use zhiku_server::AppState;
 
 /// A running server; stops (gracefully) when dropped.
 pub struct TestServer {
@@ -33,7 +33,7 @@ impl TestServer {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
-                zhiku::server::serve(s, listener, async {
+                zhiku_server::serve(s, listener, async {
                     let _ = stopped.await;
                 })
                 .await

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use zhiku::config::Config;
-use zhiku::embed::{EmbedError, Embedder};
-use zhiku::engine::Engine;
+use zhiku_core::config::Config;
+use zhiku_core::embed::{EmbedError, Embedder};
+use zhiku_core::engine::Engine;
 
 /// Run the `zhiku` binary on data folder `data` (its parent is the working directory) with
 /// embedding model `model`, no configuration file and no answer generator.
@@ -129,13 +129,13 @@ pub fn e5_model() -> Option<PathBuf> {
 /// (staff), bob (ops) and root (admin).
 pub fn hr_and_it(e: &Engine) -> [i64; 3] {
     let samples = samples();
-    let opts = zhiku::index::IngestOptions::default();
-    let pb = indicatif::ProgressBar::hidden();
+    let opts = zhiku_core::index::IngestOptions::default();
+    let pb = zhiku_core::progress::Silent;
     for (kb, file) in [
         ("hr", "员工手册-休假制度.txt"),
         ("it", "IT服务台常见问题.txt"),
     ] {
-        zhiku::index::ingest_paths(e, kb, &[samples.join(file)], &opts, &pb).unwrap();
+        zhiku_core::index::ingest_paths(e, kb, &[samples.join(file)], &opts, &pb).unwrap();
     }
     people(e, &["hr"], &["it"])
 }
@@ -154,7 +154,7 @@ pub mod http;
 /// group `ops` reads `ops_kbs`; members alice (staff) and bob (ops) and admin root, all with
 /// password `password-1`. Returns their user ids `[alice, bob, root]`.
 pub fn people(e: &Engine, staff_kbs: &[&str], ops_kbs: &[&str]) -> [i64; 3] {
-    use zhiku::store::meta::Role;
+    use zhiku_core::store::meta::Role;
     let m = &e.meta;
     let staff = m.create_group("staff").unwrap();
     let ops = m.create_group("ops").unwrap();
@@ -163,7 +163,7 @@ pub fn people(e: &Engine, staff_kbs: &[&str], ops_kbs: &[&str]) -> [i64; 3] {
             m.grant(m.require_kb(kb).unwrap(), group).unwrap();
         }
     }
-    let hash = zhiku::access::hash_password("password-1").unwrap();
+    let hash = zhiku_core::access::hash_password("password-1").unwrap();
     let alice = m.create_user("alice", Some(&hash), Role::Member).unwrap();
     let bob = m.create_user("bob", Some(&hash), Role::Member).unwrap();
     let root = m.create_user("root", Some(&hash), Role::Admin).unwrap();

@@ -1,0 +1,1194 @@
+//! Configuration: one `zhiku.toml` plus environment overrides, every key with a default.
+//!
+//! A file holds only the keys it changes. Precedence, lowest first: built-in defaults, the
+//! file (`--config`, env `ZHIKU_CONFIG`, else `./zhiku.toml` when present), environment
+//! variables `ZHIKU_<SECTION>__<KEY>` (e.g. `ZHIKU_VECTOR__URL=http://qdrant:6334`,
+//! `ZHIKU_RETRIEVE__FUSION=rrf`), then command-line flags (`--data-dir` / `ZHIKU_DATA_DIR`).
+//! Values in environment variables are read as TOML scalars when they parse as one
+//! (numbers, booleans) and as strings otherwise.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration. See README "Configuration" for every key and its default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Folder holding all state: SQLite metadata, the embedded vector store, the keyword
+    /// index. Default `./data`.
+    pub data_dir: PathBuf,
+    pub embed: EmbedConfig,
+    pub vector: VectorConfig,
+    pub keyword: KeywordConfig,
+    pub ingest: zhiku_ingest::Options,
+    pub retrieve: RetrieveConfig,
+    pub generate: GenerateConfig,
+    pub rag: RagConfig,
+    pub server: ServerConfig,
+    pub wecom: WecomConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            embed: EmbedConfig::default(),
+            vector: VectorConfig::default(),
+            keyword: KeywordConfig::default(),
+            ingest: zhiku_ingest::Options::default(),
+            retrieve: RetrieveConfig::default(),
+            generate: GenerateConfig::default(),
+            rag: RagConfig::default(),
+            server: ServerConfig::default(),
+            wecom: WecomConfig::default(),
+        }
+    }
+}
+
+/// Which engine runs the embedding model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedBackend {
+    /// candle (built in): a Hugging Face BERT / XLM-R folder with `model.safetensors`.
+    Candle,
+    /// onnxruntime through fastembed (cargo feature `onnx`): a folder with `model.onnx`.
+    Onnx,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// `candle` (default) or `onnx` (needs a binary built with `--features onnx`).
+    pub backend: EmbedBackend,
+    /// A Hugging Face BERT / XLM-R folder (config.json, tokenizer.json, model.safetensors;
+    /// model.onnx for the onnx backend). Default `models/multilingual-e5-small` (written by
+    /// `scripts/fetch-models.sh`).
+    pub model: PathBuf,
+    /// Passages per forward pass. Default 16.
+    pub batch_size: usize,
+    /// Prefix for queries; default chosen by model family ("query: " for e5, none otherwise).
+    pub query_prefix: Option<String>,
+    /// Prefix for passages; default chosen by model family ("passage: " for e5).
+    pub passage_prefix: Option<String>,
+    /// onnx backend: the onnxruntime library (`libonnxruntime.so.*`, 1.24 or newer). Default:
+    /// env `ORT_DYLIB_PATH`, else `models/onnxruntime/libonnxruntime.so.1.31.1` when present
+    /// (written by `scripts/fetch-models.sh`).
+    pub onnxruntime: Option<PathBuf>,
+    /// candle backend: `auto` (default: int8 linear layers when the CPU has AVX-512 VNNI,
+    /// f32 otherwise), `f32` or `int8`.
+    pub precision: crate::embed::Precision,
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        Self {
+            backend: EmbedBackend::Candle,
+            model: PathBuf::from("models/multilingual-e5-small"),
+            batch_size: 16,
+            query_prefix: None,
+            passage_prefix: None,
+            onnxruntime: None,
+            precision: crate::embed::Precision::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VectorConfig {
+    /// Qdrant server gRPC URL (e.g. `http://127.0.0.1:6334`). Unset (default): the embedded
+    /// engine under `<data_dir>/vectors`.
+    pub url: Option<String>,
+    /// API key for the Qdrant server, if it requires one.
+    pub api_key: Option<Secret>,
+    /// Collection name on the server. Default `zhiku_chunks`.
+    pub collection: String,
+    /// Per-request timeout for the server, seconds. Default 10.
+    pub timeout_secs: u64,
+}
+
+impl Default for VectorConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            api_key: None,
+            collection: "zhiku_chunks".into(),
+            timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeywordConfig {
+    /// jieba user dictionary (one term a line: `word [freq] [tag]`) for company terms.
+    /// Default: `<data_dir>/userdict.txt` when that file exists, else none.
+    pub user_dict: Option<PathBuf>,
+}
+
+/// How the dense and keyword rankings are fused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// Reciprocal rank fusion: score = Σ w / (k + rank).
+    Rrf,
+    /// Min-max normalised scores, weighted sum.
+    Weighted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrieveConfig {
+    /// `weighted` (default, chosen by measurement on CMRC 2018 trial) or `rrf`.
+    pub fusion: Fusion,
+    /// RRF constant k. Default 60.
+    pub rrf_k: f32,
+    /// Weight of the dense ranking, 0–1; the keyword ranking gets 1 − this. Default 0.5.
+    pub dense_weight: f32,
+    /// Candidates taken from each index before fusion. Default 50.
+    pub candidates: usize,
+    /// Results returned when the caller does not say. Default 5.
+    pub top_k: usize,
+}
+
+impl Default for RetrieveConfig {
+    fn default() -> Self {
+        Self {
+            fusion: Fusion::Weighted,
+            rrf_k: 60.0,
+            dense_weight: 0.5,
+            candidates: 50,
+            top_k: 5,
+        }
+    }
+}
+
+/// Which engine writes answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GenerateBackend {
+    /// `openai` when `url` is set, else `candle` when `model` is set, else `none`.
+    Auto,
+    /// No generator: answers are the best-matching sentences, highlighted and cited.
+    None,
+    /// A model inside this process on candle (GGUF file or Hugging Face folder).
+    Candle,
+    /// An OpenAI-compatible chat-completions server (vLLM, llama.cpp server, Ollama).
+    Openai,
+}
+
+/// Where the in-process model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GenerateDevice {
+    /// CUDA when the binary was built with `--features cuda` and a GPU is present, else CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenerateConfig {
+    /// `auto` (default), `none`, `candle` or `openai`.
+    pub backend: GenerateBackend,
+    /// candle: a `.gguf` file or a Hugging Face folder (config.json, tokenizer.json,
+    /// *.safetensors). Unset by default: no model small enough to ship answers well, so a
+    /// fresh install answers extractively. `scripts/fetch-models.sh` writes the English demo
+    /// model `models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf` (135M parameters:
+    /// it shows the pipeline working, it is not a reliable answerer, and it knows no Chinese).
+    pub model: Option<PathBuf>,
+    /// candle: a `tokenizer.json` to use instead of the model's own (or of the one rebuilt
+    /// from GGUF metadata).
+    pub tokenizer: Option<PathBuf>,
+    /// candle: `auto` (default), `cpu` or `cuda` (GPU index with `cuda_device`).
+    pub device: GenerateDevice,
+    /// candle: which GPU. Default 0.
+    pub cuda_device: usize,
+    /// Context window in tokens; default the model's own.
+    pub context_length: Option<usize>,
+    /// candle: a PEFT LoRA adapter folder merged into the weights at load time.
+    pub lora: Option<PathBuf>,
+    /// candle: an adapter per knowledge base (`[generate.lora_per_kb] hr = "adapters/hr"`),
+    /// used instead of `lora` for questions to that knowledge base.
+    pub lora_per_kb: std::collections::BTreeMap<String, PathBuf>,
+    /// openai: base URL of the server, e.g. `http://vllm:8000/v1`.
+    pub url: Option<String>,
+    /// openai: bearer token, if the server needs one.
+    pub api_key: Option<Secret>,
+    /// openai: the `model` field sent to the server. Default: the server's first model.
+    pub remote_model: Option<String>,
+    /// openai: seconds before a request (or a silent stream) is abandoned. Default 120.
+    pub timeout_secs: u64,
+    /// openai: retries after a connection error or a 5xx/429 answer, before any text was
+    /// streamed. Default 2.
+    pub max_retries: u32,
+    /// Sampling defaults for every answer.
+    pub sampling: crate::generate::SamplingParams,
+}
+
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        Self {
+            backend: GenerateBackend::Auto,
+            model: None,
+            tokenizer: None,
+            device: GenerateDevice::Auto,
+            cuda_device: 0,
+            context_length: None,
+            lora: None,
+            lora_per_kb: Default::default(),
+            url: None,
+            api_key: None,
+            remote_model: None,
+            timeout_secs: 120,
+            max_retries: 2,
+            sampling: crate::generate::SamplingParams::default(),
+        }
+    }
+}
+
+/// The answer pipeline: condense → retrieve → relevance gate → prompt → generate → cite.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RagConfig {
+    /// Folder of prompt templates read at every question (a file there overrides the built-in
+    /// template of the same name, see prompts/README.md). Default `<data_dir>/prompts`.
+    pub prompts_dir: Option<PathBuf>,
+    /// Passages retrieved per question, before the relevance gate. Default 8.
+    pub retrieve_top_k: usize,
+    /// Most passages put into the prompt (fewer when they do not fit the generator's
+    /// context; the lowest-ranked are dropped first). Default 5.
+    pub sources: usize,
+    /// Relevance gate, lexical part: a passage is relevant when it contains at least this
+    /// share (0–1) of the question's key terms. Default 0.5.
+    pub min_term_coverage: f32,
+    /// Relevance gate, semantic part: a passage is also relevant when its dense cosine
+    /// similarity to the question is at least this. Depends on the embedding model; 0.88 was
+    /// measured for multilingual-e5-small (unrelated questions score up to 0.87). Set above 1
+    /// to use the lexical part alone. Default 0.88.
+    pub min_dense_score: f32,
+    /// Earlier turns of a chat used to rewrite a follow-up question and put in the answer
+    /// prompt before the sources (the oldest are dropped first when the prompt does not fit
+    /// the context). Default 4.
+    pub max_history_turns: usize,
+    /// Rewrite follow-up questions with the generator (when one is configured); otherwise,
+    /// or when false, with the key-term rule (README "Answers"). Default true.
+    pub condense_with_generator: bool,
+    /// Extractive answers (no generator): most sentences quoted. Default 3.
+    pub extractive_sentences: usize,
+    /// Tokens kept free in the generator's context besides `generate.sampling.max_tokens`
+    /// (a margin for the estimate of remote servers). Default 64.
+    pub context_margin_tokens: usize,
+}
+
+impl Default for RagConfig {
+    fn default() -> Self {
+        Self {
+            prompts_dir: None,
+            retrieve_top_k: 8,
+            sources: 5,
+            min_term_coverage: 0.5,
+            min_dense_score: 0.88,
+            max_history_turns: 4,
+            condense_with_generator: true,
+            extractive_sentences: 3,
+            context_margin_tokens: 64,
+        }
+    }
+}
+
+/// `zhiku serve`: the web chat, admin pages, REST and OpenAI-compatible API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (`zhiku serve --addr` overrides). Default `127.0.0.1:8080`;
+    /// use `0.0.0.0:8080` to serve the network.
+    pub addr: String,
+    /// The address users reach zhiku at (e.g. `https://zhiku.example.com`), for links sent
+    /// outside the browser (WeCom) and to mark session cookies `Secure` when it is https.
+    /// Default none.
+    pub public_url: Option<String>,
+    /// How long a browser login lasts, in hours. Default 168 (a week).
+    pub session_hours: u64,
+    /// Question endpoints (`/api/ask`, `/v1/chat/completions`): requests per second allowed
+    /// per client IP, with bursts of twice that; over it the answer is 429 with Retry-After.
+    /// Default 10.
+    pub ip_questions_per_s: u32,
+    /// The same, per logged-in user or API token owner. Default 5.
+    pub user_questions_per_s: u32,
+    /// Answers being generated at once (more wait in the queue). Default 1: one in-process
+    /// model answers one question at a time; raise it for an LLM server.
+    pub generation_slots: usize,
+    /// Questions allowed to wait for a generation slot; more get 503 with Retry-After.
+    /// Default 32.
+    pub generation_queue: usize,
+    /// Most time a non-streamed request may take, in seconds. Default 300.
+    pub request_timeout_secs: u64,
+    /// Most time one upload request may take (the body arrives at the client's pace), in
+    /// seconds. Default 3600.
+    pub upload_timeout_secs: u64,
+    /// Largest upload request, in MiB (a folder or zip in one request). Default 512.
+    pub max_upload_mb: u64,
+    /// Most files in one upload (after unpacking zips). Default 2000.
+    pub max_upload_files: usize,
+    /// Most bytes unpacked from the zips of one upload together, in MiB (zip-bomb defence;
+    /// counted as the bytes come out, not taken from the zip's headers). Default 2048.
+    pub max_unzipped_mb: u64,
+    /// Words that must not appear in answers (the output content filter); an answer that
+    /// contains one is replaced by a refusal and logged for admins. Default none.
+    pub blocked_words: Vec<String>,
+    /// A secret that Prometheus sends as `Authorization: Bearer …` to scrape `/metrics`.
+    /// Unset (default): `/metrics` answers requests from loopback addresses that came through
+    /// no proxy, and admins (session or API token) from anywhere; set it to scrape from
+    /// another machine without an admin's token.
+    pub metrics_token: Option<Secret>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8080".into(),
+            public_url: None,
+            session_hours: 168,
+            ip_questions_per_s: 10,
+            user_questions_per_s: 5,
+            generation_slots: 1,
+            generation_queue: 32,
+            request_timeout_secs: 300,
+            upload_timeout_secs: 3600,
+            max_upload_mb: 512,
+            max_upload_files: 2000,
+            max_unzipped_mb: 2048,
+            blocked_words: Vec::new(),
+            metrics_token: None,
+        }
+    }
+}
+
+/// How answers are sent to WeCom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WecomMessageType {
+    /// Rendered (bold, links) in the WeCom app; the WeChat plugin (微信插件) cannot show it.
+    Markdown,
+    /// Plain text: shown everywhere.
+    Text,
+}
+
+/// `[wecom]`: the WeCom (企业微信) self-built app and group robot (README "WeCom").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WecomConfig {
+    /// The company's CorpID (我的企业 → 企业信息). The app is on when this, `token` and
+    /// `encoding_aes_key` are set. Default none.
+    #[serde(deserialize_with = "string_or_number")]
+    pub corp_id: Option<String>,
+    /// The app's AgentId (应用管理 → the app). Default none.
+    pub agent_id: Option<u64>,
+    /// The app's Secret, for access tokens. Secret. Default none.
+    pub secret: Option<Secret>,
+    /// The callback Token (接收消息 → 设置API接收). Secret. Default none.
+    pub token: Option<Secret>,
+    /// The callback EncodingAESKey (43 characters). Secret. Default none.
+    pub encoding_aes_key: Option<Secret>,
+    /// The WeCom API. Default `https://qyapi.weixin.qq.com`; tests and private proxies point
+    /// it elsewhere (`http://` is allowed).
+    pub api_base: String,
+    /// The group robot for admin notifications: its webhook URL
+    /// (`https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…`) or just the key. Secret.
+    /// Default none (no notifications).
+    pub robot_webhook: Option<Secret>,
+    /// Where WeCom posts messages (the URL given in the console is the public address plus
+    /// this path). Default `/wecom/callback`.
+    pub callback_path: String,
+    /// WeCom userid → zhiku user name, for employees who already have an account
+    /// (`[wecom.users] ZhangSan = "zhangsan"`). Others are matched by the user's linked
+    /// WeCom id (`zhiku user wecom NAME ID`), else provisioned into `default_group`.
+    pub users: std::collections::BTreeMap<String, String>,
+    /// The group employees provisioned from WeCom join (created when missing); grant it the
+    /// knowledge bases everyone may read. Default `wecom`.
+    pub default_group: String,
+    /// `markdown` (default) or `text`.
+    pub message_type: WecomMessageType,
+    /// Callbacks whose timestamp is further than this from the server's clock are refused
+    /// (replay defence), seconds. Default 300.
+    pub max_clock_skew_secs: u64,
+    /// Questions one employee may ask per minute; more get a polite note. Default 10.
+    pub user_questions_per_minute: u32,
+    /// At start-up, questions accepted before a stop but not yet answered are answered if
+    /// they are at most this old, in seconds; older ones are marked `expired` and not
+    /// answered, since after a long outage an answer to a question from hours ago would
+    /// arrive out of the blue (the employee has asked again or moved on); 0 answers none.
+    /// Default 1800.
+    pub recover_max_age_secs: u64,
+}
+
+impl Default for WecomConfig {
+    fn default() -> Self {
+        Self {
+            corp_id: None,
+            agent_id: None,
+            secret: None,
+            token: None,
+            encoding_aes_key: None,
+            api_base: "https://qyapi.weixin.qq.com".into(),
+            robot_webhook: None,
+            callback_path: "/wecom/callback".into(),
+            users: Default::default(),
+            default_group: "wecom".into(),
+            message_type: WecomMessageType::Markdown,
+            max_clock_skew_secs: 300,
+            user_questions_per_minute: 10,
+            recover_max_age_secs: 1800,
+        }
+    }
+}
+
+impl WecomConfig {
+    /// Whether the app's callback is on: `corp_id`, `token` and `encoding_aes_key` set.
+    pub fn enabled(&self) -> bool {
+        [
+            self.corp_id.as_deref(),
+            Secret::exposed(&self.token),
+            Secret::exposed(&self.encoding_aes_key),
+        ]
+        .iter()
+        .all(|v| v.is_some_and(|s| !s.trim().is_empty()))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let set = |v: Option<&str>| v.is_some_and(|s| !s.trim().is_empty());
+        let app_keys = [
+            ("corp_id", set(self.corp_id.as_deref())),
+            ("token", set(Secret::exposed(&self.token))),
+            (
+                "encoding_aes_key",
+                set(Secret::exposed(&self.encoding_aes_key)),
+            ),
+        ];
+        let missing: Vec<&str> = app_keys.iter().filter(|k| !k.1).map(|k| k.0).collect();
+        if missing.len() == app_keys.len() {
+            return Ok(());
+        }
+        let mut missing: Vec<String> = missing.iter().map(|k| format!("wecom.{k}")).collect();
+        if !set(Secret::exposed(&self.secret)) {
+            missing.push("wecom.secret".into());
+        }
+        if self.agent_id.is_none() {
+            missing.push("wecom.agent_id".into());
+        }
+        if !missing.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "the WeCom app is half configured: set {} too (README \"WeCom\")",
+                missing.join(", ")
+            )));
+        }
+        if let Some(k) = &self.encoding_aes_key {
+            decode_aes_key(k.expose()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        if !self.callback_path.starts_with('/') || self.callback_path.len() < 2 {
+            return Err(ConfigError::Invalid(format!(
+                "wecom.callback_path must start with / (got `{}`)",
+                self.callback_path
+            )));
+        }
+        if self.default_group.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "wecom.default_group must name a group".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A secret from the configuration: an API key, token or password. Code reads it with
+/// [`Secret::expose`]; `Debug` and `Serialize` (logs, `zhiku config`) show only that it is set
+/// and its length, so no log line or printed configuration can carry it, whatever struct it
+/// sits in, while an admin can still check their setup (is the 43-character AES key in?).
+/// Every secret-bearing key has this type; a test fails for a key whose name looks secret
+/// and is shown in clear.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// An optional secret's value.
+    pub fn exposed(secret: &Option<Secret>) -> Option<&str> {
+        secret.as_ref().map(Secret::expose)
+    }
+
+    /// What is shown instead of the value.
+    fn shown(&self) -> String {
+        match self.0.chars().count() {
+            1 => "<set, 1 character>".into(),
+            n => format!("<set, {n} characters>"),
+        }
+    }
+
+    /// Whether `s` is what [`Secret::shown`] prints (pasted back from `zhiku config`).
+    fn is_placeholder(s: &str) -> bool {
+        s.strip_prefix("<set, ")
+            .is_some_and(|rest| rest.ends_with(" characters>") || rest.ends_with(" character>"))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.shown())
+    }
+}
+
+/// A string, or a number as environment variables may spell it (`ZHIKU_WECOM__TOKEN=123456`);
+/// the placeholder `zhiku config` prints is refused, so a pasted copy of that output does not
+/// silently send `<set, 32 characters>` as a key.
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Scalar {
+            S(String),
+            I(i64),
+        }
+        let s = match Scalar::deserialize(d)? {
+            Scalar::S(s) => s,
+            Scalar::I(i) => i.to_string(),
+        };
+        if Secret::is_placeholder(&s) {
+            return Err(serde::de::Error::custom(format!(
+                "`{s}` is how `zhiku config` hides a secret; write the secret itself"
+            )));
+        }
+        Ok(Self(s))
+    }
+}
+
+/// A string that environment variables may spell as a number (`ZHIKU_WECOM__TOKEN=123456`
+/// is read as a TOML integer).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        S(String),
+        I(i64),
+    }
+    Ok(Option::<Scalar>::deserialize(d)?.map(|v| match v {
+        Scalar::S(s) => s,
+        Scalar::I(i) => i.to_string(),
+    }))
+}
+
+impl Config {
+    /// Load defaults ← file ← environment. `file` is the explicit `--config`; without it,
+    /// `./zhiku.toml` is read when present.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(file, &vars)
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        vars: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let default_path = Path::new("zhiku.toml");
+        let (path, required) = match file {
+            Some(p) => (Some(p.to_path_buf()), true),
+            None if default_path.exists() => (Some(default_path.to_path_buf()), false),
+            None => (None, false),
+        };
+        let mut table = toml::Table::new();
+        if let Some(path) = &path {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    table = text
+                        .parse::<toml::Table>()
+                        .map_err(|e| ConfigError::Parse {
+                            path: path.clone(),
+                            message: e.to_string(),
+                        })?;
+                }
+                Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(ConfigError::Read {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        // Validate the file alone first, so an error names the file rather than a variable.
+        if let Some(path) = &path {
+            toml::Value::Table(table.clone())
+                .try_into::<Config>()
+                .map_err(|e| ConfigError::Parse {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+        }
+        for (var, value) in vars {
+            apply_env(&mut table, var, value)?;
+        }
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Env {
+                    var: "ZHIKU_*".into(),
+                    message: e.to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let r = &self.retrieve;
+        if !(0.0..=1.0).contains(&r.dense_weight) {
+            return Err(ConfigError::Invalid(format!(
+                "retrieve.dense_weight must be between 0 and 1, got {}",
+                r.dense_weight
+            )));
+        }
+        if r.rrf_k <= 0.0 {
+            return Err(ConfigError::Invalid(
+                "retrieve.rrf_k must be positive".into(),
+            ));
+        }
+        if r.candidates == 0 || r.top_k == 0 {
+            return Err(ConfigError::Invalid(
+                "retrieve.candidates and retrieve.top_k must be at least 1".into(),
+            ));
+        }
+        if self.embed.batch_size == 0 {
+            return Err(ConfigError::Invalid(
+                "embed.batch_size must be at least 1".into(),
+            ));
+        }
+        let g = &self.rag;
+        if !(0.0..=1.0).contains(&g.min_term_coverage) {
+            return Err(ConfigError::Invalid(format!(
+                "rag.min_term_coverage must be between 0 and 1, got {}",
+                g.min_term_coverage
+            )));
+        }
+        if g.sources == 0 || g.retrieve_top_k == 0 || g.extractive_sentences == 0 {
+            return Err(ConfigError::Invalid(
+                "rag.sources, rag.retrieve_top_k and rag.extractive_sentences must be at least 1"
+                    .into(),
+            ));
+        }
+        let c = &self.ingest.chunk;
+        if c.max_tokens < 16 || c.overlap_tokens >= c.max_tokens {
+            return Err(ConfigError::Invalid(format!(
+                "ingest.chunk: max_tokens must be at least 16 and overlap_tokens below it (got {} and {})",
+                c.max_tokens, c.overlap_tokens
+            )));
+        }
+        self.wecom.validate()?;
+        Ok(())
+    }
+
+    /// The jieba user dictionary in force: the configured one, or `<data_dir>/userdict.txt`.
+    pub fn user_dict(&self) -> Option<PathBuf> {
+        self.keyword.user_dict.clone().or_else(|| {
+            let p = self.data_dir.join("userdict.txt");
+            p.exists().then_some(p)
+        })
+    }
+
+    /// The folder of prompt templates in force: `rag.prompts_dir` or `<data_dir>/prompts`.
+    pub fn prompts_dir(&self) -> PathBuf {
+        self.rag
+            .prompts_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("prompts"))
+    }
+
+    /// The configuration as TOML (for `zhiku config`): every key that has a value, secrets
+    /// as [`Secret`] shows them.
+    pub fn to_toml(&self) -> String {
+        format!(
+            "# Secrets show as \"<set, N characters>\"; a key that is not listed is unset.\n{}",
+            toml::to_string_pretty(self).unwrap_or_default()
+        )
+    }
+}
+
+/// Top-level keys and sections an environment variable may set.
+const ENV_ROOTS: &[&str] = &[
+    "data_dir", "embed", "vector", "keyword", "ingest", "retrieve", "generate", "rag", "server",
+    "wecom",
+];
+
+fn apply_env(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+    let Some(rest) = var.strip_prefix("ZHIKU_") else {
+        return Ok(());
+    };
+    let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+    if !ENV_ROOTS.contains(&path[0].as_str()) || path.iter().any(|p| p.is_empty()) {
+        return Ok(());
+    }
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !v.is_table())
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let mut cursor = table;
+    for key in &path[..path.len() - 1] {
+        let entry = cursor
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cursor = entry.as_table_mut().ok_or_else(|| ConfigError::Env {
+            var: var.to_string(),
+            message: format!("`{key}` is not a section"),
+        })?;
+    }
+    cursor.insert(path[path.len() - 1].clone(), parsed);
+    Ok(())
+}
+
+/// A WeCom `EncodingAESKey` that is not one.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AesKeyError {
+    #[error(
+        "wecom.encoding_aes_key must be the 43 characters the WeCom console shows (got {0} characters)"
+    )]
+    Length(usize),
+    #[error("wecom.encoding_aes_key is not valid base64: {0}")]
+    Encoding(String),
+}
+
+/// The AES key of a WeCom EncodingAESKey (43 base64 characters without the trailing `=`):
+/// checked here when the configuration loads, used by the callback's crypto.
+pub fn decode_aes_key(encoding_aes_key: &str) -> Result<[u8; 32], AesKeyError> {
+    use base64::Engine as _;
+    let k = encoding_aes_key.trim();
+    if k.len() != 43 {
+        return Err(AesKeyError::Length(k.chars().count()));
+    }
+    // WeCom's keys are 43 random characters: the last one usually carries bits past the
+    // 32nd byte, which a strict decoder refuses and WeCom's own SDKs ignore.
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    let bytes = lenient
+        .decode(format!("{k}="))
+        .map_err(|e| AesKeyError::Encoding(e.to_string()))?;
+    bytes
+        .try_into()
+        .map_err(|_| AesKeyError::Encoding("it does not decode to 32 bytes".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let c = Config::load_with_env(None, &[]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert_eq!(c.retrieve.fusion, Fusion::Weighted);
+        assert_eq!(c.vector.url, None);
+        assert!(c.ingest.mask.enabled);
+        assert_eq!(c.embed.backend, EmbedBackend::Candle);
+        assert_eq!(c.embed.onnxruntime, None);
+    }
+
+    #[test]
+    fn embed_backend_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("zhiku.toml");
+        std::fs::write(&f, "[embed]\nbackend = \"onnx\"\n").unwrap();
+        let c = Config::load_with_env(
+            Some(&f),
+            &env(&[(
+                "ZHIKU_EMBED__ONNXRUNTIME",
+                "/opt/ort/libonnxruntime.so.1.31.1",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(c.embed.backend, EmbedBackend::Onnx);
+        assert_eq!(
+            c.embed.onnxruntime.as_deref(),
+            Some(Path::new("/opt/ort/libonnxruntime.so.1.31.1"))
+        );
+        let shown = c.to_toml();
+        assert!(shown.contains("backend = \"onnx\""), "{shown}");
+        assert!(shown.contains("onnxruntime = \"/opt/ort/"), "{shown}");
+        let e = Config::load_with_env(None, &env(&[("ZHIKU_EMBED__BACKEND", "tensorflow")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tensorflow"), "{e}");
+    }
+
+    #[test]
+    fn partial_file_and_env_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("zhiku.toml");
+        std::fs::write(&f, "[retrieve]\ntop_k = 9\n[vector]\ncollection = \"c1\"\n").unwrap();
+        let c = Config::load_with_env(
+            Some(&f),
+            &env(&[
+                ("ZHIKU_VECTOR__URL", "http://127.0.0.1:6334"),
+                ("ZHIKU_RETRIEVE__DENSE_WEIGHT", "0.7"),
+                ("ZHIKU_DATA_DIR", "/tmp/zk"),
+                ("ZHIKU_SERVER__REQUEST_TIMEOUT_SECS", "30"),
+                ("ZHIKU_SERVER__ADDR", "0.0.0.0:9000"),
+                ("ZHIKU_UNRELATED", "x"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.retrieve.top_k, 9);
+        assert_eq!(c.vector.collection, "c1");
+        assert_eq!(c.vector.url.as_deref(), Some("http://127.0.0.1:6334"));
+        assert!((c.retrieve.dense_weight - 0.7).abs() < 1e-6);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/zk"));
+        assert_eq!(c.server.request_timeout_secs, 30);
+        assert_eq!(c.server.addr, "0.0.0.0:9000");
+        assert_eq!(c.retrieve.candidates, 50, "untouched keys keep defaults");
+    }
+
+    #[test]
+    fn unknown_key_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("zhiku.toml");
+        std::fs::write(&f, "[retreive]\ntop_k = 9\n").unwrap();
+        let e = Config::load_with_env(Some(&f), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("retreive") && e.contains("zhiku.toml"), "{e}");
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let e = Config::load_with_env(Some(Path::new("/nonexistent/zhiku.toml")), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/zhiku.toml"), "{e}");
+    }
+
+    #[test]
+    fn wecom_from_env_with_secrets_redacted() {
+        let c = Config::load_with_env(
+            None,
+            &env(&[
+                ("ZHIKU_WECOM__CORP_ID", "wx5823bf96d3bd56c7"),
+                ("ZHIKU_WECOM__AGENT_ID", "1000002"),
+                ("ZHIKU_WECOM__SECRET", "s3cr3t-value"),
+                ("ZHIKU_WECOM__TOKEN", "123456"),
+                (
+                    "ZHIKU_WECOM__ENCODING_AES_KEY",
+                    "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+                ),
+                ("ZHIKU_WECOM__ROBOT_WEBHOOK", "robot-key-1"),
+                ("ZHIKU_WECOM__USERS__ZhangSan", "alice"),
+            ]),
+        )
+        .unwrap();
+        let w = &c.wecom;
+        assert!(w.enabled());
+        assert_eq!(w.agent_id, Some(1000002));
+        assert_eq!(
+            Secret::exposed(&w.token),
+            Some("123456"),
+            "numbers read as strings"
+        );
+        assert_eq!(w.users.get("zhangsan").map(String::as_str), Some("alice"));
+        assert_eq!(w.default_group, "wecom");
+        assert_eq!(w.callback_path, "/wecom/callback");
+        assert_eq!(w.api_base, "https://qyapi.weixin.qq.com");
+        for shown in [format!("{c:?}"), c.to_toml()] {
+            for secret in ["s3cr3t-value", "123456", "jWmYm7qr5n", "robot-key-1"] {
+                assert!(!shown.contains(secret), "{secret} shown in {shown}");
+            }
+            assert!(shown.contains("wx5823bf96d3bd56c7"), "{shown}");
+        }
+        assert!(!Config::load_with_env(None, &[]).unwrap().wecom.enabled());
+    }
+
+    /// A deserializer that gives every field of every struct a value, whatever fields exist:
+    /// strings get `probe-<path>` (recorded), numbers 1, enums their first variant.
+    struct Probe<'a> {
+        path: String,
+        strings: &'a std::cell::RefCell<Vec<(String, String)>>,
+    }
+
+    type ProbeError = serde::de::value::Error;
+
+    macro_rules! probe_numbers {
+        ($($($method:ident)+ => $visit:ident($value:expr));+) => {$($(
+            fn $method<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, ProbeError> {
+                v.$visit($value)
+            }
+        )+)+};
+    }
+
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = ProbeError;
+
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, ProbeError> {
+            let value = format!("probe-{}", self.path);
+            self.strings.borrow_mut().push((self.path, value.clone()));
+            v.visit_string(value)
+        }
+        fn deserialize_bool<V: serde::de::Visitor<'de>>(
+            self,
+            v: V,
+        ) -> Result<V::Value, ProbeError> {
+            v.visit_bool(true)
+        }
+        probe_numbers! {
+            deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_u8
+            deserialize_u16 deserialize_u32 deserialize_u64 => visit_u64(1);
+            deserialize_f32 deserialize_f64 => visit_f64(0.5)
+        }
+        fn deserialize_option<V: serde::de::Visitor<'de>>(
+            self,
+            v: V,
+        ) -> Result<V::Value, ProbeError> {
+            v.visit_some(self)
+        }
+        fn deserialize_seq<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, ProbeError> {
+            v.visit_seq(serde::de::value::SeqDeserializer::new(std::iter::empty::<
+                String,
+            >()))
+        }
+        fn deserialize_map<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, ProbeError> {
+            v.visit_map(serde::de::value::MapDeserializer::new(std::iter::empty::<(
+                String,
+                String,
+            )>()))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            v: V,
+        ) -> Result<V::Value, ProbeError> {
+            v.visit_map(ProbeFields {
+                parent: self.path,
+                fields: fields.iter(),
+                current: "",
+                strings: self.strings,
+            })
+        }
+        fn deserialize_enum<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            variants: &'static [&'static str],
+            v: V,
+        ) -> Result<V::Value, ProbeError> {
+            use serde::de::IntoDeserializer;
+            v.visit_enum(IntoDeserializer::<ProbeError>::into_deserializer(
+                variants[0],
+            ))
+        }
+        fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            v: V,
+        ) -> Result<V::Value, ProbeError> {
+            v.visit_newtype_struct(self)
+        }
+        serde::forward_to_deserialize_any! {
+            i128 u128 char str string bytes byte_buf unit
+            unit_struct tuple tuple_struct identifier ignored_any
+        }
+    }
+
+    struct ProbeFields<'a> {
+        parent: String,
+        fields: std::slice::Iter<'static, &'static str>,
+        current: &'static str,
+        strings: &'a std::cell::RefCell<Vec<(String, String)>>,
+    }
+
+    impl<'de> serde::de::MapAccess<'de> for ProbeFields<'_> {
+        type Error = ProbeError;
+
+        fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, ProbeError> {
+            use serde::de::IntoDeserializer;
+            let Some(field) = self.fields.next() else {
+                return Ok(None);
+            };
+            self.current = field;
+            seed.deserialize(IntoDeserializer::<ProbeError>::into_deserializer(*field))
+                .map(Some)
+        }
+
+        fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+            &mut self,
+            seed: V,
+        ) -> Result<V::Value, ProbeError> {
+            let path = match self.parent.as_str() {
+                "" => self.current.to_string(),
+                p => format!("{p}.{}", self.current),
+            };
+            seed.deserialize(Probe {
+                path,
+                strings: self.strings,
+            })
+        }
+    }
+
+    /// Every string key whose name looks secret is set to a known value, and neither the
+    /// configuration's `Debug` (logs) nor `zhiku config` may show it. The keys are found by
+    /// walking the configuration's own fields, so a secret added later without [`Secret`]
+    /// fails here.
+    #[test]
+    fn no_secret_is_shown_in_logs_or_zhiku_config() {
+        let strings = std::cell::RefCell::new(Vec::new());
+        let c = Config::deserialize(Probe {
+            path: String::new(),
+            strings: &strings,
+        })
+        .unwrap();
+        let strings = strings.into_inner();
+        let looks_secret = |path: &str| {
+            let name = path.rsplit('.').next().unwrap_or(path);
+            name.split('_').any(|w| {
+                matches!(
+                    w,
+                    "key"
+                        | "apikey"
+                        | "secret"
+                        | "token"
+                        | "password"
+                        | "passwd"
+                        | "webhook"
+                        | "credential"
+                        | "credentials"
+                        | "auth"
+                        | "bearer"
+                )
+            })
+        };
+        let secrets: Vec<&(String, String)> =
+            strings.iter().filter(|(p, _)| looks_secret(p)).collect();
+        let found: Vec<&str> = secrets.iter().map(|(p, _)| p.as_str()).collect();
+        for known in [
+            "vector.api_key",
+            "generate.api_key",
+            "server.metrics_token",
+            "wecom.secret",
+            "wecom.token",
+            "wecom.encoding_aes_key",
+            "wecom.robot_webhook",
+        ] {
+            assert!(found.contains(&known), "{known} not probed: {found:?}");
+        }
+        let shown = [format!("{c:?}"), format!("{:?}", c.wecom), c.to_toml()];
+        for (path, value) in &secrets {
+            for s in &shown {
+                assert!(!s.contains(value.as_str()), "{path} shown in clear:\n{s}");
+            }
+        }
+        // The probe's other strings do show, so the check above can see a leak.
+        assert!(shown.iter().all(|s| s.contains("probe-wecom.corp_id")));
+        let toml = c.to_toml();
+        assert!(
+            toml.contains("api_key = \"<set, 20 characters>\""),
+            "{toml}"
+        );
+    }
+
+    #[test]
+    fn a_pasted_placeholder_is_not_taken_for_a_secret() {
+        let e = Config::load_with_env(
+            None,
+            &env(&[("ZHIKU_GENERATE__API_KEY", "<set, 32 characters>")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("write the secret itself"), "{e}");
+        let c = Config::load_with_env(None, &env(&[("ZHIKU_GENERATE__API_KEY", "sk-1")])).unwrap();
+        assert_eq!(Secret::exposed(&c.generate.api_key), Some("sk-1"));
+        assert!(c.to_toml().contains("api_key = \"<set, 4 characters>\""));
+    }
+
+    #[test]
+    fn half_configured_wecom_is_a_clear_error() {
+        let e = Config::load_with_env(None, &env(&[("ZHIKU_WECOM__TOKEN", "abc")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("wecom.corp_id") && e.contains("wecom.encoding_aes_key"),
+            "{e}"
+        );
+        let e = Config::load_with_env(
+            None,
+            &env(&[
+                ("ZHIKU_WECOM__CORP_ID", "ww1"),
+                ("ZHIKU_WECOM__AGENT_ID", "1"),
+                ("ZHIKU_WECOM__SECRET", "s"),
+                ("ZHIKU_WECOM__TOKEN", "t"),
+                ("ZHIKU_WECOM__ENCODING_AES_KEY", "too-short"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("encoding_aes_key") && e.contains("43"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_rejected() {
+        let e = Config::load_with_env(None, &env(&[("ZHIKU_RETRIEVE__DENSE_WEIGHT", "1.5")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dense_weight"), "{e}");
+        let e = Config::load_with_env(None, &env(&[("ZHIKU_RETRIEVE__FUSION", "magic")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("magic") || e.contains("variant"), "{e}");
+    }
+}

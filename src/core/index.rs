@@ -1,0 +1,834 @@
+//! Ingestion jobs: files (or QA-file paragraphs) → `zhiku-ingest` → SQLite → embeddings →
+//! vector store + keyword index, in batches, crash-safe.
+//!
+//! Per batch: documents and chunks are written to SQLite as `indexing`; their vectors and
+//! keywords are written and made durable; then one SQLite transaction makes them `ready`
+//! and retires the documents they replace, which are then purged from the derived indexes.
+//! A crash anywhere leaves either the old version or the new one visible, never half of
+//! one, and [`recover`] (run at the start of every job) clears what was left behind.
+//!
+//! The command line ingests a whole job in [`Batch`]es ([`ingest_paths`]); the server queues
+//! uploaded files in SQLite and its worker ([`queue`]) takes them in order through the same
+//! [`Batch`], recording each file's status. Uploaded originals are kept in [`originals`].
+
+pub mod originals;
+pub mod queue;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::progress::Progress;
+use serde::Serialize;
+use tracing::{info, info_span, warn};
+
+use crate::engine::{Engine, EngineError};
+use crate::store::keyword::KeywordDoc;
+use crate::store::meta::{JobCounts, NewDocument};
+use crate::store::vector::VectorPoint;
+use crate::store::{DocId, KbId};
+
+/// Flush a batch when it holds this many chunks…
+const BATCH_CHUNKS: usize = 256;
+/// …or this many documents.
+const BATCH_DOCS: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot read {path}: {source}")]
+    Walk {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("QA file {path}: {message}")]
+    QaFile { path: String, message: String },
+}
+
+impl From<crate::store::meta::MetaError> for IndexError {
+    fn from(e: crate::store::meta::MetaError) -> Self {
+        Self::Engine(e.into())
+    }
+}
+impl From<crate::store::keyword::KeywordError> for IndexError {
+    fn from(e: crate::store::keyword::KeywordError) -> Self {
+        Self::Engine(e.into())
+    }
+}
+impl From<crate::store::vector::VectorError> for IndexError {
+    fn from(e: crate::store::vector::VectorError) -> Self {
+        Self::Engine(e.into())
+    }
+}
+impl From<crate::embed::EmbedError> for IndexError {
+    fn from(e: crate::embed::EmbedError) -> Self {
+        Self::Engine(e.into())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, IndexError>;
+
+/// One thing to ingest.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// The document's key in its knowledge base: an absolute path or an external id.
+    pub source: String,
+    /// Title to use when the document has none of its own.
+    pub title: String,
+    /// Name whose extension picks the format.
+    pub file_name: String,
+    pub data: ItemData,
+}
+
+#[derive(Debug, Clone)]
+pub enum ItemData {
+    Path(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// What a job did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestReport {
+    pub job: i64,
+    #[serde(flatten)]
+    pub counts: JobCounts,
+    /// Files skipped because a document with the same content is already in the base.
+    pub duplicates: u64,
+    /// (source, reason) for each file that could not be ingested.
+    pub failures: Vec<(String, String)>,
+    /// (source, warning) for problems that did not stop a file (e.g. a garbled page).
+    pub warnings: Vec<(String, String)>,
+    /// Files in a walked folder whose format is not supported (not counted as failures).
+    pub unsupported: Vec<String>,
+}
+
+/// Options of one job.
+#[derive(Debug, Clone, Default)]
+pub struct IngestOptions {
+    /// Remove documents whose files are gone from the walked folders.
+    pub sync: bool,
+}
+
+/// Extensions the ingest crate reads.
+pub const SUPPORTED: &[&str] = &[
+    "pdf", "docx", "txt", "text", "log", "csv", "md", "markdown", "html", "htm",
+];
+
+fn supported(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| SUPPORTED.contains(&e.to_ascii_lowercase().as_str()))
+        .unwrap_or(false)
+}
+
+/// Clean up after an interrupted run: purge never-finished documents and queued deletions
+/// from the derived indexes, then from SQLite.
+pub fn recover(engine: &Engine) -> Result<()> {
+    let left = engine.meta.unfinished()?;
+    let n = engine
+        .meta
+        .fail_running_jobs("interrupted (the process stopped before the job finished)")?;
+    if left.indexing.is_empty() && left.pending_deletes.is_empty() && n == 0 {
+        return Ok(());
+    }
+    warn!(
+        indexing = left.indexing.len(),
+        pending_deletes = left.pending_deletes.len(),
+        jobs = n,
+        "recovering from an interrupted run"
+    );
+    let all: Vec<DocId> = left
+        .indexing
+        .iter()
+        .chain(&left.pending_deletes)
+        .copied()
+        .collect();
+    if !all.is_empty() {
+        engine.vector()?.delete_documents(&all)?;
+        engine.keyword.delete_documents(&all)?;
+        engine.keyword.commit()?;
+    }
+    engine.meta.drop_unfinished(&left.indexing)?;
+    engine.meta.clear_pending_deletes(&left.pending_deletes)?;
+    Ok(())
+}
+
+/// List the files under `paths` (recursively), sorted. Unsupported files in folders go to
+/// `unsupported`; an unreadable path is an error for that path only.
+pub fn collect_files(
+    paths: &[PathBuf],
+    report: &mut IngestReport,
+) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let mut out = Vec::new();
+    for root in paths {
+        let root_abs = std::fs::canonicalize(root).map_err(|source| IndexError::Walk {
+            path: root.display().to_string(),
+            source,
+        })?;
+        if root_abs.is_file() {
+            out.push((root_abs.clone(), root_abs));
+            continue;
+        }
+        for entry in walkdir::WalkDir::new(&root_abs).sort_by_file_name() {
+            match entry {
+                Ok(e) if e.file_type().is_file() => {
+                    let hidden = e
+                        .file_name()
+                        .to_str()
+                        .map(|n| n.starts_with('.') || n.starts_with("~$"))
+                        .unwrap_or(false);
+                    if hidden {
+                        continue;
+                    }
+                    if supported(e.path()) {
+                        out.push((root_abs.clone(), e.into_path()));
+                    } else {
+                        report.unsupported.push(e.path().display().to_string());
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    let p = err
+                        .path()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| root.display().to_string());
+                    report.failures.push((p, format!("cannot read: {err}")));
+                    report.counts.failed += 1;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Ingest files and folders into knowledge base `kb` (created if missing).
+pub fn ingest_paths(
+    engine: &Engine,
+    kb_name: &str,
+    paths: &[PathBuf],
+    options: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<IngestReport> {
+    let kb = engine.meta.ensure_kb(kb_name)?;
+    let mut report = IngestReport::default();
+    let files = collect_files(paths, &mut report)?;
+    let roots: Vec<PathBuf> = {
+        let mut r: Vec<PathBuf> = files.iter().map(|(root, _)| root.clone()).collect();
+        r.dedup();
+        r
+    };
+    let items = files.into_iter().map(|(_, path)| {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Item {
+            source: path.display().to_string(),
+            title: path
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            file_name: name,
+            data: ItemData::Path(path),
+        }
+    });
+    let label = paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let items: Vec<Item> = items.collect();
+    run_job(
+        engine,
+        kb,
+        &label,
+        items,
+        report,
+        progress,
+        |engine, seen, report| {
+            if !options.sync {
+                return Ok(());
+            }
+            // Remove documents under the walked folders whose files are gone.
+            let mut gone = Vec::new();
+            for doc in engine.meta.documents(kb)? {
+                let p = Path::new(&doc.source);
+                let under = roots.iter().any(|r| p.starts_with(r));
+                if under && !seen.contains(&doc.source) {
+                    gone.push(doc.id);
+                }
+            }
+            if !gone.is_empty() {
+                engine.meta.delete_documents(&gone)?;
+                purge(engine, &gone)?;
+                report.counts.removed += gone.len() as u64;
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Ingest every paragraph of a SQuAD-layout file (CMRC 2018) as one document whose source is
+/// the paragraph's `id` and whose title is the article's title.
+pub fn ingest_qa_contexts(
+    engine: &Engine,
+    kb_name: &str,
+    qa_file: &Path,
+    progress: &dyn Progress,
+) -> Result<IngestReport> {
+    let kb = engine.meta.ensure_kb(kb_name)?;
+    let set = crate::eval::QaSet::load(qa_file).map_err(|e| IndexError::QaFile {
+        path: qa_file.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let items = set
+        .paragraphs
+        .into_iter()
+        .map(|p| Item {
+            source: p.id.clone(),
+            title: p.title,
+            file_name: format!("{}.txt", p.id),
+            data: ItemData::Bytes(p.context.into_bytes()),
+        })
+        .collect();
+    run_job(
+        engine,
+        kb,
+        &qa_file.display().to_string(),
+        items,
+        IngestReport::default(),
+        progress,
+        |_, _, _| Ok(()),
+    )
+}
+
+/// What became of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOutcome {
+    /// A new document.
+    Added {
+        doc: DocId,
+        chunks: usize,
+        warnings: Vec<String>,
+    },
+    /// A new version of the document with the same source, which it replaced.
+    Changed {
+        doc: DocId,
+        replaced: DocId,
+        chunks: usize,
+        warnings: Vec<String>,
+    },
+    /// The same content as the document already indexed under this source.
+    Unchanged { doc: DocId },
+    /// The same content as another document of the knowledge base (`doc` once that one is
+    /// indexed; `None` while it waits in the same batch): not indexed twice.
+    Duplicate { doc: Option<DocId>, source: String },
+    /// Not ingested, with the reason.
+    Failed { reason: String },
+}
+
+/// A document read, hashed and chunked, waiting for its batch to be written.
+struct Prepared {
+    item: Item,
+    title: String,
+    format: String,
+    hash: String,
+    size: u64,
+    processed: zhiku_ingest::Processed,
+    replaces: Option<DocId>,
+}
+
+/// A file either prepared for writing or already settled (unchanged, duplicate, failed).
+enum Prep {
+    Ready(Box<Prepared>),
+    Settled(FileOutcome),
+}
+
+type AfterWalk<'a> = dyn FnOnce(&Engine, &HashSet<String>, &mut IngestReport) -> Result<()> + 'a;
+
+fn run_job<F>(
+    engine: &Engine,
+    kb: KbId,
+    label: &str,
+    items: Vec<Item>,
+    mut report: IngestReport,
+    progress: &dyn Progress,
+    after: F,
+) -> Result<IngestReport>
+where
+    F: FnOnce(&Engine, &HashSet<String>, &mut IngestReport) -> Result<()>,
+{
+    let span = info_span!("ingest_job", kb, source = label);
+    let _enter = span.enter();
+    recover(engine)?;
+    engine.check_model(false)?;
+    let job = engine.meta.start_job(kb, label)?;
+    report.job = job;
+    let result = run_items(
+        engine,
+        kb,
+        job,
+        items,
+        &mut report,
+        progress,
+        Box::new(after),
+    );
+    let error = result.as_ref().err().map(|e| e.to_string());
+    engine
+        .meta
+        .finish_job(job, &report.counts, error.as_deref())?;
+    progress.finish();
+    result.map(|_| report)
+}
+
+fn run_items(
+    engine: &Engine,
+    kb: KbId,
+    job: i64,
+    items: Vec<Item>,
+    report: &mut IngestReport,
+    progress: &dyn Progress,
+    after: Box<AfterWalk<'_>>,
+) -> Result<()> {
+    progress.set_length(items.len() as u64);
+    let mut seen = HashSet::new();
+    let mut batch = Batch::new(engine, kb)?;
+    for item in items {
+        progress.set_message(&item.file_name);
+        seen.insert(item.source.clone());
+        let source = item.source.clone();
+        if let Some(outcome) = batch.add(engine, item, false)? {
+            record(engine, job, report, &source, &outcome)?;
+            progress.inc(1);
+        } else if batch.is_full() {
+            for (source, outcome) in batch.write(engine)? {
+                record(engine, job, report, &source, &outcome)?;
+                progress.inc(1);
+            }
+        }
+    }
+    for (source, outcome) in batch.write(engine)? {
+        record(engine, job, report, &source, &outcome)?;
+        progress.inc(1);
+    }
+    after(engine, &seen, report)?;
+    engine.vector()?.optimize()?;
+    Ok(())
+}
+
+/// Files of one knowledge base on their way into the stores, for the command line's jobs
+/// and the server's queue alike. Each file is read, hashed and processed when added, and
+/// settled at once when it is unchanged, a duplicate or unreadable; the others wait until
+/// [`Batch::write`] embeds and writes them together (crash-safe, see the module doc).
+pub struct Batch {
+    kb: KbId,
+    embedder: std::sync::Arc<dyn crate::embed::Embedder>,
+    ready: Vec<Prepared>,
+    chunks: usize,
+    /// Content hash → source of the files waiting (duplicates within the batch).
+    hashes: HashMap<String, String>,
+}
+
+impl Batch {
+    /// An empty batch for `kb` (fails when the index was built with another model).
+    pub fn new(engine: &Engine, kb: KbId) -> Result<Self> {
+        engine.check_model(false)?;
+        Ok(Self {
+            kb,
+            embedder: engine.embedder()?,
+            ready: Vec::new(),
+            chunks: 0,
+            hashes: HashMap::new(),
+        })
+    }
+
+    /// Read and process one file. `Some` when it is settled now; `None` when it waits for
+    /// [`Batch::write`]. `force` processes a file again even when its content is unchanged
+    /// (re-indexing after a change of extractor or settings). Add no two files with the
+    /// same source to one batch (see [`Batch::waits_for`]).
+    pub fn add(&mut self, engine: &Engine, item: Item, force: bool) -> Result<Option<FileOutcome>> {
+        let embedder = self.embedder.clone();
+        let count_tokens = |t: &str| embedder.count_tokens(t);
+        match prepare(engine, self.kb, item, force, &count_tokens, &self.hashes)? {
+            Prep::Settled(outcome) => Ok(Some(outcome)),
+            Prep::Ready(p) => {
+                self.hashes.insert(p.hash.clone(), p.item.source.clone());
+                self.chunks += p.processed.chunks.len();
+                self.ready.push(*p);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Whether a file with this source waits in the batch (a second version of it must wait
+    /// for the next batch, or both would replace the same document).
+    pub fn waits_for(&self, source: &str) -> bool {
+        self.ready.iter().any(|p| p.item.source == source)
+    }
+
+    /// Enough waits to be written.
+    pub fn is_full(&self) -> bool {
+        self.chunks >= BATCH_CHUNKS || self.ready.len() >= BATCH_DOCS
+    }
+
+    /// Embed and write the waiting files; each one's source and outcome, in the order they
+    /// were added. The batch is empty afterwards, even when writing failed (run [`recover`]
+    /// then).
+    pub fn write(&mut self, engine: &Engine) -> Result<Vec<(String, FileOutcome)>> {
+        self.chunks = 0;
+        self.hashes.clear();
+        write_batch(engine, self.kb, std::mem::take(&mut self.ready))
+    }
+}
+
+/// Read, hash and process one file; settle it at once when it is unchanged, a duplicate or
+/// unreadable. `pending` holds the hashes (→ sources) of files waiting in the same batch.
+fn prepare(
+    engine: &Engine,
+    kb: KbId,
+    item: Item,
+    force: bool,
+    count_tokens: &dyn Fn(&str) -> usize,
+    pending: &HashMap<String, String>,
+) -> Result<Prep> {
+    let failed = |reason: String| Ok(Prep::Settled(FileOutcome::Failed { reason }));
+    let bytes = match &item.data {
+        ItemData::Bytes(b) => Ok(b.clone()),
+        ItemData::Path(p) => std::fs::read(p),
+    };
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(e) => return failed(format!("cannot read: {e}")),
+    };
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    let existing = engine.meta.document_by_source(kb, &item.source)?;
+    if let Some(d) = existing
+        .as_ref()
+        .filter(|d| d.content_hash == hash && !force)
+    {
+        return Ok(Prep::Settled(FileOutcome::Unchanged { doc: d.id }));
+    }
+    if existing.is_none() {
+        let dup = engine.meta.document_by_hash(kb, &hash)?;
+        if let Some(d) = dup.filter(|d| d.source != item.source) {
+            return Ok(Prep::Settled(FileOutcome::Duplicate {
+                doc: Some(d.id),
+                source: d.source,
+            }));
+        }
+        if let Some(other) = pending.get(&hash) {
+            return Ok(Prep::Settled(FileOutcome::Duplicate {
+                doc: None,
+                source: other.clone(),
+            }));
+        }
+    }
+    let processed =
+        zhiku_ingest::process(&bytes, &item.file_name, &engine.config.ingest, count_tokens);
+    let processed = match processed {
+        Ok(p) => p,
+        Err(e) => return failed(e.to_string()),
+    };
+    if processed.chunks.is_empty() {
+        return failed(if processed.warnings.is_empty() {
+            "no text to index".to_string()
+        } else {
+            format!("no text to index: {}", processed.warnings.join("; "))
+        });
+    }
+    Ok(Prep::Ready(Box::new(Prepared {
+        title: processed
+            .title
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| item.title.clone()),
+        format: format!("{:?}", processed.format).to_lowercase(),
+        hash,
+        size: bytes.len() as u64,
+        processed,
+        replaces: existing.map(|d| d.id),
+        item,
+    })))
+}
+
+/// Count one file's outcome in the CLI job's report and its `job_files` row.
+fn record(
+    engine: &Engine,
+    job: i64,
+    report: &mut IngestReport,
+    source: &str,
+    outcome: &FileOutcome,
+) -> Result<()> {
+    let row = |outcome: &str, message: Option<&str>| {
+        engine.meta.record_file(job, source, outcome, message)
+    };
+    match outcome {
+        FileOutcome::Added {
+            chunks, warnings, ..
+        }
+        | FileOutcome::Changed {
+            chunks, warnings, ..
+        } => {
+            let added = matches!(outcome, FileOutcome::Added { .. });
+            if added {
+                report.counts.added += 1;
+            } else {
+                report.counts.changed += 1;
+            }
+            report.counts.chunks += *chunks as u64;
+            for w in warnings {
+                report.warnings.push((source.to_string(), w.clone()));
+            }
+            row(if added { "added" } else { "changed" }, None)?;
+        }
+        FileOutcome::Unchanged { .. } => report.counts.unchanged += 1,
+        FileOutcome::Duplicate { source: of, .. } => {
+            report.duplicates += 1;
+            row("duplicate", Some(of))?;
+        }
+        FileOutcome::Failed { reason } => {
+            warn!(source, why = %reason, "file not ingested");
+            report.counts.failed += 1;
+            report.failures.push((source.to_string(), reason.clone()));
+            row("failed", Some(reason))?;
+        }
+    }
+    Ok(())
+}
+
+/// Write a batch to the three stores (crash-safe, see the module doc); returns each file's
+/// source and outcome, in order.
+fn write_batch(
+    engine: &Engine,
+    kb: KbId,
+    batch: Vec<Prepared>,
+) -> Result<Vec<(String, FileOutcome)>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let _span = info_span!("batch", docs = batch.len()).entered();
+    // 1. SQLite: documents + chunks, status `indexing`.
+    let mut written = Vec::with_capacity(batch.len());
+    for p in &batch {
+        let pages = p.processed.pages as u32;
+        let (doc, ids) = engine.meta.insert_document(&NewDocument {
+            kb,
+            source: &p.item.source,
+            title: &p.title,
+            format: &p.format,
+            content_hash: &p.hash,
+            size: p.size,
+            pages,
+            warnings: &p.processed.warnings,
+            masked: p.processed.masked as u64,
+            chunks: &p.processed.chunks,
+        })?;
+        written.push((doc, ids));
+    }
+    // 2. Embeddings → vector store (durable on return).
+    let texts: Vec<&str> = batch
+        .iter()
+        .flat_map(|p| p.processed.chunks.iter().map(|c| c.text.as_str()))
+        .collect();
+    let vectors = engine.embedder()?.embed_passages(&texts)?;
+    let mut points = Vec::with_capacity(vectors.len());
+    let mut vectors = vectors.into_iter();
+    for (doc, ids) in &written {
+        for id in ids {
+            let vector = vectors.next().unwrap_or_default();
+            points.push(VectorPoint {
+                chunk: *id,
+                kb,
+                doc: *doc,
+                vector,
+            });
+        }
+    }
+    engine.vector()?.upsert(&points)?;
+    // 3. Keywords (durable on commit).
+    let mut kdocs = Vec::with_capacity(points.len());
+    for (p, (doc, ids)) in batch.iter().zip(&written) {
+        for (c, id) in p.processed.chunks.iter().zip(ids) {
+            kdocs.push(KeywordDoc {
+                chunk: *id,
+                kb,
+                doc: *doc,
+                title: &p.title,
+                text: &c.text,
+            });
+        }
+    }
+    engine.keyword.add(&kdocs)?;
+    engine.keyword.commit()?;
+    // 4. One transaction: ready, and retire the replaced versions.
+    let done: Vec<(DocId, Option<DocId>)> = written
+        .iter()
+        .zip(&batch)
+        .map(|((doc, _), p)| (*doc, p.replaces))
+        .collect();
+    let gone = engine.meta.finish_documents(&done)?;
+    if !gone.is_empty() {
+        // The knowledge base was deleted while this batch was being written: its purge may
+        // have run before our vectors and keywords landed, so remove them now.
+        warn!(
+            docs = gone.len(),
+            "knowledge base deleted while its documents were being indexed; removing them"
+        );
+        purge(engine, &gone)?;
+    }
+    let replaced: Vec<DocId> = batch
+        .iter()
+        .zip(&written)
+        .filter(|(_, (doc, _))| !gone.contains(doc))
+        .filter_map(|(p, _)| p.replaces)
+        .collect();
+    purge(engine, &replaced)?;
+    info!(docs = batch.len(), chunks = points.len(), "batch indexed");
+    Ok(batch
+        .into_iter()
+        .zip(written)
+        .map(|(p, (doc, _))| {
+            if gone.contains(&doc) {
+                let reason = "its knowledge base was deleted while it was being indexed".into();
+                return (p.item.source, FileOutcome::Failed { reason });
+            }
+            let chunks = p.processed.chunks.len();
+            let warnings = p.processed.warnings;
+            let outcome = match p.replaces {
+                Some(replaced) => FileOutcome::Changed {
+                    doc,
+                    replaced,
+                    chunks,
+                    warnings,
+                },
+                None => FileOutcome::Added {
+                    doc,
+                    chunks,
+                    warnings,
+                },
+            };
+            (p.item.source, outcome)
+        })
+        .collect())
+}
+
+/// Delete documents from SQLite, then from the derived indexes (crash-safe: they wait in
+/// `pending_deletes` until both indexes have forgotten them).
+pub fn delete_documents(engine: &Engine, docs: &[DocId]) -> Result<()> {
+    engine.meta.delete_documents(docs)?;
+    purge(engine, docs)
+}
+
+/// Remove documents already deleted from SQLite from the derived indexes, then clear them
+/// from the queue.
+fn purge(engine: &Engine, docs: &[DocId]) -> Result<()> {
+    if docs.is_empty() {
+        return Ok(());
+    }
+    engine.vector()?.delete_documents(docs)?;
+    engine.keyword.delete_documents(docs)?;
+    engine.keyword.commit()?;
+    engine.meta.clear_pending_deletes(docs)?;
+    Ok(())
+}
+
+/// Delete a knowledge base and everything in it.
+pub fn delete_kb(engine: &Engine, kb_name: &str) -> Result<usize> {
+    let kb = engine.meta.require_kb(kb_name)?;
+    let docs = engine.meta.delete_kb(kb)?;
+    purge(engine, &docs)?;
+    originals::remove_kb(engine.data_dir(), kb);
+    Ok(docs.len())
+}
+
+/// Rebuild the vector and keyword indexes from SQLite (e.g. after changing the embedding
+/// model or the keyword dictionary).
+pub fn reindex(engine: &Engine, progress: &dyn Progress) -> Result<u64> {
+    let _span = info_span!("reindex").entered();
+    recover(engine)?;
+    let docs = engine.meta.ready_documents()?;
+    let vector = engine.vector()?;
+    vector.clear()?;
+    engine.keyword.clear()?;
+    engine.check_model(true)?;
+    let embedder = engine.embedder()?;
+    progress.set_length(docs.len() as u64);
+    let mut total = 0u64;
+    for group in docs.chunks(BATCH_DOCS) {
+        let mut points = Vec::new();
+        let mut texts = Vec::new();
+        let mut meta = Vec::new();
+        for (doc, kb, title) in group {
+            for (id, text) in engine.meta.document_chunks(*doc)? {
+                meta.push((id, *kb, *doc, title.clone()));
+                texts.push(text);
+            }
+        }
+        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        let vectors = embedder.embed_passages(&refs)?;
+        for ((id, kb, doc, _), vector) in meta.iter().zip(vectors) {
+            points.push(VectorPoint {
+                chunk: *id,
+                kb: *kb,
+                doc: *doc,
+                vector,
+            });
+        }
+        vector.upsert(&points)?;
+        let kdocs: Vec<KeywordDoc<'_>> = meta
+            .iter()
+            .zip(&texts)
+            .map(|((id, kb, doc, title), text)| KeywordDoc {
+                chunk: *id,
+                kb: *kb,
+                doc: *doc,
+                title,
+                text,
+            })
+            .collect();
+        engine.keyword.add(&kdocs)?;
+        engine.keyword.commit()?;
+        total += points.len() as u64;
+        progress.inc(group.len() as u64);
+    }
+    vector.optimize()?;
+    progress.finish();
+    Ok(total)
+}
+
+/// Re-add every ready chunk to the keyword index, so that text indexed with an older user
+/// dictionary is segmented with the current one (after
+/// [`KeywordIndex::set_user_dict`](crate::store::keyword::KeywordIndex::set_user_dict)).
+/// The vectors are untouched. Nothing is cleared first: each chunk replaces itself, so
+/// searches keep working meanwhile and a document ingested at the same time is not lost.
+/// (A document deleted at the same time may leave keyword entries behind; retrieval ignores
+/// them, since SQLite decides which chunks exist, and `zhiku reindex` drops them.)
+/// Returns the number of chunks re-added.
+pub fn reindex_keywords(engine: &Engine) -> Result<u64> {
+    let _span = info_span!("reindex_keywords").entered();
+    let docs = engine.meta.ready_documents()?;
+    let mut total = 0u64;
+    for group in docs.chunks(BATCH_DOCS) {
+        let mut chunks = Vec::new();
+        for (doc, kb, title) in group {
+            for (id, text) in engine.meta.document_chunks(*doc)? {
+                chunks.push((id, *kb, *doc, title, text));
+            }
+        }
+        let kdocs: Vec<KeywordDoc<'_>> = chunks
+            .iter()
+            .map(|(id, kb, doc, title, text)| KeywordDoc {
+                chunk: *id,
+                kb: *kb,
+                doc: *doc,
+                title,
+                text,
+            })
+            .collect();
+        engine.keyword.add(&kdocs)?;
+        engine.keyword.commit()?;
+        total += kdocs.len() as u64;
+    }
+    info!(chunks = total, "keyword index rebuilt");
+    Ok(total)
+}
