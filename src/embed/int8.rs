@@ -110,10 +110,17 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU runs (detected once).
+    /// The fastest kernel this CPU runs (detected once). For benches, `ZHIKU_INT8_KERNEL`
+    /// (`avx512vnni`, `avxvnni`, `avx512vnni256`, `avx2` or `portable`) picks a slower one
+    /// among those the CPU runs; an unknown or unsupported name is ignored.
     pub fn best() -> Self {
         static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
+            if let Ok(want) = std::env::var("ZHIKU_INT8_KERNEL")
+                && let Some(k) = Self::available().into_iter().find(|k| k.id() == want)
+            {
+                return k;
+            }
             if let Some(t) = Avx512VnniToken::detect() {
                 Self::Avx512Vnni(t)
             } else if let Some(t) = AvxVnniToken::detect() {
@@ -143,6 +150,17 @@ impl Kernel {
         }
         v.push(Self::Portable);
         v
+    }
+
+    /// The kernel's `ZHIKU_INT8_KERNEL` value.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Avx512Vnni(_) => "avx512vnni",
+            Self::AvxVnni(_) => "avxvnni",
+            Self::Avx512Vnni256(_) => "avx512vnni256",
+            Self::Avx2(_) => "avx2",
+            Self::Portable => "portable",
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -886,9 +904,14 @@ mod tests {
     fn the_default_kernel_is_the_best_this_cpu_runs() {
         let q = QLinear::quantize(&values(16 * 32, 1), 16, 32, vec![0.0; 16]);
         assert_eq!(q.kernel(), Kernel::best());
-        assert_eq!(Kernel::available()[0], Kernel::best());
+        let overridden = std::env::var_os("ZHIKU_INT8_KERNEL").is_some();
+        if !overridden {
+            assert_eq!(Kernel::available()[0], Kernel::best());
+        }
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        if !overridden
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
         {
             assert!(
                 Kernel::best().is_simd(),
