@@ -315,11 +315,12 @@ impl QLinear {
 
     /// `x · wᵀ + b` for the `rows` rows of `x` ([rows][inp]); returns [rows][out].
     pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        // Measured on an idle 2-core EPYC (int8::timing): a 22-token query's products run
-        // 1.2–1.8× faster on two threads than on one with every kernel (AVX-512 VNNI
-        // 289 → 207 µs, AVX2 886 → 571 µs for one encoder layer), so every product of a
-        // query or more (≥ 22 × 384 × 384 multiply-adds) is split across the pool.
-        self.forward_split(x, rows, 1 << 21)
+        // One thread below 2²⁵ multiply-adds (every product of a 20–40-token query). Products
+        // alone (int8::timing, best of 7, 2-core EPYC at load 0.4) ran 1.2–1.8× faster on two
+        // threads, but at load 5 the gain ranged from none to 1.7×, and an earlier end-to-end
+        // measurement found two threads no faster and slower when the other core is busy:
+        // split queries only after a quiet end-to-end measurement says so.
+        self.forward_split(x, rows, 1 << 25)
     }
 
     /// [`forward`](Self::forward), on the rayon pool when the product has at least
