@@ -90,8 +90,8 @@ pub struct EmbedConfig {
     /// env `ORT_DYLIB_PATH`, else `models/onnxruntime/libonnxruntime.so.1.31.1` when present
     /// (written by `scripts/fetch-models.sh`).
     pub onnxruntime: Option<PathBuf>,
-    /// candle backend: `auto` (default: int8 linear layers when the CPU has AVX-512 VNNI,
-    /// f32 otherwise), `f32` or `int8`.
+    /// candle backend: `auto` (default: int8 linear layers on the best kernel the CPU runs,
+    /// AVX-512 VNNI, AVX-VNNI or AVX2; f32 without AVX2), `f32` or `int8`.
     pub precision: crate::embed::Precision,
 }
 
@@ -745,7 +745,9 @@ impl Config {
     /// as [`Secret`] shows them.
     pub fn to_toml(&self) -> String {
         format!(
-            "# Secrets show as \"<set, N characters>\"; a key that is not listed is unset.\n{}",
+            "# Secrets show as \"<set, N characters>\"; a key that is not listed is unset.\n\
+             # Linear layers of the candle embedder on this CPU: {}.\n{}",
+            self.embed.precision.describe(),
             toml::to_string_pretty(self).unwrap_or_default()
         )
     }

@@ -861,7 +861,7 @@ mod tests {
         static E5: OnceLock<Option<CandleEmbedder>> = OnceLock::new();
         E5.get_or_init(|| {
             if !super::super::int8::fast_kernel_available() {
-                eprintln!("skipped: this CPU has no AVX-512 VNNI");
+                eprintln!("skipped: this CPU has no AVX2 (no SIMD int8 kernel)");
                 return None;
             }
             let dir = model_dir("multilingual-e5-small")?;
@@ -1267,7 +1267,8 @@ mod tests {
         };
         let m = CandleEmbedder::load(&dir, &options).unwrap();
         eprintln!(
-            "precision {precision:?}, load: {:.0} ms",
+            "precision {precision:?} ({}), load: {:.0} ms",
+            precision.describe(),
             t.elapsed().as_secs_f64() * 1e3
         );
         let q = "出差回来以后差旅费报销需要准备哪些材料和发票？";

@@ -62,14 +62,15 @@ pub struct EmbedOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// int8 when the CPU has AVX-512 VNNI (several times faster, embeddings within 0.99
-    /// cosine of f32), f32 otherwise.
+    /// int8 on the best kernel this CPU runs (AVX-512 VNNI, AVX-VNNI or AVX2: faster than
+    /// f32, embeddings within 0.99 cosine of f32; every kernel computes the same integers),
+    /// f32 on CPUs without AVX2.
     #[default]
     Auto,
     /// f32 weights and arithmetic.
     F32,
-    /// int8 weights and activations; without AVX-512 VNNI this runs a slow portable kernel,
-    /// so it is an error there (use `auto`).
+    /// int8 weights and activations; without AVX2 this runs a slow portable kernel, so it
+    /// is an error there (use `auto`).
     Int8,
 }
 
@@ -81,9 +82,18 @@ impl Precision {
             Self::F32 => Ok(false),
             Self::Int8 if int8::fast_kernel_available() => Ok(true),
             Self::Int8 => Err(EmbedError::Run(
-                "embed.precision = \"int8\" needs a CPU with AVX-512 VNNI; use \"auto\" or \"f32\""
+                "embed.precision = \"int8\" needs a CPU with AVX2 (x86-64); use \"auto\" or \"f32\""
                     .into(),
             )),
+        }
+    }
+
+    /// What the linear layers run on this CPU: an int8 kernel's name, or f32.
+    pub fn describe(self) -> String {
+        match self.int8() {
+            Ok(true) => int8::Kernel::best().name().to_string(),
+            Ok(false) => "f32".to_string(),
+            Err(e) => format!("none ({e})"),
         }
     }
 }
