@@ -25,6 +25,11 @@
 //! paddle-ocr-rs with the same dependencies. This crate needs only `ort`, `image` (no
 //! codecs) and `thiserror`.
 //!
+//! Speed (`cargo bench -p zhiku-ocr`, 2-core AMD EPYC, onnxruntime 1.31.1, measured while
+//! four other builds ran, load average 6–8): an A4 page at 150 dpi (24 lines) takes 3–7 s,
+//! 0.13–0.34 pages/s; detection is 0.2–0.6 s of it, recognition the rest. The ≥ 1 page/s
+//! target is not met on a loaded machine; measure again on a quiet one.
+//!
 //! onnxruntime: [`load_onnxruntime`] calls `ort::init_from` under `catch_unwind` and turns
 //! every failure into an error. ort keeps the first library a process loads, so a second call
 //! (here or from the onnx embedder) is harmless; it does not switch libraries.

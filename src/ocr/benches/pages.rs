@@ -1,7 +1,7 @@
 //! Pages per second and CER on A4 pages assembled from the rendered fixtures (three copies of
 //! the 150-dpi page crop stacked into 1240×1754 px; the 200-dpi page is the same scaled by
 //! 4/3). `cargo bench -p zhiku-ocr` (needs scripts/fetch-models.sh). Environment:
-//! `OCR_THREADS` (intra-op threads, default 2), `OCR_PAGES` (timed pages, default 5), `OCR_SPIN` (set: let onnxruntime threads spin).
+//! `OCR_THREADS` (intra-op threads, default 2), `OCR_PAGES` (timed pages, default 5), `OCR_SPIN` (set: let onnxruntime threads spin), `OCR_BATCH` (crops per batch, 6).
 
 use std::path::PathBuf;
 use std::time::Instant;
