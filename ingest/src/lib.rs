@@ -15,7 +15,8 @@ pub mod sniff;
 
 pub use chunk::{Chunk, ChunkConfig};
 pub use clean::CleanConfig;
-pub use extract::{Block, ExtractError, Extracted, Format, Page};
+pub use extract::garble::{GarbleScore, KnownPieces, KnownPiecesScorer, Quality};
+pub use extract::{Block, ExtractError, Extracted, Format, Page, PdfEngine, PdfOptions};
 pub use mask::MaskConfig;
 pub use sniff::SniffError;
 
@@ -26,6 +27,7 @@ pub struct Options {
     pub clean: CleanConfig,
     pub mask: MaskConfig,
     pub chunk: ChunkConfig,
+    pub pdf: PdfOptions,
 }
 
 /// The result of processing one file.
@@ -44,6 +46,10 @@ pub struct Processed {
     pub warnings: Vec<String>,
     /// How many personal-data items were masked.
     pub masked: usize,
+    /// Pages indexed from their text layer.
+    pub text_pages: usize,
+    /// Pages not indexed (no text layer, garbled text), 1-based; `warnings` says why.
+    pub failed_pages: Vec<u32>,
 }
 
 /// Extract, clean, mask and chunk one file. `file_name` picks the format by extension, and
@@ -55,13 +61,15 @@ pub fn process(
     options: &Options,
     count_tokens: &dyn Fn(&str) -> usize,
 ) -> Result<Processed, ExtractError> {
-    let extracted = extract::extract(bytes, file_name)?;
+    let extracted = extract::extract_with(bytes, file_name, &options.pdf)?;
     let Extracted {
         format,
         title,
         mut pages,
         warnings,
+        failed_pages,
     } = extracted;
+    let text_pages = pages.len();
     if format == Format::Pdf && options.clean.drop_headers_footers {
         clean::drop_repeated_lines(&mut pages);
     }
@@ -78,7 +86,12 @@ pub fn process(
         }
         page.blocks.retain(|b| !b.text.trim().is_empty());
     }
-    let page_count = pages.iter().map(|p| p.number).max().unwrap_or(1) as usize;
+    let page_count = pages
+        .iter()
+        .map(|p| p.number)
+        .chain(failed_pages.iter().copied())
+        .max()
+        .unwrap_or(1) as usize;
     let mut seen = std::collections::HashSet::new();
     let chunks: Vec<Chunk> = chunk::chunk_pages(&pages, &options.chunk, count_tokens)
         .into_iter()
@@ -94,5 +107,7 @@ pub fn process(
         chunks,
         warnings,
         masked,
+        text_pages,
+        failed_pages,
     })
 }

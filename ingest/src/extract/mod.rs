@@ -1,10 +1,14 @@
 //! Extraction: file bytes → pages of text blocks (headings kept), per format.
 
 mod docx;
+pub mod garble;
 mod html;
 mod markdown;
 mod pdf;
+pub mod pdfium;
 pub mod text;
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +93,34 @@ pub struct Extracted {
     pub pages: Vec<Page>,
     /// Problems that did not stop the file (a garbled or empty page, …).
     pub warnings: Vec<String>,
+    /// 1-based numbers of pages that were not indexed (no text layer, garbled text); each
+    /// has a warning saying why.
+    pub failed_pages: Vec<u32>,
+}
+
+/// Which PDF reader runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PdfEngine {
+    /// PDFium, falling back to lopdf/pdf_oxide (with a warning) when the library is missing.
+    #[default]
+    Pdfium,
+    /// lopdf/pdf_oxide only.
+    Legacy,
+}
+
+/// PDF options (`[ingest.pdf]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PdfOptions {
+    pub engine: PdfEngine,
+    /// `libpdfium.so` to load; `None`: `$PDFIUM_DYNAMIC_LIB_PATH`, else
+    /// `models/pdfium/libpdfium.so`. The library is loaded once per process (the first
+    /// PDF's setting wins).
+    pub pdfium_library: Option<PathBuf>,
+    /// The embedding tokenizer's known-piece share for the garble check; set by the app.
+    #[serde(skip)]
+    pub known_pieces: garble::KnownPiecesScorer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,8 +145,18 @@ pub enum ExtractError {
     Panicked(String),
 }
 
-/// Extract one file. The format comes from the name's extension; the content is checked.
+/// Extract one file with default options. The format comes from the name's extension; the
+/// content is checked.
 pub fn extract(bytes: &[u8], file_name: &str) -> Result<Extracted, ExtractError> {
+    extract_with(bytes, file_name, &PdfOptions::default())
+}
+
+/// Extract one file. The format comes from the name's extension; the content is checked.
+pub fn extract_with(
+    bytes: &[u8],
+    file_name: &str,
+    pdf_options: &PdfOptions,
+) -> Result<Extracted, ExtractError> {
     let format = Format::from_name(file_name).ok_or_else(|| ExtractError::Unsupported {
         extension: file_name
             .rsplit_once('.')
@@ -126,7 +168,7 @@ pub fn extract(bytes: &[u8], file_name: &str) -> Result<Extracted, ExtractError>
     }
     let run = || -> Result<Extracted, ExtractError> {
         match format {
-            Format::Pdf => pdf::extract(bytes),
+            Format::Pdf => pdf::extract(bytes, pdf_options),
             Format::Docx => docx::extract(bytes),
             Format::Txt => text::extract_txt(bytes),
             Format::Markdown => markdown::extract(bytes),

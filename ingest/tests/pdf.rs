@@ -1,0 +1,147 @@
+//! PDF tests on real producers' files (fixtures made by scripts/make-pdf-fixtures.sh).
+
+use std::path::PathBuf;
+
+use zhiku_ingest::extract::garble::{self, Quality};
+use zhiku_ingest::{PdfEngine, PdfOptions};
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .expect("fixture")
+}
+
+/// libpdfium.so for tests: `$PDFIUM_DYNAMIC_LIB_PATH`, else `<repo>/models/pdfium/`. Skips
+/// (None, with the reason printed) when missing; panics when `CI` is set, since CI fetches
+/// it with scripts/fetch-models.sh.
+fn pdfium_or_skip() -> Option<PathBuf> {
+    let path = std::env::var_os("PDFIUM_DYNAMIC_LIB_PATH")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/pdfium/libpdfium.so")
+        });
+    if path.is_file() {
+        return Some(path);
+    }
+    let why = format!(
+        "{} missing: run scripts/fetch-models.sh (or set PDFIUM_DYNAMIC_LIB_PATH)",
+        path.display()
+    );
+    if std::env::var_os("CI").is_some() {
+        panic!("{why}");
+    }
+    eprintln!("skipped: {why}");
+    None
+}
+
+fn ngrams(s: &str) -> std::collections::HashMap<[char; 3], usize> {
+    let c: Vec<char> = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut m = std::collections::HashMap::new();
+    for w in c.windows(3) {
+        *m.entry([w[0], w[1], w[2]]).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Character 3-gram similarity (Dice over multisets), whitespace removed.
+fn similarity(a: &str, b: &str) -> f64 {
+    let (x, y) = (ngrams(a), ngrams(b));
+    let common: usize = x
+        .iter()
+        .map(|(k, n)| (*n).min(*y.get(k).unwrap_or(&0)))
+        .sum();
+    let total: usize = x.values().sum::<usize>() + y.values().sum::<usize>();
+    if total == 0 {
+        0.0
+    } else {
+        2.0 * common as f64 / total as f64
+    }
+}
+
+fn text_of(x: &zhiku_ingest::Extracted) -> String {
+    x.pages
+        .iter()
+        .flat_map(|p| p.blocks.iter().map(|b| b.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn chromium_pdf_through_pdfium_matches_pdftotext() {
+    let Some(lib) = pdfium_or_skip() else { return };
+    let opts = PdfOptions {
+        pdfium_library: Some(lib),
+        ..Default::default()
+    };
+    let x = zhiku_ingest::extract::extract_with(&fixture("chromium-zh.pdf"), "a.pdf", &opts)
+        .expect("extract");
+    let reference = String::from_utf8(fixture("chromium-zh.txt")).unwrap();
+    let got = text_of(&x);
+    let sim = similarity(&got, &reference);
+    assert!(sim >= 0.9, "similarity {sim:.3}\n{got}");
+    assert!(x.failed_pages.is_empty(), "{:?}", x.warnings);
+    assert_eq!(x.pages.len(), 2);
+    // A table row's cells stay on one line.
+    assert!(
+        got.lines()
+            .any(|l| l.contains("二线城市") && l.contains("经理") && l.contains("650")),
+        "{got}"
+    );
+}
+
+#[test]
+fn old_path_mojibake_on_chromium_pdf_is_rejected() {
+    // lopdf on Chromium's Type 3 fonts: the mojibake the old check let through.
+    let bytes = fixture("chromium-zh.pdf");
+    let doc = lopdf::Document::load_mem(&bytes).unwrap();
+    for page in [1, 2] {
+        let moji = doc.extract_text(&[page]).unwrap();
+        assert!(!moji.contains("差旅"), "{moji}");
+        assert!(
+            matches!(garble::quality(&moji, None), Quality::Garbled(_)),
+            "page {page} passed: {moji} {:?}",
+            garble::score(&moji, None)
+        );
+    }
+    // So the fallback path now moves on to pdf_oxide, which reads these fonts.
+    let opts = PdfOptions {
+        engine: PdfEngine::Legacy,
+        ..Default::default()
+    };
+    let x = zhiku_ingest::extract::extract_with(&bytes, "a.pdf", &opts).expect("extract");
+    let reference = String::from_utf8(fixture("chromium-zh.txt")).unwrap();
+    let sim = similarity(&text_of(&x), &reference);
+    assert!(sim >= 0.9, "similarity {sim:.3}");
+}
+
+#[test]
+fn garble_check_rejects_type3_mojibake_and_passes_real_text() {
+    let moji =
+        "y1%'fi595yY2D&jTPˆ”<.r„d… Rł˛ª*Æ.·~œ˙¨TER˛ªª(æRł˜·(˙z˙¨ˇ50æ˙h*{Æ9·ł’mﬁTENˇı(IﬂM\\˙†$i;^{";
+    assert!(matches!(garble::quality(moji, None), Quality::Garbled(_)));
+    let real = [
+        "第一条 为规范公司员工出差管理，合理控制差旅费用，根据国家有关规定，制定本办法。",
+        "Annual leave requests are filed in the HR system before travel, at least 5 days ahead.",
+        "年假 Annual leave：工作满 1 年不满 10 年的，年休假 5 天（“带薪”）…",
+        "城市类别 员工级别 每晚住宿上限（元）\n一线城市 经理 800\n二线城市 经理 650\n2026-01-01 12.5% 3,400.00 ¥1,200",
+        "fn main() {\n    let v: Vec<u32> = (0..10).map(|x| x * 2).collect();\n    println!(\"{:?}\", v);\n}",
+    ];
+    for t in real {
+        assert_eq!(
+            garble::quality(t, None),
+            Quality::Good,
+            "{t}: {:?}",
+            garble::score(t, None)
+        );
+    }
+    // The tokenizer's known-piece share, when the app supplies it, is a further gate.
+    let none_known: zhiku_ingest::KnownPieces = std::sync::Arc::new(|_| 0.1);
+    assert!(matches!(
+        garble::quality(real[0], Some(&none_known)),
+        Quality::Garbled(_)
+    ));
+}
