@@ -145,3 +145,52 @@ fn garble_check_rejects_type3_mojibake_and_passes_real_text() {
         Quality::Garbled(_)
     ));
 }
+
+#[test]
+fn ghostscript_pdf_through_pdfium_matches_pdftotext() {
+    let Some(lib) = pdfium_or_skip() else { return };
+    let opts = PdfOptions {
+        pdfium_library: Some(lib),
+        ..Default::default()
+    };
+    let x = zhiku_ingest::extract::extract_with(&fixture("gs-en.pdf"), "a.pdf", &opts)
+        .expect("extract");
+    let reference = String::from_utf8(fixture("gs-en.txt")).unwrap();
+    let got = text_of(&x);
+    let sim = similarity(&got, &reference);
+    assert!(sim >= 0.9, "similarity {sim:.3}\n{got}");
+    // The row's cells stay together on one line (pdftotext -raw splits them).
+    assert!(
+        got.lines()
+            .any(|l| l.contains("Tier 2") && l.contains("650")),
+        "{got}"
+    );
+}
+
+#[test]
+fn scanned_page_without_ocr_is_reported_failed_with_its_number() {
+    let Some(lib) = pdfium_or_skip() else { return };
+    let options = zhiku_ingest::Options {
+        pdf: PdfOptions {
+            pdfium_library: Some(lib),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let p = zhiku_ingest::process(&fixture("mixed-zh.pdf"), "m.pdf", &options, &|t: &str| {
+        t.chars().count()
+    })
+    .expect("process");
+    assert_eq!(p.text_pages, 1);
+    assert_eq!(p.failed_pages, vec![2]);
+    assert_eq!(p.pages, 2);
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.starts_with("page 2: no text layer")),
+        "{:?}",
+        p.warnings
+    );
+    assert!(p.chunks.iter().all(|c| c.page == 1));
+    assert!(p.chunks.iter().any(|c| c.text.contains("出差申请单")));
+}
