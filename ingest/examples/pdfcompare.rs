@@ -12,7 +12,7 @@ fn main() {
                 ..Default::default()
             };
             let t = std::time::Instant::now();
-            let r = extract_with(&bytes, &path, &opts);
+            let r = extract_with(&bytes, &path, &opts, &Default::default());
             let dt = t.elapsed().as_secs_f64();
             match r {
                 Ok(x) => {

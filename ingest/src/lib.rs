@@ -16,6 +16,7 @@ pub mod sniff;
 pub use chunk::{Chunk, ChunkConfig};
 pub use clean::CleanConfig;
 pub use extract::garble::{GarbleScore, KnownPieces, KnownPiecesScorer, Quality};
+pub use extract::ocr::{Ocr, OcrEngine, OcrError, OcrLine, OcrMode, OcrOptions};
 pub use extract::{Block, ExtractError, Extracted, Format, Page, PdfEngine, PdfOptions};
 pub use mask::MaskConfig;
 pub use sniff::SniffError;
@@ -28,6 +29,7 @@ pub struct Options {
     pub mask: MaskConfig,
     pub chunk: ChunkConfig,
     pub pdf: PdfOptions,
+    pub ocr: OcrOptions,
 }
 
 /// The result of processing one file.
@@ -48,6 +50,8 @@ pub struct Processed {
     pub masked: usize,
     /// Pages indexed from their text layer.
     pub text_pages: usize,
+    /// Pages indexed from OCR, 1-based.
+    pub ocr_pages: Vec<u32>,
     /// Pages not indexed (no text layer, garbled text), 1-based; `warnings` says why.
     pub failed_pages: Vec<u32>,
 }
@@ -61,15 +65,16 @@ pub fn process(
     options: &Options,
     count_tokens: &dyn Fn(&str) -> usize,
 ) -> Result<Processed, ExtractError> {
-    let extracted = extract::extract_with(bytes, file_name, &options.pdf)?;
+    let extracted = extract::extract_with(bytes, file_name, &options.pdf, &options.ocr)?;
     let Extracted {
         format,
         title,
         mut pages,
         warnings,
         failed_pages,
+        ocr_pages,
     } = extracted;
-    let text_pages = pages.len();
+    let text_pages = pages.len() - ocr_pages.len();
     if format == Format::Pdf && options.clean.drop_headers_footers {
         clean::drop_repeated_lines(&mut pages);
     }
@@ -109,5 +114,6 @@ pub fn process(
         masked,
         text_pages,
         failed_pages,
+        ocr_pages,
     })
 }

@@ -77,8 +77,13 @@ fn chromium_pdf_through_pdfium_matches_pdftotext() {
         pdfium_library: Some(lib),
         ..Default::default()
     };
-    let x = zhiku_ingest::extract::extract_with(&fixture("chromium-zh.pdf"), "a.pdf", &opts)
-        .expect("extract");
+    let x = zhiku_ingest::extract::extract_with(
+        &fixture("chromium-zh.pdf"),
+        "a.pdf",
+        &opts,
+        &Default::default(),
+    )
+    .expect("extract");
     let reference = String::from_utf8(fixture("chromium-zh.txt")).unwrap();
     let got = text_of(&x);
     let sim = similarity(&got, &reference);
@@ -112,7 +117,8 @@ fn old_path_mojibake_on_chromium_pdf_is_rejected() {
         engine: PdfEngine::Legacy,
         ..Default::default()
     };
-    let x = zhiku_ingest::extract::extract_with(&bytes, "a.pdf", &opts).expect("extract");
+    let x = zhiku_ingest::extract::extract_with(&bytes, "a.pdf", &opts, &Default::default())
+        .expect("extract");
     let reference = String::from_utf8(fixture("chromium-zh.txt")).unwrap();
     let sim = similarity(&text_of(&x), &reference);
     assert!(sim >= 0.9, "similarity {sim:.3}");
@@ -153,8 +159,13 @@ fn ghostscript_pdf_through_pdfium_matches_pdftotext() {
         pdfium_library: Some(lib),
         ..Default::default()
     };
-    let x = zhiku_ingest::extract::extract_with(&fixture("gs-en.pdf"), "a.pdf", &opts)
-        .expect("extract");
+    let x = zhiku_ingest::extract::extract_with(
+        &fixture("gs-en.pdf"),
+        "a.pdf",
+        &opts,
+        &Default::default(),
+    )
+    .expect("extract");
     let reference = String::from_utf8(fixture("gs-en.txt")).unwrap();
     let got = text_of(&x);
     let sim = similarity(&got, &reference);
@@ -193,4 +204,98 @@ fn scanned_page_without_ocr_is_reported_failed_with_its_number() {
     );
     assert!(p.chunks.iter().all(|c| c.page == 1));
     assert!(p.chunks.iter().any(|c| c.text.contains("出差申请单")));
+}
+
+/// A test double: fixed lines, and it records the size of each page image it was given.
+struct FixedOcr(std::sync::Mutex<Vec<(u32, u32)>>);
+
+impl zhiku_ingest::Ocr for FixedOcr {
+    fn recognize(
+        &self,
+        page: &image::RgbImage,
+    ) -> Result<Vec<zhiku_ingest::OcrLine>, zhiku_ingest::OcrError> {
+        self.0.lock().unwrap().push(page.dimensions());
+        // The page was really rendered: not a blank buffer.
+        assert!(page.pixels().any(|p| p.0[0] < 128), "blank render");
+        Ok(vec![
+            zhiku_ingest::OcrLine {
+                text: "第三条 住宿费用按城市类别和员工级别实行限额标准。".into(),
+                bbox: [10.0, 10.0, 900.0, 40.0],
+                confidence: 0.97,
+            },
+            zhiku_ingest::OcrLine {
+                text: "二线城市 经理 650".into(),
+                bbox: [10.0, 50.0, 400.0, 80.0],
+                confidence: 0.41,
+            },
+        ])
+    }
+}
+
+fn with_ocr(
+    mode: zhiku_ingest::OcrMode,
+) -> Option<(zhiku_ingest::Options, std::sync::Arc<FixedOcr>)> {
+    let lib = pdfium_or_skip()?;
+    let ocr = std::sync::Arc::new(FixedOcr(Default::default()));
+    let options = zhiku_ingest::Options {
+        pdf: PdfOptions {
+            pdfium_library: Some(lib),
+            ..Default::default()
+        },
+        ocr: zhiku_ingest::OcrOptions {
+            mode,
+            engine: zhiku_ingest::OcrEngine(Some(ocr.clone())),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Some((options, ocr))
+}
+
+#[test]
+fn auto_ocr_reads_only_the_scanned_page_at_200_dpi_and_marks_low_confidence() {
+    let Some((options, ocr)) = with_ocr(zhiku_ingest::OcrMode::Auto) else {
+        return;
+    };
+    let p = zhiku_ingest::process(&fixture("mixed-zh.pdf"), "m.pdf", &options, &|t: &str| {
+        t.chars().count()
+    })
+    .expect("process");
+    assert_eq!(
+        (p.text_pages, p.ocr_pages.clone(), p.failed_pages.clone()),
+        (1, vec![2], vec![])
+    );
+    // US Letter at 200 dpi.
+    assert_eq!(*ocr.0.lock().unwrap(), vec![(1700, 2200)]);
+    assert!(
+        p.chunks
+            .iter()
+            .any(|c| c.page == 2 && c.text.contains("650"))
+    );
+    assert!(
+        p.chunks
+            .iter()
+            .any(|c| c.page == 1 && c.text.contains("出差申请单"))
+    );
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.starts_with("page 2: 1 of 2 OCR lines below confidence")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn always_ocr_never_indexes_the_text_layer_too() {
+    let Some((options, ocr)) = with_ocr(zhiku_ingest::OcrMode::Always) else {
+        return;
+    };
+    let p = zhiku_ingest::process(&fixture("mixed-zh.pdf"), "m.pdf", &options, &|t: &str| {
+        t.chars().count()
+    })
+    .expect("process");
+    assert_eq!((p.text_pages, p.ocr_pages.clone()), (0, vec![1, 2]));
+    assert_eq!(ocr.0.lock().unwrap().len(), 2);
+    assert!(!p.chunks.iter().any(|c| c.text.contains("出差申请单")));
 }

@@ -143,6 +143,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         pages: vec![Page { number: 1, blocks }],
         warnings: Vec::new(),
         failed_pages: Vec::new(),
+        ocr_pages: Vec::new(),
     })
 }
 

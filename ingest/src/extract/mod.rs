@@ -4,6 +4,7 @@ mod docx;
 pub mod garble;
 mod html;
 mod markdown;
+pub mod ocr;
 mod pdf;
 pub mod pdfium;
 pub mod text;
@@ -96,6 +97,8 @@ pub struct Extracted {
     /// 1-based numbers of pages that were not indexed (no text layer, garbled text); each
     /// has a warning saying why.
     pub failed_pages: Vec<u32>,
+    /// 1-based numbers of pages indexed from OCR instead of a text layer.
+    pub ocr_pages: Vec<u32>,
 }
 
 /// Which PDF reader runs.
@@ -148,7 +151,12 @@ pub enum ExtractError {
 /// Extract one file with default options. The format comes from the name's extension; the
 /// content is checked.
 pub fn extract(bytes: &[u8], file_name: &str) -> Result<Extracted, ExtractError> {
-    extract_with(bytes, file_name, &PdfOptions::default())
+    extract_with(
+        bytes,
+        file_name,
+        &PdfOptions::default(),
+        &ocr::OcrOptions::default(),
+    )
 }
 
 /// Extract one file. The format comes from the name's extension; the content is checked.
@@ -156,6 +164,7 @@ pub fn extract_with(
     bytes: &[u8],
     file_name: &str,
     pdf_options: &PdfOptions,
+    ocr_options: &ocr::OcrOptions,
 ) -> Result<Extracted, ExtractError> {
     let format = Format::from_name(file_name).ok_or_else(|| ExtractError::Unsupported {
         extension: file_name
@@ -168,7 +177,7 @@ pub fn extract_with(
     }
     let run = || -> Result<Extracted, ExtractError> {
         match format {
-            Format::Pdf => pdf::extract(bytes, pdf_options),
+            Format::Pdf => pdf::extract(bytes, pdf_options, ocr_options),
             Format::Docx => docx::extract(bytes),
             Format::Txt => text::extract_txt(bytes),
             Format::Markdown => markdown::extract(bytes),

@@ -7,7 +7,8 @@
 //! is reported with its number, never indexed silently.
 
 use super::garble::{KnownPieces, Quality, quality};
-use super::pdfium::{self, Failure};
+use super::ocr::OcrOptions;
+use super::pdfium::{self, Failure, PageOut};
 use super::{Block, ExtractError, Extracted, Format, Page, PdfEngine, PdfOptions, panic_message};
 
 pub fn is_cjk(c: char) -> bool {
@@ -79,6 +80,7 @@ fn finish(
     pages: Vec<Page>,
     failed_pages: Vec<u32>,
     warnings: Vec<String>,
+    ocr_pages: Vec<u32>,
 ) -> Result<Extracted, ExtractError> {
     if pages.is_empty() {
         return Err(ExtractError::NoText(format!(
@@ -96,6 +98,7 @@ fn finish(
         pages,
         warnings,
         failed_pages,
+        ocr_pages,
     })
 }
 
@@ -112,22 +115,55 @@ fn check_header(bytes: &[u8]) -> Result<(), ExtractError> {
     Ok(())
 }
 
-pub(super) fn extract(bytes: &[u8], options: &PdfOptions) -> Result<Extracted, ExtractError> {
+pub(super) fn extract(
+    bytes: &[u8],
+    options: &PdfOptions,
+    ocr: &OcrOptions,
+) -> Result<Extracted, ExtractError> {
     check_header(bytes)?;
     let known = options.known_pieces.0.as_ref();
     let mut warnings = Vec::new();
     if options.engine == PdfEngine::Pdfium {
-        match catch(|| pdfium::read(bytes, options.pdfium_library.as_deref())) {
+        match catch(|| pdfium::read(bytes, options.pdfium_library.as_deref(), known, ocr)) {
             Ok(Ok(doc)) => {
                 let total = doc.pages.len();
                 if total == 0 {
                     return Err(ExtractError::Pdf("the document has no pages".into()));
                 }
-                let (mut pages, mut failed) = (Vec::new(), Vec::new());
-                for (number, text) in doc.pages {
-                    page_result(number, text, known, &mut pages, &mut failed, &mut warnings);
+                let (mut pages, mut failed, mut ocred) = (Vec::new(), Vec::new(), Vec::new());
+                for (number, out) in doc.pages {
+                    match out {
+                        PageOut::Text(text) => {
+                            page_result(number, text, known, &mut pages, &mut failed, &mut warnings)
+                        }
+                        PageOut::Ocr(Ok(lines)) => {
+                            let (text, low) = super::ocr::page_text(&lines, ocr.min_confidence);
+                            if low > 0 {
+                                warnings.push(format!(
+                                    "page {number}: {low} of {} OCR lines below confidence {:.2}, kept",
+                                    lines.len(),
+                                    ocr.min_confidence
+                                ));
+                            }
+                            if text.trim().is_empty() {
+                                failed.push(number);
+                                warnings
+                                    .push(format!("page {number}: OCR found no text, not indexed"));
+                            } else {
+                                ocred.push(number);
+                                pages.push(Page {
+                                    number,
+                                    blocks: vec![Block::para(text)],
+                                });
+                            }
+                        }
+                        PageOut::Ocr(Err(why)) => {
+                            failed.push(number);
+                            warnings.push(format!("page {number}: {why}, not indexed"));
+                        }
+                    }
                 }
-                return finish(doc.title, total, pages, failed, warnings);
+                return finish(doc.title, total, pages, failed, warnings, ocred);
             }
             Ok(Err(Failure::Encrypted)) => return Err(ExtractError::Encrypted),
             Ok(Err(Failure::Missing(why))) => {
@@ -199,7 +235,7 @@ fn legacy(
         let _ = q;
         page_result(number, text, known, &mut pages, &mut failed, &mut warnings);
     }
-    finish(title, numbers.len(), pages, failed, warnings)
+    finish(title, numbers.len(), pages, failed, warnings, Vec::new())
 }
 
 #[cfg(test)]
@@ -225,11 +261,15 @@ mod tests {
     #[test]
     fn not_a_pdf() {
         assert!(matches!(
-            extract(b"hello", &PdfOptions::default()),
+            extract(b"hello", &PdfOptions::default(), &OcrOptions::default()),
             Err(ExtractError::Pdf(_))
         ));
         assert!(matches!(
-            extract(b"%PDF-1.7\n1 0 obj garbage", &PdfOptions::default()),
+            extract(
+                b"%PDF-1.7\n1 0 obj garbage",
+                &PdfOptions::default(),
+                &OcrOptions::default()
+            ),
             Err(ExtractError::Pdf(_))
         ));
     }

@@ -14,6 +14,9 @@ use std::sync::{Mutex, OnceLock};
 
 use pdfium_render::prelude::*;
 
+use super::garble::{KnownPieces, Quality, quality};
+use super::ocr::{OcrLine, OcrMode, OcrOptions};
+
 /// Where `libpdfium.so` comes from when neither the caller nor the environment says.
 pub const DEFAULT_LIBRARY: &str = "models/pdfium/libpdfium.so";
 /// The environment variable that points at another copy.
@@ -76,8 +79,15 @@ pub fn available(explicit: Option<&Path>) -> Result<PathBuf, String> {
 /// What PDFium read from a document.
 pub(super) struct Doc {
     pub title: Option<String>,
-    /// Per page (1-based number, text in reading order).
-    pub pages: Vec<(u32, String)>,
+    /// Per page (1-based number, what was read).
+    pub pages: Vec<(u32, PageOut)>,
+}
+
+pub(super) enum PageOut {
+    /// The text layer, in reading order.
+    Text(String),
+    /// The page was rendered and OCRed (its text layer is not used).
+    Ocr(Result<Vec<OcrLine>, String>),
 }
 
 pub(super) enum Failure {
@@ -87,7 +97,12 @@ pub(super) enum Failure {
     Corrupt(String),
 }
 
-pub(super) fn read(bytes: &[u8], explicit: Option<&Path>) -> Result<Doc, Failure> {
+pub(super) fn read(
+    bytes: &[u8],
+    explicit: Option<&Path>,
+    known: Option<&KnownPieces>,
+    ocr: &OcrOptions,
+) -> Result<Doc, Failure> {
     let loaded = load(explicit).map_err(Failure::Missing)?;
     let pdfium = loaded
         .pdfium
@@ -112,9 +127,48 @@ pub(super) fn read(bytes: &[u8], explicit: Option<&Path>) -> Result<Doc, Failure
             Ok(t) => page_text(&t),
             Err(_) => String::new(),
         };
-        pages.push((number, text));
+        let engine = ocr.engine.0.as_deref().filter(|_| ocr.mode != OcrMode::Off);
+        let needs_ocr = match ocr.mode {
+            OcrMode::Always => true,
+            OcrMode::Auto => quality(&text, known) != Quality::Good,
+            OcrMode::Off => false,
+        };
+        match engine {
+            Some(engine) if needs_ocr => {
+                let lines = render(&page, ocr.dpi).and_then(|img| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        engine.recognize(&img)
+                    }))
+                    .map_err(|p| format!("the OCR engine crashed: {}", super::panic_message(&p)))?
+                    .map_err(|e| e.to_string())
+                });
+                pages.push((number, PageOut::Ocr(lines)));
+            }
+            _ => pages.push((number, PageOut::Text(text))),
+        }
     }
     Ok(Doc { title, pages })
+}
+
+/// Render a page at `dpi` to RGB.
+fn render(page: &PdfPage, dpi: u32) -> Result<image::RgbImage, String> {
+    let scale = dpi.clamp(36, 600) as f32 / 72.0;
+    let config = PdfRenderConfig::new()
+        .scale_page_by_factor(scale)
+        .set_format(PdfBitmapFormat::BGRA);
+    let bitmap = page
+        .render_with_config(&config)
+        .map_err(|e| format!("cannot render the page: {e}"))?;
+    let (w, h) = (bitmap.width() as u32, bitmap.height() as u32);
+    let rgba = bitmap.as_rgba_bytes();
+    if rgba.len() != w as usize * h as usize * 4 {
+        return Err(format!("unexpected bitmap size {} for {w}x{h}", rgba.len()));
+    }
+    let rgb: Vec<u8> = rgba
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
+    image::RgbImage::from_raw(w, h, rgb).ok_or_else(|| "bitmap buffer too small".to_string())
 }
 
 struct Glyph {

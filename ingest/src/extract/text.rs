@@ -117,6 +117,7 @@ pub(super) fn extract_txt(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         }],
         warnings: Vec::new(),
         failed_pages: Vec::new(),
+        ocr_pages: Vec::new(),
     })
 }
 
