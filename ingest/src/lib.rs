@@ -1,6 +1,8 @@
 //! zhiku-ingest: bytes in, clean chunks with provenance out.
 //!
-//! Steps: [`extract`] (PDF, DOCX, TXT in any common Chinese/English encoding, Markdown, HTML)
+//! Steps: [`extract`] (PDF through PDFium with a lopdf/pdf_oxide fallback and an OCR seam for
+//! pages without a usable text layer, DOCX, XLSX/XLS/ODS, TXT in any common Chinese/English
+//! encoding, Markdown, HTML; every PDF page passes [`extract::garble`])
 //! → [`clean`] (NFKC where safe, width and whitespace normalisation, control characters,
 //! repeated page headers/footers) → [`mask`] (personal data) → [`chunk`] (sentence-aware,
 //! sized in embedding-model tokens, with overlap and heading paths). This crate knows nothing

@@ -7,6 +7,7 @@ mod markdown;
 pub mod ocr;
 mod pdf;
 pub mod pdfium;
+mod sheet;
 pub mod text;
 
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ pub enum Format {
     Txt,
     Markdown,
     Html,
+    /// XLSX, XLS, ODS.
+    Sheet,
 }
 
 impl Format {
@@ -36,6 +39,7 @@ impl Format {
             "txt" | "text" | "log" | "csv" => Self::Txt,
             "md" | "markdown" => Self::Markdown,
             "html" | "htm" => Self::Html,
+            "xlsx" | "xlsm" | "xls" | "ods" => Self::Sheet,
             _ => return None,
         })
     }
@@ -47,13 +51,15 @@ impl Format {
             Self::Txt => "txt",
             Self::Markdown => "markdown",
             Self::Html => "html",
+            Self::Sheet => "sheet",
         }
     }
 }
 
 /// Extensions that [`Format::from_name`] recognises.
 pub const SUPPORTED_EXTENSIONS: &[&str] = &[
-    "pdf", "docx", "txt", "text", "log", "csv", "md", "markdown", "html", "htm",
+    "pdf", "docx", "txt", "text", "log", "csv", "md", "markdown", "html", "htm", "xlsx", "xlsm",
+    "xls", "ods",
 ];
 
 /// A block of text: a heading (level 1–9) or a paragraph.
@@ -128,8 +134,16 @@ pub struct PdfOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
-    #[error("unsupported format `{extension}` (supported: pdf, docx, txt, md, html)")]
+    #[error(
+        "unsupported format `{extension}` (supported: pdf, docx, txt, md, html, xlsx, xls, ods)"
+    )]
     Unsupported { extension: String },
+    #[error(
+        "legacy Office format `.{extension}`: convert it first, e.g. `soffice --headless --convert-to {to} FILE`, and ingest the .{to}"
+    )]
+    Legacy { extension: String, to: &'static str },
+    #[error("corrupt or unreadable spreadsheet: {0}")]
+    Sheet(String),
     #[error("empty file")]
     Empty,
     #[error("binary content in a text file (is it really {format}?)")]
@@ -166,6 +180,18 @@ pub fn extract_with(
     pdf_options: &PdfOptions,
     ocr_options: &ocr::OcrOptions,
 ) -> Result<Extracted, ExtractError> {
+    let ext = file_name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let legacy = match ext.as_str() {
+        "doc" => Some("docx"),
+        "ppt" => Some("pptx"),
+        _ => None,
+    };
+    if let Some(to) = legacy {
+        return Err(ExtractError::Legacy { extension: ext, to });
+    }
     let format = Format::from_name(file_name).ok_or_else(|| ExtractError::Unsupported {
         extension: file_name
             .rsplit_once('.')
@@ -182,6 +208,7 @@ pub fn extract_with(
             Format::Txt => text::extract_txt(bytes),
             Format::Markdown => markdown::extract(bytes),
             Format::Html => html::extract(bytes),
+            Format::Sheet => sheet::extract(bytes),
         }
     };
     // Third-party parsers meet hostile input: a panic becomes this file's error.
