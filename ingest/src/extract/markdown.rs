@@ -64,6 +64,8 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         title,
         pages: vec![Page { number: 1, blocks }],
         warnings: Vec::new(),
+        failed_pages: Vec::new(),
+        ocr_pages: Vec::new(),
     })
 }
 

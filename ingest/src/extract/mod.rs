@@ -1,10 +1,16 @@
 //! Extraction: file bytes → pages of text blocks (headings kept), per format.
 
 mod docx;
+pub mod garble;
 mod html;
 mod markdown;
+pub mod ocr;
 mod pdf;
+pub mod pdfium;
+mod sheet;
 pub mod text;
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +25,8 @@ pub enum Format {
     Txt,
     Markdown,
     Html,
+    /// XLSX, XLS, ODS.
+    Sheet,
 }
 
 impl Format {
@@ -31,6 +39,7 @@ impl Format {
             "txt" | "text" | "log" | "csv" => Self::Txt,
             "md" | "markdown" => Self::Markdown,
             "html" | "htm" => Self::Html,
+            "xlsx" | "xlsm" | "xls" | "ods" => Self::Sheet,
             _ => return None,
         })
     }
@@ -42,13 +51,15 @@ impl Format {
             Self::Txt => "txt",
             Self::Markdown => "markdown",
             Self::Html => "html",
+            Self::Sheet => "sheet",
         }
     }
 }
 
 /// Extensions that [`Format::from_name`] recognises.
 pub const SUPPORTED_EXTENSIONS: &[&str] = &[
-    "pdf", "docx", "txt", "text", "log", "csv", "md", "markdown", "html", "htm",
+    "pdf", "docx", "txt", "text", "log", "csv", "md", "markdown", "html", "htm", "xlsx", "xlsm",
+    "xls", "ods",
 ];
 
 /// A block of text: a heading (level 1–9) or a paragraph.
@@ -89,12 +100,50 @@ pub struct Extracted {
     pub pages: Vec<Page>,
     /// Problems that did not stop the file (a garbled or empty page, …).
     pub warnings: Vec<String>,
+    /// 1-based numbers of pages that were not indexed (no text layer, garbled text); each
+    /// has a warning saying why.
+    pub failed_pages: Vec<u32>,
+    /// 1-based numbers of pages indexed from OCR instead of a text layer.
+    pub ocr_pages: Vec<u32>,
+}
+
+/// Which PDF reader runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PdfEngine {
+    /// PDFium, falling back to lopdf/pdf_oxide (with a warning) when the library is missing.
+    #[default]
+    Pdfium,
+    /// lopdf/pdf_oxide only.
+    Legacy,
+}
+
+/// PDF options (`[ingest.pdf]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PdfOptions {
+    pub engine: PdfEngine,
+    /// `libpdfium.so` to load; `None`: `$PDFIUM_DYNAMIC_LIB_PATH`, else
+    /// `models/pdfium/libpdfium.so`. The library is loaded once per process (the first
+    /// PDF's setting wins).
+    pub pdfium_library: Option<PathBuf>,
+    /// The embedding tokenizer's known-piece share for the garble check; set by the app.
+    #[serde(skip)]
+    pub known_pieces: garble::KnownPiecesScorer,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
-    #[error("unsupported format `{extension}` (supported: pdf, docx, txt, md, html)")]
+    #[error(
+        "unsupported format `{extension}` (supported: pdf, docx, txt, md, html, xlsx, xls, ods)"
+    )]
     Unsupported { extension: String },
+    #[error(
+        "legacy Office format `.{extension}`: convert it first, e.g. `soffice --headless --convert-to {to} FILE`, and ingest the .{to}"
+    )]
+    Legacy { extension: String, to: &'static str },
+    #[error("corrupt or unreadable spreadsheet: {0}")]
+    Sheet(String),
     #[error("empty file")]
     Empty,
     #[error("binary content in a text file (is it really {format}?)")]
@@ -113,8 +162,36 @@ pub enum ExtractError {
     Panicked(String),
 }
 
-/// Extract one file. The format comes from the name's extension; the content is checked.
+/// Extract one file with default options. The format comes from the name's extension; the
+/// content is checked.
 pub fn extract(bytes: &[u8], file_name: &str) -> Result<Extracted, ExtractError> {
+    extract_with(
+        bytes,
+        file_name,
+        &PdfOptions::default(),
+        &ocr::OcrOptions::default(),
+    )
+}
+
+/// Extract one file. The format comes from the name's extension; the content is checked.
+pub fn extract_with(
+    bytes: &[u8],
+    file_name: &str,
+    pdf_options: &PdfOptions,
+    ocr_options: &ocr::OcrOptions,
+) -> Result<Extracted, ExtractError> {
+    let ext = file_name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let legacy = match ext.as_str() {
+        "doc" => Some("docx"),
+        "ppt" => Some("pptx"),
+        _ => None,
+    };
+    if let Some(to) = legacy {
+        return Err(ExtractError::Legacy { extension: ext, to });
+    }
     let format = Format::from_name(file_name).ok_or_else(|| ExtractError::Unsupported {
         extension: file_name
             .rsplit_once('.')
@@ -126,11 +203,12 @@ pub fn extract(bytes: &[u8], file_name: &str) -> Result<Extracted, ExtractError>
     }
     let run = || -> Result<Extracted, ExtractError> {
         match format {
-            Format::Pdf => pdf::extract(bytes),
+            Format::Pdf => pdf::extract(bytes, pdf_options, ocr_options),
             Format::Docx => docx::extract(bytes),
             Format::Txt => text::extract_txt(bytes),
             Format::Markdown => markdown::extract(bytes),
             Format::Html => html::extract(bytes),
+            Format::Sheet => sheet::extract(bytes),
         }
     };
     // Third-party parsers meet hostile input: a panic becomes this file's error.

@@ -1,50 +1,15 @@
-//! PDF text per page: lopdf first (fast; ToUnicode maps and predefined CJK CMaps), pdf_oxide
-//! for pages lopdf cannot read (CID CFF fonts with embedded CMaps). Both run behind
-//! `catch_unwind`; every page's output is checked so a garbled or empty page is reported,
-//! never indexed silently.
+//! PDF text per page. PDFium first (see [`super::pdfium`]): measured on the fixtures it is the
+//! only one of the three that reads Chromium-printed Type 3 CJK fonts. When `libpdfium.so` is
+//! missing (or `engine = "legacy"`), the older path runs, reported as a warning: lopdf first
+//! (fast; ToUnicode maps and predefined CJK CMaps), pdf_oxide for pages lopdf cannot read
+//! (CID CFF fonts with embedded CMaps). Everything runs behind `catch_unwind`, and every
+//! page's output goes through the garble check ([`super::garble`]) so a garbled or empty page
+//! is reported with its number, never indexed silently.
 
-use super::{Block, ExtractError, Extracted, Format, Page, panic_message};
-
-/// How a page's text looks.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Quality {
-    Good,
-    Empty,
-    Garbled(String),
-}
-
-/// Judge extracted text: replacement / private-use / control characters, or a high share
-/// of characters that are rare in real Chinese or English text, mean garbage.
-pub fn quality(text: &str) -> Quality {
-    let mut n = 0usize;
-    let mut bad = 0usize;
-    let mut odd = 0usize;
-    for c in text.chars().filter(|c| !c.is_whitespace()) {
-        n += 1;
-        let u = c as u32;
-        if c == '\u{FFFD}' || (0xE000..=0xF8FF).contains(&u) || c.is_control() {
-            bad += 1;
-        } else if !(c.is_ascii()
-            || is_cjk(c)
-            || (0x3000..=0x303F).contains(&u)
-            || (0xFF00..=0xFFEF).contains(&u)
-            || (0x2000..=0x206F).contains(&u)
-            || c.is_alphanumeric() && (0x0370..=0x04FF).contains(&u))
-        {
-            odd += 1;
-        }
-    }
-    if n == 0 {
-        return Quality::Empty;
-    }
-    if bad * 10 > n {
-        return Quality::Garbled(format!("{}% unreadable characters", bad * 100 / n));
-    }
-    if odd * 10 > n * 3 {
-        return Quality::Garbled(format!("{}% unexpected symbols", odd * 100 / n));
-    }
-    Quality::Good
-}
+use super::garble::{KnownPieces, Quality, quality};
+use super::ocr::OcrOptions;
+use super::pdfium::{self, Failure, PageOut};
+use super::{Block, ExtractError, Extracted, Format, Page, PdfEngine, PdfOptions, panic_message};
 
 pub fn is_cjk(c: char) -> bool {
     matches!(c as u32,
@@ -81,7 +46,144 @@ fn title(doc: &lopdf::Document) -> Option<String> {
     (!t.is_empty()).then_some(t)
 }
 
-pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
+fn page_result(
+    number: u32,
+    text: String,
+    known: Option<&KnownPieces>,
+    pages: &mut Vec<Page>,
+    failed: &mut Vec<u32>,
+    warnings: &mut Vec<String>,
+) {
+    match quality(&text, known) {
+        Quality::Good => pages.push(Page {
+            number,
+            blocks: vec![Block::para(text)],
+        }),
+        Quality::Empty => {
+            failed.push(number);
+            warnings.push(format!(
+                "page {number}: no text layer (a scanned image?) and no OCR, not indexed"
+            ))
+        }
+        Quality::Garbled(why) => {
+            failed.push(number);
+            warnings.push(format!(
+                "page {number}: text looks garbled ({why}), not indexed"
+            ))
+        }
+    }
+}
+
+fn finish(
+    title: Option<String>,
+    total: usize,
+    pages: Vec<Page>,
+    failed_pages: Vec<u32>,
+    warnings: Vec<String>,
+    ocr_pages: Vec<u32>,
+) -> Result<Extracted, ExtractError> {
+    if pages.is_empty() {
+        return Err(ExtractError::NoText(format!(
+            "none of the {total} pages has readable text ({})",
+            warnings
+                .iter()
+                .find(|w| w.starts_with("page "))
+                .cloned()
+                .unwrap_or_default()
+        )));
+    }
+    Ok(Extracted {
+        format: Format::Pdf,
+        title,
+        pages,
+        warnings,
+        failed_pages,
+        ocr_pages,
+    })
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), ExtractError> {
+    if !bytes.starts_with(b"%PDF")
+        && !bytes[..bytes.len().min(1024)]
+            .windows(4)
+            .any(|w| w == b"%PDF")
+    {
+        return Err(ExtractError::Pdf(
+            "no PDF header (is it really a PDF?)".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn extract(
+    bytes: &[u8],
+    options: &PdfOptions,
+    ocr: &OcrOptions,
+) -> Result<Extracted, ExtractError> {
+    check_header(bytes)?;
+    let known = options.known_pieces.0.as_ref();
+    let mut warnings = Vec::new();
+    if options.engine == PdfEngine::Pdfium {
+        match catch(|| pdfium::read(bytes, options.pdfium_library.as_deref(), known, ocr)) {
+            Ok(Ok(doc)) => {
+                let total = doc.pages.len();
+                if total == 0 {
+                    return Err(ExtractError::Pdf("the document has no pages".into()));
+                }
+                let (mut pages, mut failed, mut ocred) = (Vec::new(), Vec::new(), Vec::new());
+                for (number, out) in doc.pages {
+                    match out {
+                        PageOut::Text(text) => {
+                            page_result(number, text, known, &mut pages, &mut failed, &mut warnings)
+                        }
+                        PageOut::Ocr(Ok(lines)) => {
+                            let (text, low) = super::ocr::page_text(&lines, ocr.min_confidence);
+                            if low > 0 {
+                                warnings.push(format!(
+                                    "page {number}: {low} of {} OCR lines below confidence {:.2}, kept",
+                                    lines.len(),
+                                    ocr.min_confidence
+                                ));
+                            }
+                            if text.trim().is_empty() {
+                                failed.push(number);
+                                warnings
+                                    .push(format!("page {number}: OCR found no text, not indexed"));
+                            } else {
+                                ocred.push(number);
+                                pages.push(Page {
+                                    number,
+                                    blocks: vec![Block::para(text)],
+                                });
+                            }
+                        }
+                        PageOut::Ocr(Err(why)) => {
+                            failed.push(number);
+                            warnings.push(format!("page {number}: {why}, not indexed"));
+                        }
+                    }
+                }
+                return finish(doc.title, total, pages, failed, warnings, ocred);
+            }
+            Ok(Err(Failure::Encrypted)) => return Err(ExtractError::Encrypted),
+            Ok(Err(Failure::Missing(why))) => {
+                warnings.push(format!("{why}; read with the lopdf fallback instead"))
+            }
+            Ok(Err(Failure::Corrupt(why))) => {
+                warnings.push(format!("PDFium cannot open the file ({why}); tried lopdf"))
+            }
+            Err(p) => warnings.push(format!("PDFium crashed ({p}); tried lopdf")),
+        }
+    }
+    legacy(bytes, known, warnings)
+}
+
+/// The lopdf/pdf_oxide path: the fallback without PDFium.
+fn legacy(
+    bytes: &[u8],
+    known: Option<&KnownPieces>,
+    mut warnings: Vec<String>,
+) -> Result<Extracted, ExtractError> {
     if !bytes.starts_with(b"%PDF")
         && !bytes[..bytes.len().min(1024)]
             .windows(4)
@@ -105,14 +207,14 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     // pdf_oxide is opened only when some page needs it.
     let mut oxide: Option<Option<pdf_oxide::PdfDocument>> = None;
     let mut pages = Vec::with_capacity(numbers.len());
-    let mut warnings = Vec::new();
+    let mut failed = Vec::new();
     for (index, &number) in numbers.iter().enumerate() {
         let first = catch(|| doc.extract_text(&[number]))
             .ok()
             .and_then(|r| r.ok())
             .unwrap_or_default();
         let mut text = first;
-        let mut q = quality(&text);
+        let mut q = quality(&text, known);
         if q != Quality::Good {
             let ox = oxide.get_or_insert_with(|| {
                 catch(|| pdf_oxide::PdfDocument::from_bytes(bytes.to_vec()))
@@ -122,7 +224,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
             if let Some(ox) = ox.as_mut() {
                 let alt = catch(|| ox.extract_text(index)).ok().and_then(|r| r.ok());
                 if let Some(alt) = alt {
-                    let aq = quality(&alt);
+                    let aq = quality(&alt, known);
                     if aq == Quality::Good || (q == Quality::Empty && aq != Quality::Empty) {
                         text = alt;
                         q = aq;
@@ -130,32 +232,10 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
                 }
             }
         }
-        match q {
-            Quality::Good => pages.push(Page {
-                number,
-                blocks: vec![Block::para(text)],
-            }),
-            Quality::Empty => warnings.push(format!(
-                "page {number}: no text layer (a scanned image?), not indexed"
-            )),
-            Quality::Garbled(why) => warnings.push(format!(
-                "page {number}: text looks garbled ({why}), not indexed"
-            )),
-        }
+        let _ = q;
+        page_result(number, text, known, &mut pages, &mut failed, &mut warnings);
     }
-    if pages.is_empty() {
-        return Err(ExtractError::NoText(format!(
-            "none of the {} pages has readable text ({})",
-            numbers.len(),
-            warnings.first().cloned().unwrap_or_default()
-        )));
-    }
-    Ok(Extracted {
-        format: Format::Pdf,
-        title,
-        pages,
-        warnings,
-    })
+    finish(title, numbers.len(), pages, failed, warnings, Vec::new())
 }
 
 #[cfg(test)]
@@ -164,24 +244,32 @@ mod tests {
 
     #[test]
     fn quality_judgement() {
-        assert_eq!(quality("年假五天。Annual leave is 5 days."), Quality::Good);
-        assert_eq!(quality("  \n "), Quality::Empty);
+        let q = |t: &str| quality(t, None);
+        assert_eq!(q("年假五天。Annual leave is 5 days."), Quality::Good);
+        assert_eq!(q("  \n "), Quality::Empty);
         assert!(matches!(
-            quality("\u{FFFD}\u{FFFD}\u{FFFD}年"),
+            q("\u{FFFD}\u{FFFD}\u{FFFD}年"),
             Quality::Garbled(_)
         ));
-        assert!(matches!(quality("ÃÂÅÆÇÈÉÊËÌÍÎ ÏÐÑÒ"), Quality::Garbled(_)));
+        assert!(matches!(q("ÃÂÅÆÇÈÉÊËÌÍÎ ÏÐÑÒ ¤¦¨ª«¬"), Quality::Garbled(_)));
         assert!(matches!(
-            quality("\u{E001}\u{E002}\u{E003}ab"),
+            q("\u{E001}\u{E002}\u{E003}ab"),
             Quality::Garbled(_)
         ));
     }
 
     #[test]
     fn not_a_pdf() {
-        assert!(matches!(extract(b"hello"), Err(ExtractError::Pdf(_))));
         assert!(matches!(
-            extract(b"%PDF-1.7\n1 0 obj garbage"),
+            extract(b"hello", &PdfOptions::default(), &OcrOptions::default()),
+            Err(ExtractError::Pdf(_))
+        ));
+        assert!(matches!(
+            extract(
+                b"%PDF-1.7\n1 0 obj garbage",
+                &PdfOptions::default(),
+                &OcrOptions::default()
+            ),
             Err(ExtractError::Pdf(_))
         ));
     }

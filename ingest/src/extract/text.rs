@@ -116,6 +116,8 @@ pub(super) fn extract_txt(bytes: &[u8]) -> Result<Extracted, ExtractError> {
             blocks: paragraphs(&text),
         }],
         warnings: Vec::new(),
+        failed_pages: Vec::new(),
+        ocr_pages: Vec::new(),
     })
 }
 
