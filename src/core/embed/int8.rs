@@ -234,7 +234,7 @@ fn block_max(vals: &[f32]) -> Option<f32> {
     let mut max = 0f32;
     for v in vals {
         let a = v.abs();
-        if !(a < f32::INFINITY) {
+        if !a.is_finite() {
             return None;
         }
         max = max.max(a);
