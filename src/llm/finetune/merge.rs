@@ -242,26 +242,10 @@ fn merge_gguf(base: &Path, adapter: &LoraAdapter, out: &Path) -> Result<MergeRep
     })
 }
 
-/// Whether a GGUF tensor name is one of the adapter's targets.
+/// Whether a GGUF tensor name is one of the adapter's targets (a layer's weight).
 fn adapter_targets(adapter: &LoraAdapter, gguf_name: &str) -> bool {
-    let Some(rest) = gguf_name.strip_prefix("blk.") else {
-        return false;
-    };
-    let Some((layer, module)) = rest.split_once('.') else {
-        return false;
-    };
-    let hf = match module {
-        "attn_q.weight" => "self_attn.q_proj",
-        "attn_k.weight" => "self_attn.k_proj",
-        "attn_v.weight" => "self_attn.v_proj",
-        "attn_output.weight" => "self_attn.o_proj",
-        "ffn_gate.weight" => "mlp.gate_proj",
-        "ffn_up.weight" => "mlp.up_proj",
-        "ffn_down.weight" => "mlp.down_proj",
-        _ => return false,
-    };
-    let name = format!("model.layers.{layer}.{hf}.weight");
-    adapter.deltas.iter().any(|d| d.base_name == name)
+    crate::generate::tensor_names::layer_gguf_to_hf(gguf_name)
+        .is_some_and(|name| adapter.deltas.iter().any(|d| d.base_name == name))
 }
 
 #[cfg(test)]

@@ -95,33 +95,7 @@ pub(crate) fn compute(what: &str) -> impl Fn(candle_core::Error) -> FinetuneErro
     move |e| FinetuneError::Compute(format!("{what}: {e}"))
 }
 
-/// GGUF (llama.cpp) tensor name → Hugging Face name.
-fn gguf_to_hf_name(name: &str) -> Option<String> {
-    match name {
-        "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
-        "output_norm.weight" => return Some("model.norm.weight".into()),
-        "output.weight" => return Some("lm_head.weight".into()),
-        _ => {}
-    }
-    let rest = name.strip_prefix("blk.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let (module, kind) = rest.rsplit_once('.')?;
-    let hf = match module {
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
-        "attn_q" => "self_attn.q_proj",
-        "attn_q_norm" => "self_attn.q_norm",
-        "attn_k_norm" => "self_attn.k_norm",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        _ => return None,
-    };
-    Some(format!("model.layers.{layer}.{hf}.{kind}"))
-}
+use crate::generate::tensor_names::gguf_to_hf as gguf_to_hf_name;
 
 /// Inverse of llama.cpp's q/k row permutation (`generate::arch::permute_rows`): back to
 /// Hugging Face's half-split RoPE layout. Works on weights (out × in) and biases (out).

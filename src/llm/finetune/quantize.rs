@@ -199,45 +199,13 @@ fn at(path: &Path) -> impl Fn(candle_core::Error) -> FinetuneError + '_ {
     move |e| invalid(format!("{}: {e}", path.display()))
 }
 
-/// Hugging Face weight name → llama.cpp tensor name; `None` for tensors a GGUF does not hold.
+/// Hugging Face weight name → llama.cpp tensor name; `None` for tensors a GGUF does not hold,
+/// `Err` for a name it has no GGUF name for.
 fn gguf_name(hf: &str) -> Option<std::result::Result<String, ()>> {
-    let fixed = match hf {
-        "model.embed_tokens.weight" => Some("token_embd.weight"),
-        "model.norm.weight" => Some("output_norm.weight"),
-        "lm_head.weight" => Some("output.weight"),
-        _ => None,
-    };
-    if let Some(f) = fixed {
-        return Some(Ok(f.to_string()));
-    }
-    let Some(rest) = hf.strip_prefix("model.layers.") else {
-        return Some(Err(()));
-    };
-    let Some((layer, rest)) = rest.split_once('.') else {
-        return Some(Err(()));
-    };
-    if rest.ends_with("rotary_emb.inv_freq") {
+    if hf.starts_with("model.layers.") && hf.ends_with("rotary_emb.inv_freq") {
         return None;
     }
-    let (module, kind) = match rest.rsplit_once('.') {
-        Some(x) => x,
-        None => return Some(Err(())),
-    };
-    let g = match module {
-        "self_attn.q_proj" => "attn_q",
-        "self_attn.k_proj" => "attn_k",
-        "self_attn.v_proj" => "attn_v",
-        "self_attn.o_proj" => "attn_output",
-        "self_attn.q_norm" => "attn_q_norm",
-        "self_attn.k_norm" => "attn_k_norm",
-        "mlp.gate_proj" => "ffn_gate",
-        "mlp.up_proj" => "ffn_up",
-        "mlp.down_proj" => "ffn_down",
-        "input_layernorm" => "attn_norm",
-        "post_attention_layernorm" => "ffn_norm",
-        _ => return Some(Err(())),
-    };
-    Some(Ok(format!("blk.{layer}.{g}.{kind}")))
+    Some(crate::generate::tensor_names::hf_to_gguf(hf).ok_or(()))
 }
 
 /// The legacy 32-block type llama.cpp stores a k-quant matrix as when its rows are not a

@@ -189,23 +189,8 @@ pub(crate) fn md_u32(md: &HashMap<String, gguf_file::Value>, key: &str) -> Optio
         .or_else(|| v.to_i32().ok().map(|x| x as u32))
 }
 
-/// Hugging Face weight name → GGUF tensor name (llama.cpp's naming), for LoRA on GGUF.
-fn hf_to_gguf_name(hf: &str) -> Option<String> {
-    let rest = hf.strip_prefix("model.layers.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let module = rest.strip_suffix(".weight")?;
-    let gguf = match module {
-        "self_attn.q_proj" => "attn_q",
-        "self_attn.k_proj" => "attn_k",
-        "self_attn.v_proj" => "attn_v",
-        "self_attn.o_proj" => "attn_output",
-        "mlp.gate_proj" => "ffn_gate",
-        "mlp.up_proj" => "ffn_up",
-        "mlp.down_proj" => "ffn_down",
-        _ => return None,
-    };
-    Some(format!("blk.{layer}.{gguf}.weight"))
-}
+// Hugging Face weight name → GGUF tensor name (llama.cpp's naming), for LoRA on GGUF.
+use super::tensor_names::layer_hf_to_gguf as hf_to_gguf_name;
 
 /// llama.cpp's conversion permutes the rows of llama q/k weights for its interleaved
 /// RoPE; a LoRA update (in Hugging Face row order) gets the same permutation.

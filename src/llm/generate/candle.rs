@@ -612,12 +612,18 @@ pub(crate) mod tests {
 
     pub(crate) const SMOLLM2: &str = "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 
-    /// The SmolLM2 GGUF, or `None` with a printed reason (tests then skip).
+    /// The SmolLM2 GGUF, or `None` with a printed reason (tests then skip). Under `CI` a
+    /// missing model fails the test instead: CI fetches it with scripts/fetch-models.sh.
     pub(crate) fn smollm2() -> Option<PathBuf> {
         let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(SMOLLM2);
         if p.is_file() {
             Some(p)
         } else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{} is missing: CI must run scripts/fetch-models.sh",
+                p.display()
+            );
             eprintln!(
                 "skipped: {} is missing (run scripts/fetch-models.sh)",
                 p.display()

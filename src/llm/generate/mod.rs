@@ -11,6 +11,7 @@ pub mod candle;
 pub mod lora;
 mod sampling;
 pub(crate) mod template;
+pub(crate) mod tensor_names;
 pub(crate) mod tokenizer;
 
 pub use arch::{F32_GGUF_LIMIT_BYTES, GgufWeights};
