@@ -28,25 +28,9 @@ use super::lang::Lang;
 use crate::retrieve::Hit;
 use crate::store::ChunkId;
 
-/// Folds one character for matching: lowercase, full-width ASCII → ASCII.
-fn fold_char(c: char) -> char {
-    match c {
-        'A'..='Z' => c.to_ascii_lowercase(),
-        c if c.is_ascii() => c,
-        '\u{FF01}'..='\u{FF5E}' => {
-            char::from_u32(c as u32 - 0xFEE0).map_or(c, |c| c.to_ascii_lowercase())
-        }
-        '\u{3000}' => ' ',
-        c if c.is_uppercase() => {
-            let mut lower = c.to_lowercase();
-            match (lower.next(), lower.next()) {
-                (Some(l), None) => l,
-                _ => c,
-            }
-        }
-        c => c,
-    }
-}
+// Fold characters exactly as the keyword index does, so what the guard matches is what search
+// matches.
+use crate::store::keyword::fold_char;
 
 /// `text` folded for matching, one character per character of `text` (so indices line up):
 /// traditional → simplified, then [`fold_char`].

@@ -7,6 +7,8 @@
 
 mod tokenizer;
 
+pub(crate) use tokenizer::fold_char;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

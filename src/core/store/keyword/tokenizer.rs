@@ -46,7 +46,8 @@ pub(crate) fn fold(text: &str, out: &mut String, offsets: &mut Vec<usize>) {
     offsets.push(text.len());
 }
 
-fn fold_char(c: char) -> char {
+/// Folds one character for matching: lowercase, full-width ASCII → ASCII, U+3000 → space.
+pub(crate) fn fold_char(c: char) -> char {
     match c {
         'A'..='Z' => c.to_ascii_lowercase(),
         c if c.is_ascii() => c,
