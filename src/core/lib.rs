@@ -1,11 +1,12 @@
-//! zhiku-core: the knowledge engine, with no HTTP and no terminal in it.
+//! zhiku-core: the knowledge engine, with no HTTP server and no terminal in it.
 //!
 //! Data flow, one module per step: `zhiku-ingest` (bytes → clean chunks) → [`index`] (jobs:
 //! embed, write the stores) → [`store`] (SQLite metadata = truth; Qdrant vectors and tantivy
 //! keywords = derived indexes) → [`retrieve`] (dense + BM25, fused, filtered by what the
 //! asker may read) → [`rag`] (grounded answers with citations, through the [`generate`]
 //! seam) → [`eval`] (measured retrieval and answers). [`engine`] holds the open stores and
-//! the embedder; [`access`] decides who may read what; [`config`] is every setting.
+//! the embedder; [`access`] decides who may read what; [`config`] is every setting; [`http`] is
+//! the one outbound HTTP client (an LLM server, the WeCom API).
 //!
 //! Invariants:
 //! - SQLite holds the truth of which documents and chunks exist (with their text); the
@@ -26,6 +27,7 @@ pub mod embed;
 pub mod engine;
 pub mod eval;
 pub mod generate;
+pub mod http;
 pub mod index;
 pub mod progress;
 pub mod rag;

@@ -20,21 +20,19 @@
 //! may be called from any thread, including `spawn_blocking` threads of another runtime.
 
 use std::ops::ControlFlow;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncWrite};
+use hyper::{Method, Response, StatusCode};
+use serde_json::Value;
 
 use super::sampling::{Released, StopBuffer};
 use super::{
     ChatMessage, FinishReason, GenerateError, GenerationStats, Generator, Result, SamplingParams,
 };
 use zhiku_core::config::GenerateConfig;
+use zhiku_core::http::{Connection, Endpoint};
 
 /// Context window assumed when neither the configuration nor the server says.
 const DEFAULT_CONTEXT: usize = 4096;
@@ -44,11 +42,7 @@ const MAX_ERROR_BODY: usize = 2000;
 pub struct OpenAiGenerator {
     /// The base URL as configured, for messages.
     url: String,
-    host: String,
-    port: u16,
-    authority: String,
-    /// Path prefix, no trailing slash (`/v1`).
-    base_path: String,
+    endpoint: Endpoint,
     api_key: Option<String>,
     model: String,
     context_length: usize,
@@ -56,7 +50,6 @@ pub struct OpenAiGenerator {
     connect_timeout: Duration,
     max_retries: u32,
     backoff: Duration,
-    tls: Option<tokio_rustls::TlsConnector>,
     rt: Option<tokio::runtime::Runtime>,
 }
 
@@ -66,19 +59,6 @@ struct Failure {
     retryable: bool,
     retry_after: Option<Duration>,
 }
-
-/// Ends the connection's task when dropped: a cancelled answer closes the socket at once,
-/// which tells the server to stop generating.
-struct Connection(tokio::task::JoinHandle<()>);
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 impl OpenAiGenerator {
     /// Connect to the server at `cfg.url` (e.g. `http://vllm:8000/v1`): find the model (the
@@ -98,49 +78,17 @@ impl OpenAiGenerator {
             url: url.clone(),
             message,
         };
-        let uri: Uri = url
-            .trim()
-            .parse()
-            .map_err(|e| bad(format!("not a URL: {e}")))?;
-        let https = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            other => {
-                return Err(bad(format!(
-                    "the URL must start with http:// or https://, not {:?}",
-                    other.unwrap_or("")
-                )));
-            }
-        };
-        let host = uri
-            .host()
-            .ok_or_else(|| bad("the URL has no host".into()))?
-            .trim_matches(['[', ']'])
-            .to_string();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let authority = uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .unwrap_or_else(|| host.clone());
-        let base_path = uri.path().trim_end_matches('/').to_string();
+        let endpoint = Endpoint::parse(&url).map_err(|e| bad(e.to_string()))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("zhiku-openai")
             .enable_all()
             .build()
             .map_err(|e| bad(format!("cannot start the HTTP client: {e}")))?;
-        let tls = if https {
-            Some(tls_connector().map_err(bad)?)
-        } else {
-            None
-        };
         let timeout = Duration::from_secs(cfg.timeout_secs.max(1));
         let mut g = Self {
             url: url.trim().trim_end_matches('/').to_string(),
-            host,
-            port,
-            authority,
-            base_path,
+            endpoint,
             api_key: zhiku_core::config::Secret::exposed(&cfg.api_key)
                 .filter(|k| !k.is_empty())
                 .map(str::to_string),
@@ -150,7 +98,6 @@ impl OpenAiGenerator {
             connect_timeout: timeout.min(Duration::from_secs(10)),
             max_retries: cfg.max_retries,
             backoff: Duration::from_millis(250),
-            tls,
             rt: Some(rt),
         };
         match g.list_models() {
@@ -249,48 +196,12 @@ impl OpenAiGenerator {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> std::result::Result<(Response<Incoming>, Connection), Failure> {
-        let tcp = tokio::time::timeout(
-            self.connect_timeout,
-            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
-        )
-        .await
-        .map_err(|_| {
-            self.failure(
-                format!(
-                    "no connection within {:?}; is the server running and reachable?",
-                    self.connect_timeout
-                ),
-                true,
-            )
-        })?
-        .map_err(|e| self.failure(format!("cannot connect: {e}"), true))?;
-        let _ = tcp.set_nodelay(true);
-        let io: Box<dyn Io> = match &self.tls {
-            Some(tls) => {
-                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-                    .map_err(|e| self.failure(format!("bad TLS server name: {e}"), false))?;
-                let stream = tokio::time::timeout(self.connect_timeout, tls.connect(name, tcp))
-                    .await
-                    .map_err(|_| self.failure("TLS handshake timed out", true))?
-                    .map_err(|e| self.failure(format!("TLS handshake: {e}"), false))?;
-                Box::new(stream)
-            }
-            None => Box::new(tcp),
-        };
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        let mut conn = self
+            .endpoint
+            .connect(self.connect_timeout)
             .await
-            .map_err(|e| self.failure(format!("HTTP handshake: {e}"), true))?;
-        let conn = Connection(tokio::spawn(async move {
-            let _ = conn.await;
-        }));
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base_path))
-            .header(hyper::header::HOST, &self.authority)
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("zhiku/", env!("CARGO_PKG_VERSION")),
-            );
+            .map_err(|e| self.failure(e.to_string(), e.is_retryable()))?;
+        let mut req = self.endpoint.request(method, path);
         if let Some(key) = &self.api_key {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {key}"));
         }
@@ -302,7 +213,7 @@ impl OpenAiGenerator {
             None => req.body(Full::new(Bytes::new())),
         }
         .map_err(|e| self.failure(format!("bad request: {e}"), false))?;
-        let resp = tokio::time::timeout(self.timeout, sender.send_request(req))
+        let resp = tokio::time::timeout(self.timeout, conn.sender.send_request(req))
             .await
             .map_err(|_| {
                 self.failure(
@@ -318,28 +229,24 @@ impl OpenAiGenerator {
     }
 
     fn request_body(&self, messages: &[ChatMessage], p: &SamplingParams) -> Vec<u8> {
-        let mut body = json!({
-            "model": self.model,
-            "messages": messages,
-            "stream": true,
-            "stream_options": {"include_usage": true},
-            "max_tokens": p.max_tokens,
-            "temperature": p.temperature,
-            "top_p": p.top_p,
-            "seed": p.seed,
-        });
-        let o = body.as_object_mut().expect("object");
-        if !p.stop.is_empty() {
-            o.insert("stop".into(), json!(p.stop));
-        }
-        if p.top_k > 0 {
-            o.insert("top_k".into(), json!(p.top_k));
-        }
-        if (p.repetition_penalty - 1.0).abs() > f32::EPSILON {
-            o.insert("repetition_penalty".into(), json!(p.repetition_penalty));
-            o.insert("repeat_penalty".into(), json!(p.repetition_penalty));
-            o.insert("repeat_last_n".into(), json!(p.repeat_last_n));
-        }
+        let penalty = (p.repetition_penalty - 1.0).abs() > f32::EPSILON;
+        let body = wire::ChatRequest {
+            model: &self.model,
+            messages,
+            stream: true,
+            stream_options: wire::StreamOptions {
+                include_usage: true,
+            },
+            max_tokens: p.max_tokens,
+            temperature: p.temperature,
+            top_p: p.top_p,
+            seed: p.seed,
+            stop: (!p.stop.is_empty()).then_some(&p.stop),
+            top_k: (p.top_k > 0).then_some(p.top_k),
+            repetition_penalty: penalty.then_some(p.repetition_penalty),
+            repeat_penalty: penalty.then_some(p.repetition_penalty),
+            repeat_last_n: penalty.then_some(p.repeat_last_n),
+        };
         serde_json::to_vec(&body).expect("serialisable")
     }
 
@@ -630,23 +537,6 @@ pub fn estimate_tokens(text: &str) -> usize {
     han + other.div_ceil(3)
 }
 
-pub fn tls_connector() -> std::result::Result<tokio_rustls::TlsConnector, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    let (added, _) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        return Err("https: no system root certificates found (install ca-certificates)".into());
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS setup: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
 /// "HTTP 401 Unauthorized from POST /chat/completions: <the server's message>", with a hint
 /// for the usual causes.
 fn status_message(status: StatusCode, body: &[u8], what: &str) -> String {
@@ -744,28 +634,30 @@ impl StreamState {
             self.done = true;
             return Ok(Vec::new());
         }
-        let v: Value = serde_json::from_str(data)
+        let event: wire::StreamEvent = serde_json::from_str(data)
             .map_err(|e| format!("bad stream event ({e}): {}", truncate(data, 200)))?;
-        if !v["error"].is_null() {
-            let m = v["error"]["message"]
+        if let Some(error) = event.error.filter(|e| !e.is_null()) {
+            let m = error["message"]
                 .as_str()
                 .map(str::to_string)
-                .unwrap_or_else(|| v["error"].to_string());
+                .unwrap_or_else(|| error.to_string());
             return Err(format!("the server reported an error mid-stream: {m}"));
         }
-        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
-            self.prompt_tokens = u["prompt_tokens"].as_u64().map(|n| n as usize);
-            self.completion_tokens = u["completion_tokens"].as_u64().map(|n| n as usize);
+        if let Some(u) = event.usage {
+            self.prompt_tokens = u.prompt_tokens;
+            self.completion_tokens = u.completion_tokens;
         }
         let mut out = Vec::new();
-        if let Some(choice) = v["choices"].as_array().and_then(|c| c.first()) {
-            if let Some(t) = choice["delta"]["content"].as_str()
-                && !t.is_empty()
+        if let Some(choice) = event.choices.into_iter().flatten().next() {
+            if let Some(t) = choice
+                .delta
+                .and_then(|d| d.content)
+                .filter(|t| !t.is_empty())
             {
                 self.pieces += 1;
-                out.push(t.to_string());
+                out.push(t);
             }
-            match choice["finish_reason"].as_str() {
+            match choice.finish_reason.as_deref() {
                 Some("length") => self.finish = Some(FinishReason::Length),
                 Some(_) => self.finish = Some(FinishReason::Stop),
                 None => {}
@@ -781,3 +673,69 @@ fn truncate(s: &str, n: usize) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The chat-completions wire format, as this client sends and reads it. Reading is lenient:
+/// fields the servers differ on are optional, unknown ones ignored.
+mod wire {
+    use serde::{Deserialize, Serialize};
+    use serde_json::Value;
+
+    use super::ChatMessage;
+
+    #[derive(Serialize)]
+    pub(super) struct ChatRequest<'a> {
+        pub model: &'a str,
+        pub messages: &'a [ChatMessage],
+        pub stream: bool,
+        pub stream_options: StreamOptions,
+        pub max_tokens: usize,
+        pub temperature: f32,
+        pub top_p: f32,
+        pub seed: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub stop: Option<&'a Vec<String>>,
+        /// vLLM, llama.cpp, Ollama.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub top_k: Option<usize>,
+        /// vLLM, TGI (multiplicative).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub repetition_penalty: Option<f32>,
+        /// llama.cpp, Ollama.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub repeat_penalty: Option<f32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub repeat_last_n: Option<usize>,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct StreamOptions {
+        pub include_usage: bool,
+    }
+
+    /// One `data:` event of a streamed answer.
+    #[derive(Deserialize)]
+    pub(super) struct StreamEvent {
+        /// Absent or `null` in some servers' usage-only events.
+        pub choices: Option<Vec<Choice>>,
+        pub usage: Option<Usage>,
+        /// An error object or string some servers send mid-stream.
+        pub error: Option<Value>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Choice {
+        pub delta: Option<Delta>,
+        pub finish_reason: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Delta {
+        pub content: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Usage {
+        pub prompt_tokens: Option<usize>,
+        pub completion_tokens: Option<usize>,
+    }
+}

@@ -7,6 +7,7 @@ use std::thread;
 
 use super::*;
 use crate::generate::{CandleGenerator, CandleOptions};
+use serde_json::json;
 use zhiku_core::generate::contract::Counting;
 
 /// What the mock server does with one connection.
