@@ -37,6 +37,17 @@ const STRINGS = {
     'test.status.below_top_k': '排名靠后',
     'test.status.hidden': '不可见',
     'test.unreadable': '用户 {user} 无权读取知识库 {kb}：该用户什么也搜不到。',
+    'test.gate.cov': '关键词覆盖率 {v} {op} {min}',
+    'test.gate.noterms': '问题没有关键词',
+    'test.gate.dense': '向量分 {v} {op} {min}',
+    'test.gate.nodense': '不在向量候选中',
+    'test.why.ok': '{n}/{m} 段通过门槛，{k} 段放入提示词。',
+    'test.why.unreadable': '该用户无权读取此知识库，没有检索任何内容。',
+    'test.why.nohits': '没有检索到任何段落。',
+    'test.why.gate': '{m} 段都未通过门槛（需关键词覆盖率 ≥ {cov} 或向量分 ≥ {dense}），回答将是“未找到”。',
+    'test.why.budget': '有段落通过门槛，但连一段也放不进提示词的 token 预算。',
+    'test.none': '没有结果。',
+    'chunks.text': '文本',
     'chunks.title': '分块',
     'chunks.open': '分块',
     'chunks.review': '文件在分块编辑后发生了变化：{n} 处编辑已不再适用，请检查并重新编辑。',
@@ -92,6 +103,17 @@ const STRINGS = {
     'test.status.below_top_k': 'below top k',
     'test.status.hidden': 'hidden',
     'test.unreadable': 'User {user} may not read {kb}: nothing is searched for them.',
+    'test.gate.cov': 'key-term coverage {v} {op} {min}',
+    'test.gate.noterms': 'the question has no key terms',
+    'test.gate.dense': 'dense {v} {op} {min}',
+    'test.gate.nodense': 'not a dense candidate',
+    'test.why.ok': '{n} of {m} passages passed the gate; {k} go into the prompt.',
+    'test.why.unreadable': 'The user may not read this knowledge base: nothing was searched.',
+    'test.why.nohits': 'Retrieval found no passage.',
+    'test.why.gate': 'None of the {m} passages passed the gate (key-term coverage ≥ {cov} or dense ≥ {dense} needed): the answer is “not found”.',
+    'test.why.budget': 'Passages passed the gate, but not even one fits the prompt’s token budget.',
+    'test.none': 'Nothing.',
+    'chunks.text': 'Text',
     'chunks.title': 'Chunks',
     'chunks.open': 'Chunks',
     'chunks.review': 'The file changed after its chunks were edited: {n} edits no longer apply. Check them and edit again where needed.',
@@ -129,6 +151,7 @@ const fmt = (v, digits) => (v == null ? '—' : Number(v).toFixed(digits));
 const withRank = (v, r, digits) => (v == null ? '—' : `${fmt(v, digits)} (${r})`);
 
 function table(headers, rows, id) {
+  if (!rows.length) return h('p', { class: 'muted', id }, t('test.none'));
   return h('div', { class: 'table-wrap' },
     h('table', { class: 'data', id },
       h('thead', {}, h('tr', {}, headers.map((x) => h('th', { class: x.cls }, x.text ?? x)))),
@@ -182,12 +205,37 @@ export async function hitTest(kbName, gen, show) {
   question.focus();
 }
 
+/** The gate's reason for one hit, from its numbers, in the page's language. */
+function gateReason(x, r) {
+  const v = r.verdict;
+  const op = (a, b) => (a >= b ? '≥' : '<');
+  const cov = r.key_terms.length
+    ? t('test.gate.cov', { v: fmt(x.coverage, 2), op: op(x.coverage, v.min_term_coverage), min: fmt(v.min_term_coverage, 2) })
+    : t('test.gate.noterms');
+  const d = x.hit.scores.dense;
+  const dense = d == null
+    ? t('test.gate.nodense')
+    : t('test.gate.dense', { v: fmt(d, 3), op: op(d, v.min_dense_score), min: fmt(v.min_dense_score, 3) });
+  return `${cov}; ${dense}`;
+}
+
+/** Why the question is (not) answered, in the page's language. */
+function verdictReason(r) {
+  const m = r.hits.length;
+  if (!r.readable) return t('test.why.unreadable');
+  if (!m) return t('test.why.nohits');
+  const n = r.hits.filter((x) => x.relevant).length;
+  if (!n) return t('test.why.gate', { m, cov: fmt(r.verdict.min_term_coverage, 2), dense: fmt(r.verdict.min_dense_score, 3) });
+  if (!r.prompt.length) return t('test.why.budget');
+  return t('test.why.ok', { n, m, k: r.prompt.length });
+}
+
 function renderTest(r) {
   const v = r.verdict;
   const nodes = [];
   if (!r.readable) nodes.push(h('div', { class: 'note note-error', id: 'test-unreadable' }, t('test.unreadable', { user: r.user, kb: r.kb })));
-  nodes.push(h('div', { class: `note ${v.answered ? 'note-ok' : 'note-error'}`, id: 'test-verdict', dataset: { answered: String(v.answered) } },
-    h('strong', {}, v.answered ? t('test.verdict.ok') : t('test.verdict.none')), ' — ', v.reason));
+  nodes.push(h('div', { class: `note ${v.answered ? 'note-ok' : 'note-error'}`, id: 'test-verdict', title: v.reason, dataset: { answered: String(v.answered) } },
+    h('strong', {}, v.answered ? t('test.verdict.ok') : t('test.verdict.none')), ' — ', verdictReason(r)));
   const b = r.budget;
   nodes.push(h('p', { class: 'small muted', id: 'test-budget' }, b
     ? t('test.budget', { model: b.model, ctx: b.context_length, reserved: b.reserved, budget: b.budget, used: b.prompt_tokens })
@@ -208,7 +256,7 @@ function renderTest(r) {
       h('td', { class: 'num' }, withRank(x.hit.scores.dense, x.hit.scores.dense_rank, 3)),
       h('td', { class: 'num' }, withRank(x.hit.scores.keyword, x.hit.scores.keyword_rank, 2)),
       h('td', { class: 'num' }, fmt(x.hit.scores.fused, 4)),
-      h('td', { class: 'small cell-wrap' }, h('span', { class: `badge ${x.relevant ? 'badge-done' : 'badge-failed'}` }, x.relevant ? '✓' : '✗'), ' ', x.reason),
+      h('td', { class: 'small cell-wrap' }, h('span', { class: `badge ${x.relevant ? 'badge-done' : 'badge-failed'}` }, x.relevant ? '✓' : '✗'), ' ', gateReason(x, r)),
       h('td', {}, h('span', { class: `badge ${x.placement === 'prompt' ? 'badge-active' : 'badge-queued'}` }, t(`test.place.${x.placement}`))))),
     'test-hits'));
   nodes.push(h('h2', {}, `${t('test.candidates')} (${r.candidates.length})`));
@@ -266,7 +314,7 @@ export async function docChunks(id, gen, show) {
 }
 
 function chunkCard(c, reload) {
-  const text = h('textarea', { class: 'input chunk-text', rows: Math.min(12, Math.max(3, Math.ceil(c.text.length / 60))), value: c.text });
+  const text = h('textarea', { class: 'input chunk-text', rows: Math.min(12, Math.max(3, Math.ceil(c.text.length / 60))), value: c.text, 'aria-label': t('chunks.text') });
   const enabled = h('input', { type: 'checkbox', class: 'chunk-enabled' });
   enabled.checked = c.enabled;
   const keywords = h('input', { class: 'input chunk-keywords', value: c.keywords.join(', '), placeholder: t('chunks.keywords') });
@@ -282,7 +330,7 @@ function chunkCard(c, reload) {
       c.enabled ? null : h('span', { class: 'badge badge-failed' }, t('chunks.disabled')),
       h('span', { class: 'spacer' }),
       h('label', { class: 'small' }, enabled, ' ', t('chunks.enabled'))),
-    text,
+    h('label', { class: 'field' }, h('span', {}, t('chunks.text')), text),
     h('div', { class: 'form-grid' },
       h('label', { class: 'field' }, h('span', {}, t('chunks.keywords')), keywords),
       h('label', { class: 'field' }, h('span', {}, t('chunks.questions')), questions)),
@@ -311,9 +359,19 @@ function chunkCard(c, reload) {
   return form;
 }
 
+/** The part of `text` from a little before character `at`, at most `n` characters. */
+function around(text, at, n = 80) {
+  const from = Math.max(0, at - 16);
+  return (from > 0 ? '…' : '') + excerpt(text.slice(from), n);
+}
+
 function diffLine(before, after) {
   const out = [];
-  if (before.text !== after.text) out.push(h('div', {}, h('del', {}, excerpt(before.text, 80)), ' → ', h('ins', {}, excerpt(after.text, 80))));
+  if (before.text !== after.text) {
+    let i = 0;
+    while (i < before.text.length && before.text[i] === after.text[i]) i += 1;
+    out.push(h('div', {}, h('del', {}, around(before.text, i) || '∅'), ' → ', h('ins', {}, around(after.text, i))));
+  }
   if (before.enabled !== after.enabled) out.push(h('div', {}, after.enabled ? t('chunks.enabled') : t('chunks.disabled')));
   if (before.keywords.join() !== after.keywords.join()) out.push(h('div', {}, `${t('chunks.keywords')}: ${after.keywords.join(', ')}`));
   if (before.questions.join() !== after.questions.join()) out.push(h('div', {}, `${t('chunks.questions')}: ${after.questions.join(' | ')}`));

@@ -89,12 +89,14 @@ pub struct Inspection {
 }
 
 fn reason(r: &super::Relevance, terms: usize, min_cov: f32, min_dense: f32) -> String {
+    // + 0.0 turns a −0 coverage into 0 for display.
+    let coverage = r.coverage + 0.0;
     let cov = if terms == 0 {
         "the question has no key terms".to_string()
-    } else if r.coverage >= min_cov {
-        format!("key-term coverage {:.2} ≥ {min_cov:.2}", r.coverage)
+    } else if coverage >= min_cov {
+        format!("key-term coverage {coverage:.2} ≥ {min_cov:.2}")
     } else {
-        format!("key-term coverage {:.2} < {min_cov:.2}", r.coverage)
+        format!("key-term coverage {coverage:.2} < {min_cov:.2}")
     };
     let dense = match r.dense {
         None => "not a dense candidate".to_string(),
@@ -244,6 +246,15 @@ mod tests {
         assert_eq!(
             reason(&r, 0, 0.5, 0.88),
             "the question has no key terms; not a dense candidate"
+        );
+        let r = Relevance {
+            coverage: -0.0,
+            dense: Some(0.9),
+            relevant: true,
+        };
+        assert_eq!(
+            reason(&r, 2, 0.5, 0.88),
+            "key-term coverage 0.00 < 0.50; dense 0.900 ≥ 0.880"
         );
     }
 }
