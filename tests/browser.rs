@@ -13,7 +13,8 @@
 //! endpoints a server may lack: `upload` (upload the folder in the admin page and watch the
 //! job instead of `zhiku ingest` before the start; documents list, chunk, download),
 //! `history` (conversations sidebar and feedback), `v1` (`/v1/chat/completions` refuses the
-//! member's token).
+//! member's token), `tend` (hit testing, as the admin and as the member; a chunk edit found
+//! by the next hit test and kept when the unchanged file is uploaded again).
 
 mod common;
 
@@ -24,7 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The optional steps run by default.
-const STEPS: &str = "upload,history,v1";
+const STEPS: &str = "upload,history,v1,tend";
 
 const ADMIN_PASSWORD: &str = "browser-admin-pw-1";
 

@@ -23,9 +23,9 @@ use tracing::{info, info_span, warn};
 
 use crate::engine::{Engine, EngineError};
 use crate::store::keyword::KeywordDoc;
-use crate::store::meta::{JobCounts, NewDocument};
+use crate::store::meta::{ChunkChange, ChunkState, IndexEntry, JobCounts, NewDocument};
 use crate::store::vector::VectorPoint;
-use crate::store::{DocId, KbId};
+use crate::store::{ChunkId, DocId, KbId};
 
 /// Flush a batch when it holds this many chunks…
 const BATCH_CHUNKS: usize = 256;
@@ -128,6 +128,7 @@ pub fn recover(engine: &Engine) -> Result<()> {
     let n = engine
         .meta
         .fail_running_jobs("interrupted (the process stopped before the job finished)")?;
+    apply_chunk_updates(engine)?;
     if left.indexing.is_empty() && left.pending_deletes.is_empty() && n == 0 {
         return Ok(());
     }
@@ -625,41 +626,13 @@ fn write_batch(
         })?;
         written.push((doc, ids));
     }
-    // 2. Embeddings → vector store (durable on return).
-    let texts: Vec<&str> = batch
-        .iter()
-        .flat_map(|p| p.processed.chunks.iter().map(|c| c.text.as_str()))
-        .collect();
-    let vectors = engine.embedder()?.embed_passages(&texts)?;
-    let mut points = Vec::with_capacity(vectors.len());
-    let mut vectors = vectors.into_iter();
-    for (doc, ids) in &written {
-        for id in ids {
-            let vector = vectors.next().unwrap_or_default();
-            points.push(VectorPoint {
-                chunk: *id,
-                kb,
-                doc: *doc,
-                vector,
-            });
-        }
+    // 2. and 3. Vectors (durable on return) and keywords (durable on commit), of the chunks
+    // as stored: edits made to this same file version apply (see `store::meta::edits`).
+    let mut entries = Vec::new();
+    for (doc, _) in &written {
+        entries.extend(engine.meta.index_entries(*doc)?);
     }
-    engine.vector()?.upsert(&points)?;
-    // 3. Keywords (durable on commit).
-    let mut kdocs = Vec::with_capacity(points.len());
-    for (p, (doc, ids)) in batch.iter().zip(&written) {
-        for (c, id) in p.processed.chunks.iter().zip(ids) {
-            kdocs.push(KeywordDoc {
-                chunk: *id,
-                kb,
-                doc: *doc,
-                title: &p.title,
-                text: &c.text,
-            });
-        }
-    }
-    engine.keyword.add(&kdocs)?;
-    engine.keyword.commit()?;
+    let points = write_entries(engine, &entries)?;
     // 4. One transaction: ready, and retire the replaced versions.
     let done: Vec<(DocId, Option<DocId>)> = written
         .iter()
@@ -683,7 +656,16 @@ fn write_batch(
         .filter_map(|(p, _)| p.replaces)
         .collect();
     purge(engine, &replaced)?;
-    info!(docs = batch.len(), chunks = points.len(), "batch indexed");
+    for (doc, _) in written.iter().filter(|(doc, _)| !gone.contains(doc)) {
+        let stale = engine.meta.flag_stale_edits(*doc)?;
+        if stale > 0 {
+            warn!(
+                doc,
+                stale, "the file changed after its chunks were edited: flagged for review"
+            );
+        }
+    }
+    info!(docs = batch.len(), chunks = points, "batch indexed");
     Ok(batch
         .into_iter()
         .zip(written)
@@ -710,6 +692,89 @@ fn write_batch(
             (p.item.source, outcome)
         })
         .collect())
+}
+
+/// Embed and write chunks to the vector store (durable on return) and the keyword index
+/// (committed): the one write path of ingestion, `zhiku reindex` and chunk edits. Returns the
+/// number written.
+fn write_entries(engine: &Engine, entries: &[IndexEntry]) -> Result<usize> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let texts: Vec<&str> = entries.iter().map(|e| e.text.as_str()).collect();
+    let vectors = engine.embedder()?.embed_passages(&texts)?;
+    let points: Vec<VectorPoint> = entries
+        .iter()
+        .zip(vectors)
+        .map(|(e, vector)| VectorPoint {
+            chunk: e.chunk,
+            kb: e.kb,
+            doc: e.doc,
+            vector,
+        })
+        .collect();
+    engine.vector()?.upsert(&points)?;
+    engine.keyword.add(&keyword_docs(entries))?;
+    engine.keyword.commit()?;
+    Ok(points.len())
+}
+
+fn keyword_docs(entries: &[IndexEntry]) -> Vec<KeywordDoc<'_>> {
+    entries
+        .iter()
+        .map(|e| KeywordDoc {
+            chunk: e.chunk,
+            kb: e.kb,
+            doc: e.doc,
+            title: &e.title,
+            text: &e.text,
+        })
+        .collect()
+}
+
+/// Edit a chunk (see [`crate::store::meta::edits`]) and bring the vector and keyword
+/// indexes up to date with it. Crash-safe: SQLite records the edit with a pending index
+/// update in one transaction; the indexes are then written from SQLite and the update
+/// cleared; [`recover`] redoes an update a crash interrupted. Returns the state before and
+/// after.
+pub fn edit_chunk(
+    engine: &Engine,
+    chunk: ChunkId,
+    change: &ChunkChange,
+    actor: &str,
+) -> Result<(ChunkState, ChunkState)> {
+    let _span = info_span!("edit_chunk", chunk).entered();
+    engine.check_model(false)?;
+    let (before, after) = engine.meta.edit_chunk(chunk, change, actor)?;
+    apply_chunk_updates(engine)?;
+    info!(chunk, enabled = after.enabled, "chunk edited");
+    Ok((before, after))
+}
+
+/// Write the pending chunk updates to the derived indexes: each chunk's current state from
+/// SQLite (a disabled or deleted chunk is removed), then clear them.
+fn apply_chunk_updates(engine: &Engine) -> Result<()> {
+    let pending = engine.meta.pending_chunk_updates()?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut entries = Vec::new();
+    let mut removed = Vec::new();
+    for chunk in &pending {
+        let e = engine.meta.index_entry(*chunk)?;
+        if e.is_empty() {
+            removed.push(*chunk);
+        }
+        entries.extend(e);
+    }
+    if !removed.is_empty() {
+        engine.vector()?.delete_chunks(&removed)?;
+        engine.keyword.delete_chunks(&removed)?;
+        engine.keyword.commit()?;
+    }
+    write_entries(engine, &entries)?;
+    engine.meta.clear_pending_chunk_updates(&pending)?;
+    Ok(())
 }
 
 /// Delete documents from SQLite, then from the derived indexes (crash-safe: they wait in
@@ -751,44 +816,14 @@ pub fn reindex(engine: &Engine, progress: &dyn Progress) -> Result<u64> {
     vector.clear()?;
     engine.keyword.clear()?;
     engine.check_model(true)?;
-    let embedder = engine.embedder()?;
     progress.set_length(docs.len() as u64);
     let mut total = 0u64;
     for group in docs.chunks(BATCH_DOCS) {
-        let mut points = Vec::new();
-        let mut texts = Vec::new();
-        let mut meta = Vec::new();
-        for (doc, kb, title) in group {
-            for (id, text) in engine.meta.document_chunks(*doc)? {
-                meta.push((id, *kb, *doc, title.clone()));
-                texts.push(text);
-            }
+        let mut entries = Vec::new();
+        for (doc, _, _) in group {
+            entries.extend(engine.meta.index_entries(*doc)?);
         }
-        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-        let vectors = embedder.embed_passages(&refs)?;
-        for ((id, kb, doc, _), vector) in meta.iter().zip(vectors) {
-            points.push(VectorPoint {
-                chunk: *id,
-                kb: *kb,
-                doc: *doc,
-                vector,
-            });
-        }
-        vector.upsert(&points)?;
-        let kdocs: Vec<KeywordDoc<'_>> = meta
-            .iter()
-            .zip(&texts)
-            .map(|((id, kb, doc, title), text)| KeywordDoc {
-                chunk: *id,
-                kb: *kb,
-                doc: *doc,
-                title,
-                text,
-            })
-            .collect();
-        engine.keyword.add(&kdocs)?;
-        engine.keyword.commit()?;
-        total += points.len() as u64;
+        total += write_entries(engine, &entries)? as u64;
         progress.inc(group.len() as u64);
     }
     vector.optimize()?;
@@ -809,25 +844,13 @@ pub fn reindex_keywords(engine: &Engine) -> Result<u64> {
     let docs = engine.meta.ready_documents()?;
     let mut total = 0u64;
     for group in docs.chunks(BATCH_DOCS) {
-        let mut chunks = Vec::new();
-        for (doc, kb, title) in group {
-            for (id, text) in engine.meta.document_chunks(*doc)? {
-                chunks.push((id, *kb, *doc, title, text));
-            }
+        let mut entries = Vec::new();
+        for (doc, _, _) in group {
+            entries.extend(engine.meta.index_entries(*doc)?);
         }
-        let kdocs: Vec<KeywordDoc<'_>> = chunks
-            .iter()
-            .map(|(id, kb, doc, title, text)| KeywordDoc {
-                chunk: *id,
-                kb: *kb,
-                doc: *doc,
-                title,
-                text,
-            })
-            .collect();
-        engine.keyword.add(&kdocs)?;
+        engine.keyword.add(&keyword_docs(&entries))?;
         engine.keyword.commit()?;
-        total += kdocs.len() as u64;
+        total += entries.len() as u64;
     }
     info!(chunks = total, "keyword index rebuilt");
     Ok(total)

@@ -140,10 +140,55 @@ pub fn search_with(
     top_k: usize,
     config: &RetrieveConfig,
 ) -> Result<(Vec<Hit>, SearchTimings), EngineError> {
+    let s = search_explained(engine, query, kbs, top_k, config)?;
+    Ok((s.hits, s.timings))
+}
+
+/// What became of one fused candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CandidateStatus {
+    /// Returned as a hit.
+    Hit,
+    /// Ranked below the `top_k` hits returned.
+    BelowTopK,
+    /// Not returned: its document is not ready (being replaced or deleted), the chunk is
+    /// disabled, or it belongs to a knowledge base that was not searched.
+    Hidden,
+}
+
+/// One candidate of either store, with how it scored and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    pub chunk: ChunkId,
+    /// 1-based rank by fused score among all candidates.
+    pub rank: usize,
+    pub scores: ScoreBreakdown,
+    pub status: CandidateStatus,
+}
+
+/// A search with everything it considered: the hits, and every candidate of the dense and
+/// keyword stores in fused order (hit testing shows them; answers use the hits).
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    pub hits: Vec<Hit>,
+    pub candidates: Vec<Candidate>,
+    pub timings: SearchTimings,
+}
+
+/// [`search_with`], keeping every candidate: the one search the answer path and hit
+/// testing share.
+pub fn search_explained(
+    engine: &Engine,
+    query: &str,
+    kbs: &[KbId],
+    top_k: usize,
+    config: &RetrieveConfig,
+) -> Result<Search, EngineError> {
     let _span = debug_span!("search", kbs = ?kbs, top_k).entered();
     let mut t = SearchTimings::default();
     if kbs.is_empty() || query.trim().is_empty() {
-        return Ok((Vec::new(), t));
+        return Ok(Search::default());
     }
     // Loaded on first use (seconds for the model); not part of the query's time.
     let embedder = engine.embedder()?;
@@ -178,32 +223,45 @@ pub fn search_with(
     let records = engine.meta.chunks(&want)?;
     let by_id: HashMap<ChunkId, _> = records.into_iter().map(|r| (r.id, r)).collect();
     let mut hits = Vec::with_capacity(top_k);
-    for (chunk, scores) in fused {
-        if hits.len() == top_k {
-            break;
-        }
-        let Some(r) = by_id.get(&chunk) else { continue };
+    let mut candidates = Vec::with_capacity(fused.len());
+    for (i, (chunk, scores)) in fused.into_iter().enumerate() {
         // Defence in depth: the stores filter by knowledge base; never return another's.
-        if !kbs.contains(&r.kb) {
-            continue;
-        }
-        hits.push(Hit {
+        let visible = by_id.get(&chunk).filter(|r| kbs.contains(&r.kb));
+        let status = match visible {
+            _ if hits.len() == top_k => CandidateStatus::BelowTopK,
+            Some(r) => {
+                hits.push(Hit {
+                    chunk,
+                    text: r.text.clone(),
+                    document: r.document.clone(),
+                    document_id: r.document_id,
+                    title: r.title.clone(),
+                    page: r.page,
+                    heading_path: r.heading_path.clone(),
+                    char_start: r.char_start,
+                    char_end: r.char_end,
+                    kb: r.kb,
+                    score: scores.fused,
+                    scores: scores.clone(),
+                });
+                CandidateStatus::Hit
+            }
+            None if i < want.len() => CandidateStatus::Hidden,
+            None => CandidateStatus::BelowTopK,
+        };
+        candidates.push(Candidate {
             chunk,
-            text: r.text.clone(),
-            document: r.document.clone(),
-            document_id: r.document_id,
-            title: r.title.clone(),
-            page: r.page,
-            heading_path: r.heading_path.clone(),
-            char_start: r.char_start,
-            char_end: r.char_end,
-            kb: r.kb,
-            score: scores.fused,
+            rank: i + 1,
             scores,
+            status,
         });
     }
     t.total_ms = start.elapsed().as_secs_f64() * 1e3;
-    Ok((hits, t))
+    Ok(Search {
+        hits,
+        candidates,
+        timings: t,
+    })
 }
 
 #[cfg(test)]

@@ -58,6 +58,9 @@ pub struct DocumentInfo {
     pub created_at: i64,
     /// Problems that did not stop the file (a garbled page, …).
     pub warnings: Vec<String>,
+    /// The file changed after its chunks were edited: the edits no longer apply and wait
+    /// for an admin's review (`GET /api/documents/{id}/chunks`).
+    pub edits_need_review: bool,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -95,7 +98,7 @@ pub struct ChunkView {
 }
 
 /// How a document is named to users: relative to its upload, never a server path.
-fn display_name(source: &str) -> String {
+pub(crate) fn display_name(source: &str) -> String {
     if std::path::Path::new(source).is_absolute() {
         originals::file_name(source).to_string()
     } else {
@@ -128,7 +131,7 @@ fn readable_document(
     Ok(doc)
 }
 
-fn kb_name(state: &AppState, kb: KbId) -> Result<String, ApiError> {
+pub(crate) fn kb_name(state: &AppState, kb: KbId) -> Result<String, ApiError> {
     Ok(state.engine.meta.kb_name(kb)?.unwrap_or_default())
 }
 
@@ -154,6 +157,7 @@ pub async fn list(
         )));
     }
     let (total, docs) = state.engine.meta.document_page(kb, &q.q, q.offset, limit)?;
+    let review = state.engine.meta.documents_to_review(kb)?;
     let documents = docs
         .into_iter()
         .map(|d| DocumentInfo {
@@ -166,6 +170,7 @@ pub async fn list(
             size: d.size,
             created_at: d.created_at,
             warnings: d.warnings,
+            edits_need_review: review.contains(&d.id),
         })
         .collect();
     Ok(Json(DocumentList { total, documents }))
@@ -385,7 +390,7 @@ pub async fn chunk(
     }))
 }
 
-fn index_error(e: index::IndexError) -> ApiError {
+pub(crate) fn index_error(e: index::IndexError) -> ApiError {
     match e {
         index::IndexError::Engine(e) => e.into(),
         other => ApiError::internal(other),

@@ -107,16 +107,18 @@ impl IntoResponse for ApiError {
 impl From<MetaError> for ApiError {
     fn from(e: MetaError) -> Self {
         match e {
-            MetaError::NoSuchKb(_) | MetaError::NoSuchUser(_) | MetaError::NoSuchGroup(_) => {
-                ApiError::NotFound(e.to_string())
-            }
+            MetaError::NoSuchKb(_)
+            | MetaError::NoSuchUser(_)
+            | MetaError::NoSuchGroup(_)
+            | MetaError::NoSuchChunk(_) => ApiError::NotFound(e.to_string()),
             MetaError::KbExists(_)
             | MetaError::UserExists(_)
             | MetaError::GroupExists(_)
             | MetaError::WecomUserTaken { .. } => ApiError::Conflict(e.to_string()),
             MetaError::BadKbName(_)
             | MetaError::BadAccountName { .. }
-            | MetaError::BadWecomUser(_) => ApiError::BadRequest(e.to_string()),
+            | MetaError::BadWecomUser(_)
+            | MetaError::BadEdit(_) => ApiError::BadRequest(e.to_string()),
             MetaError::Sqlite { .. } => ApiError::Internal(e.to_string()),
         }
     }

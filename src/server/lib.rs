@@ -10,10 +10,12 @@ pub mod activity;
 pub mod admin;
 pub mod ask;
 pub mod auth;
+pub mod chunks;
 pub mod conversations;
 pub mod documents;
 pub mod error;
 pub mod hardening;
+pub mod hittest;
 pub mod jobs;
 pub mod kbs;
 pub mod metrics;
@@ -86,6 +88,11 @@ pub use state::AppState;
         documents::reindex,
         documents::download,
         documents::chunk,
+        chunks::list,
+        chunks::edit,
+        chunks::history,
+        chunks::review,
+        hittest::search_test,
         jobs::list,
         jobs::get,
         openai::models,
@@ -175,7 +182,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/documents/{id}/reindex", post(documents::reindex))
         .route("/api/documents/{id}/file", get(documents::download))
-        .route("/api/chunks/{id}", get(documents::chunk))
+        .route(
+            "/api/chunks/{id}",
+            get(documents::chunk).patch(chunks::edit),
+        )
+        .route("/api/documents/{id}/chunks", get(chunks::list))
+        .route("/api/documents/{id}/edits", get(chunks::history))
+        .route("/api/documents/{id}/review", post(chunks::review))
+        .route("/api/kbs/{kb}/search-test", post(hittest::search_test))
         .route("/api/jobs", get(jobs::list))
         .route("/api/jobs/{id}", get(jobs::get))
         .route("/api/openapi.json", get(openapi))

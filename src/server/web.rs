@@ -52,6 +52,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("chat.js", JS),
     asset!("login.js", JS),
     asset!("admin.js", JS),
+    asset!("tend.js", JS),
     asset!("favicon.svg", "image/svg+xml"),
 ];
 

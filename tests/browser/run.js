@@ -11,6 +11,8 @@
 //                                   page, watch the job; the documents list, chunk and download)
 //                          history (conversations sidebar, 👍/👎 feedback, admin feedback log)
 //                          v1      (/v1/chat/completions refuses the member's token)
+//                          tend    (hit testing, also as the member; a chunk edit found by the next
+//                                   hit test and kept when the unchanged file is uploaded again)
 //                          Without `upload` the knowledge base `handbook` must exist (CLI ingest).
 //
 // Exits 0 when every check passed; otherwise prints the failed check, saves failure.png and
@@ -157,6 +159,85 @@ async function main() {
   }
 }
 
+/** Run the hit test of the page for `question` (as `asUser`, '' = me); the verdict element. */
+async function hitTest(page, question, asUser = '') {
+  await page.fill('#test-question', question);
+  await page.selectOption('#test-as', asUser);
+  const [res] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith(`/api/kbs/${KB}/search-test`), { timeout: 120000 }),
+    page.click('#test-run'),
+  ]);
+  check(res.status() === 200, `the hit test runs (${res.status()})`);
+  await page.waitForSelector('#test-verdict');
+  return res.json();
+}
+
+/** Wait (at most 10 s) until no toast covers the page, for a clear screenshot. */
+async function noToasts(page) {
+  await page.waitForFunction(() => !document.querySelector('.toast'), null, { timeout: 10000 });
+}
+
+// Hit testing and chunk editing in the admin page.
+async function tend(page) {
+  await admin(page, `kb/${KB}`, '#kb-hit-test');
+  await page.click('#kb-hit-test');
+  await page.waitForSelector('#test-form');
+  let r = await hitTest(page, QUESTION);
+  check(await page.getAttribute('#test-verdict', 'data-answered') === 'true', 'the hit test says the question is answerable');
+  const inPrompt = await page.$$eval('#test-hits tr[data-placement="prompt"]', (rows) => rows.length);
+  check(inPrompt > 0 && inPrompt === r.prompt.length, `the hits going into the prompt are marked (${inPrompt})`);
+  const cands = await page.$$eval('#test-candidates tbody tr', (rows) => rows.length);
+  check(cands === r.candidates.length && cands >= r.hits.length, `every candidate is listed with its scores (${cands})`);
+  await noToasts(page);
+  await shot(page, '04d-hit-test', { fullPage: true });
+  r = await hitTest(page, QUESTION, MEMBER.name);
+  check(await page.isVisible('#test-unreadable') && r.hits.length === 0, 'viewed as the member without a grant, nothing is found');
+  await shot(page, '04e-hit-test-as-member');
+
+  // Edit the last chunk of the leave policy: append a sentence nothing else has.
+  const docs = await apiInPage(page, 'GET', `/api/kbs/${KB}/documents?q=${encodeURIComponent('休假制度')}`);
+  const doc = docs.json.documents[0];
+  check(docs.status === 200 && doc, `the leave policy is listed (${docs.status})`);
+  await admin(page, `kb/${KB}`, `#doc-table tr[data-id="${doc.id}"]`);
+  await page.click(`#doc-table tr[data-id="${doc.id}"] a[href="#doc/${doc.id}"]`);
+  await page.waitForSelector('#chunks form.chunk');
+  const card = '#chunks form.chunk:last-child';
+  const chunkId = await page.getAttribute(card, 'data-chunk');
+  const phrase = '紫藤花疗养假';
+  const text = await page.inputValue(`${card} .chunk-text`);
+  await page.fill(`${card} .chunk-text`, `${text}\n员工每年另享有${phrase}两天。`);
+  await page.fill(`${card} .chunk-keywords`, '疗养, 福利假');
+  await page.click(`${card} .chunk-save`);
+  await page.waitForSelector(`#chunks form.chunk[data-chunk="${chunkId}"][data-edited="true"]`);
+  await page.waitForSelector('#chunk-history tr[data-edit]');
+  check(true, 'a chunk is edited in the admin page and its edit is in the history');
+  await noToasts(page);
+  await shot(page, '04f-chunk-edited', { fullPage: true });
+  const found = async (what) => {
+    await admin(page, `test/${KB}`, '#test-form');
+    r = await hitTest(page, phrase);
+    const first = r.hits[0];
+    check(first && String(first.hit.chunk) === chunkId && first.hit.text.includes(phrase) && first.hit.scores.keyword_rank === 1,
+      `${what}: the edited chunk is the first hit, found by keyword (${first && first.hit.chunk} vs ${chunkId})`);
+  };
+  await found('the next hit test');
+  await noToasts(page);
+  await shot(page, '04g-hit-test-edited', { fullPage: true });
+  if (STEPS.has('upload')) {
+    // The unchanged file uploaded again: still the same document, the edit stays.
+    await admin(page, `kb/${KB}`, '#dropzone');
+    const file = path.join(UPLOAD_DIR, '员工手册-休假制度.txt');
+    const [xhr] = await Promise.all([
+      page.waitForResponse((res) => res.url().endsWith(`/api/kbs/${KB}/documents`) && res.request().method() === 'POST', { timeout: 120000 }),
+      page.setInputFiles('#upload-files', file),
+    ]);
+    check(xhr.status() === 202, `the unchanged file is uploaded again (${xhr.status()})`);
+    const { job } = await xhr.json();
+    await page.waitForSelector(`.job[data-job="${job}"][data-finished="true"]`, { timeout: 300000 });
+    await found('after the unchanged file was uploaded again');
+  }
+}
+
 async function run(page) {
   // ---- login ----
   await page.goto(`${BASE}/`);
@@ -274,6 +355,8 @@ async function run(page) {
   await shot(page, '04c-admin-users-wecom-taken');
   const users = (await apiInPage(page, 'GET', '/api/users')).json;
   check(!users.find((u) => u.name === 'admin').wecom_user, 'the refused link changed nothing');
+
+  if (STEPS.has('tend')) await tend(page);
 
   // ---- chat ----
   await page.goto(`${BASE}/`);

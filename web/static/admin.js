@@ -5,6 +5,7 @@ import {
   api, applyI18n, setupLangSwitch, t, h, $, loadMe, logout, toast, dialog, copyText,
   csrfToken, toLogin, ApiError, fmtTime, fmtSize, problem, icon,
 } from './common.js';
+import { hitTest, docChunks, t as tt } from './tend.js';
 
 const enc = encodeURIComponent;
 const view = $('#view');
@@ -37,10 +38,10 @@ function route() {
   const hash = decodeURIComponent(location.hash.slice(1)) || 'kbs';
   const [name, ...rest] = hash.split('/');
   const arg = rest.join('/');
-  const views = { kbs, kb, users, groups, tokens, dictionary, feedback: logView('feedback'), queries: logView('queries'), audit: logView('audit'), blocked: logView('blocked') };
+  const views = { kbs, kb, test: (a, g) => hitTest(a, g, show), doc: (a, g) => docChunks(a, g, show), users, groups, tokens, dictionary, feedback: logView('feedback'), queries: logView('queries'), audit: logView('audit'), blocked: logView('blocked') };
   const render = views[name] || kbs;
   for (const a of document.querySelectorAll('#admin-nav a')) {
-    a.classList.toggle('active', a.dataset.view === (name === 'kb' ? 'kbs' : name));
+    a.classList.toggle('active', a.dataset.view === (['kb', 'test', 'doc'].includes(name) ? 'kbs' : name));
   }
   view.replaceChildren(h('p', { class: 'muted' }, t('common.loading')));
   const gen = generation;
@@ -187,6 +188,7 @@ async function kb(name, gen) {
       h('h1', { class: 'spacer' }, name),
       h('span', { class: 'badge' }, `${t('kb.documents')} ${info.documents}`),
       h('span', { class: 'badge' }, `${t('kb.chunks')} ${info.chunks}`),
+      h('a', { class: 'btn btn-small', id: 'kb-hit-test', href: `#test/${enc(name)}` }, tt('test.open')),
       h('button', { class: 'btn btn-small', type: 'button', onclick: () => renameKb(name) }, t('kb.rename')),
       h('button', { class: 'btn btn-small btn-danger', type: 'button', onclick: () => deleteKb(info) }, t('kb.delete'))),
     h('section', { class: 'card' }, h('h2', {}, t('upload.title')), uploader(name, jobsBox), jobsBox),
@@ -390,7 +392,8 @@ async function documents(kbName, box, gen) {
     if (gen !== generation) return;
     const docs = page.documents || [];
     const rows = docs.map((d) => h('tr', { dataset: { id: d.id } },
-      h('td', { class: 'cell-wrap' }, h('div', {}, d.title || d.name), d.title && d.name && d.title !== d.name ? h('div', { class: 'small muted' }, d.name) : null),
+      h('td', { class: 'cell-wrap' }, h('div', {}, d.title || d.name), d.title && d.name && d.title !== d.name ? h('div', { class: 'small muted' }, d.name) : null,
+        d.edits_need_review ? h('span', { class: 'badge badge-failed' }, tt('chunks.needs_review')) : null),
       h('td', {}, d.format || ''),
       h('td', { class: 'num' }, d.pages ?? ''),
       h('td', { class: 'num' }, d.chunks ?? ''),
@@ -398,6 +401,7 @@ async function documents(kbName, box, gen) {
       h('td', { class: 'small' }, fmtTime(d.created_at)),
       h('td', { class: 'cell-wrap small' }, (d.warnings || []).length ? h('span', { class: 'badge badge-queued', title: [].concat(d.warnings).join('\n') }, String([].concat(d.warnings).length)) : ''),
       h('td', { class: 'actions' },
+        h('a', { class: 'btn btn-small', href: `#doc/${enc(d.id)}` }, tt('chunks.open')),
         h('a', { class: 'btn btn-small', href: `/api/documents/${enc(d.id)}/file`, download: '' }, t('docs.download')),
         h('button', {
           class: 'btn btn-small',

@@ -9,6 +9,7 @@ pub mod cite;
 pub mod condense;
 pub mod extract;
 pub mod guard;
+pub mod inspect;
 pub mod lang;
 pub mod prompt;
 pub mod terms;
@@ -143,7 +144,7 @@ fn generate_fitted<'h>(
     start: Instant,
     on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
 ) -> Result<Generated<'h>, RagError> {
-    let mut budget = g.context_length().saturating_sub(reserved);
+    let mut budget = first_budget(g, reserved);
     // The last refusal and the prompt refused.
     let mut refused: Option<(GenerateError, prompt::AnswerPrompt<'h>)> = None;
     for attempt in 1..=MAX_PROMPT_ATTEMPTS {
@@ -207,6 +208,17 @@ fn generate_fitted<'h>(
     unreachable!("the last attempt returns")
 }
 
+/// Tokens of the context kept free of the prompt: the answer's (`max_tokens`) and the
+/// configured margin (`rag.context_margin_tokens`).
+pub fn reserved_tokens(engine: &Engine, params: &SamplingParams) -> usize {
+    params.max_tokens + engine.config.rag.context_margin_tokens
+}
+
+/// The token budget of the first prompt tried for an answer.
+pub fn first_budget(g: &dyn Generator, reserved: usize) -> usize {
+    g.context_length().saturating_sub(reserved)
+}
+
 /// The budget, by the generator's own count, for the prompt to try after one it counted
 /// `counted` tokens was refused as `prompt_tokens` tokens of a `context_length` context of
 /// which `reserved` must stay free: the room the refusing side has for a prompt, converted
@@ -252,15 +264,29 @@ pub struct Gated {
     pub hits: Vec<Hit>,
     pub key: Vec<String>,
     pub judged: Vec<Relevance>,
+    /// Every candidate of both stores, fused order (for hit testing).
+    pub candidates: Vec<retrieve::Candidate>,
 }
 
 impl Gated {
     /// Retrieve `rag.retrieve_top_k` hits for `question` from `kbs` and judge each.
     pub fn search(engine: &Engine, question: &str, kbs: &[KbId]) -> Result<Self, EngineError> {
-        let (hits, _) = retrieve::search(engine, question, kbs, engine.config.rag.retrieve_top_k)?;
+        let found = retrieve::search_explained(
+            engine,
+            question,
+            kbs,
+            engine.config.rag.retrieve_top_k,
+            &engine.config.retrieve,
+        )?;
+        let hits = found.hits;
         let key = terms::key_terms(&engine.keyword, question);
         let judged = judge(engine, &key, &hits);
-        Ok(Self { hits, key, judged })
+        Ok(Self {
+            hits,
+            key,
+            judged,
+            candidates: found.candidates,
+        })
     }
 
     /// The hits that pass the gate, best first, at most `sources` of them.
@@ -354,7 +380,7 @@ pub fn ask_with(
         let _ = on_text(&answer.answer);
     } else if let Some(g) = generator {
         let params = sampling;
-        let reserved = params.max_tokens + cfg.context_margin_tokens;
+        let reserved = reserved_tokens(engine, params);
         let build = |budget| {
             prompt::answer_prompt(
                 &prompts,

@@ -266,6 +266,19 @@ impl KeywordIndex {
         Ok(())
     }
 
+    /// Buffers the removal of these chunks (a disabled chunk).
+    pub fn delete_chunks(&self, chunks: &[ChunkId]) -> Result<(), KeywordError> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let mut guard = self.writer()?;
+        let writer = guard.as_mut().expect("writer opened");
+        for &chunk in chunks {
+            writer.delete_term(Term::from_field_u64(self.fields.chunk, chunk));
+        }
+        Ok(())
+    }
+
     /// Makes buffered changes durable and visible to searches at once. Without buffered
     /// changes in this process it only reloads the reader (picking up other processes'
     /// commits).

@@ -21,6 +21,7 @@ mod accounts;
 mod activity;
 mod audit;
 mod catalog;
+mod edits;
 mod stats;
 mod uploads;
 mod wecom;
@@ -34,6 +35,7 @@ pub use activity::{
 };
 pub use audit::AuditEntry;
 pub use catalog::DocumentSummary;
+pub use edits::{ChunkChange, ChunkEdit, ChunkState, EditReview, EditableChunk, IndexEntry};
 pub use uploads::{
     ClaimedFile, FileStatus, JobFile, JobFileCounts, JobKind, JobStatus, NewJobFile, QueueCounts,
     UploadJob,
@@ -77,6 +79,10 @@ pub enum MetaError {
         "invalid WeCom userid `{0}`: use the userid the WeCom console shows (1–64 letters, digits, `_`, `-`, `@` or `.`)"
     )]
     BadWecomUser(String),
+    #[error("no passage {0} (it was deleted, or its document was re-ingested)")]
+    NoSuchChunk(ChunkId),
+    #[error("invalid chunk edit: {0}")]
+    BadEdit(String),
 }
 
 pub type Result<T> = std::result::Result<T, MetaError>;
@@ -266,6 +272,7 @@ impl MetaStore {
             activity::SCHEMA,
             uploads::SCHEMA,
             wecom::SCHEMA,
+            edits::SCHEMA,
         ] {
             conn.execute_batch(schema).map_err(err)?;
         }
@@ -648,17 +655,20 @@ impl MetaStore {
 
     // ---- chunks ----
 
-    /// Chunks by id, only those of ready documents; the order of `ids` is kept and unknown ids
-    /// are skipped (an orphan in a derived index never surfaces).
+    /// Chunks by id, only those of ready documents and not disabled, with edited text; the
+    /// order of `ids` is kept and unknown ids are skipped (an orphan in a derived index never
+    /// surfaces).
     pub fn chunks(&self, ids: &[ChunkId]) -> Result<Vec<ChunkRecord>> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT c.id, c.kb_id, c.document_id, d.source, d.title, c.page, c.heading_path,
-                        c.char_start, c.char_end, c.text
+                        c.char_start, c.char_end, COALESCE(o.text, c.text)
                  FROM chunks c JOIN documents d ON d.id = c.document_id
-                 WHERE c.id = ?1 AND d.status = 'ready'",
-            )
+                 {}
+                 WHERE c.id = ?1 AND d.status = 'ready' AND COALESCE(o.enabled, 1) = 1",
+                edits::OVERRIDE_JOIN
+            ))
             .map_err(|e| self.err(e))?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -685,12 +695,19 @@ impl MetaStore {
         Ok(out)
     }
 
-    /// Every chunk of one document (any status), in order: (id, text), for the indexer.
+    /// Every enabled chunk of one document (any status), in order: (id, text), the text as
+    /// edited. (The indexer writes [`index_entries`](Self::index_entries), which add the
+    /// chunks' keywords and questions.)
     pub fn document_chunks(&self, doc: DocId) -> Result<Vec<(ChunkId, String)>> {
+        let sql = format!(
+            "SELECT c.id, COALESCE(o.text, c.text)
+             FROM chunks c JOIN documents d ON d.id = c.document_id
+             {}
+             WHERE c.document_id = ?1 AND COALESCE(o.enabled, 1) = 1 ORDER BY c.ordinal",
+            edits::OVERRIDE_JOIN
+        );
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT id, text FROM chunks WHERE document_id = ?1 ORDER BY ordinal")
-            .map_err(|e| self.err(e))?;
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([doc], |r| Ok((r.get::<_, i64>(0)? as ChunkId, r.get(1)?)))
             .map_err(|e| self.err(e))?;

@@ -19,6 +19,7 @@ pub(crate) fn run_all(open: Open<'_>) {
     kb_filter(open);
     upsert_replaces(open);
     delete_documents_removes_exactly_those(open);
+    delete_chunks_removes_exactly_those(open);
     count_and_clear(open);
     limit_respected(open);
     durable_across_reopen(open);
@@ -164,6 +165,28 @@ fn delete_documents_removes_exactly_those(open: Open<'_>) {
         let found = ids(&hits).contains(&p.chunk);
         assert_eq!(found, p.doc == 101, "chunk {} of doc {}", p.chunk, p.doc);
     }
+}
+
+fn delete_chunks_removes_exactly_those(open: Open<'_>) {
+    let store = fresh(open);
+    let mut rng = Rng::new(2);
+    let points: Vec<VectorPoint> = (0..20)
+        .map(|i| point(i, 1, 100 + (i / 10) as DocId, rng.unit_vector(DIM)))
+        .collect();
+    store.upsert(&points).unwrap();
+    store.delete_chunks(&[]).unwrap();
+    store.delete_chunks(&[999]).unwrap();
+    assert_eq!(store.count().unwrap(), 20);
+    store.delete_chunks(&[3, 15]).unwrap();
+    assert_eq!(store.count().unwrap(), 18);
+    for p in &points {
+        let hits = store.search(&p.vector, &[1], 20).unwrap();
+        let found = ids(&hits).contains(&p.chunk);
+        assert_eq!(found, p.chunk != 3 && p.chunk != 15, "chunk {}", p.chunk);
+    }
+    // A deleted chunk comes back when upserted again.
+    store.upsert(&points[3..4]).unwrap();
+    assert_eq!(store.count().unwrap(), 19);
 }
 
 fn count_and_clear(open: Open<'_>) {

@@ -35,7 +35,7 @@ use qdrant_edge::{
     SearchParams, UpdateOperation, WithPayloadInterface, WithVector,
 };
 
-use super::{DocId, KbId, Result, ScoredChunk, VectorError, VectorPoint, VectorStore};
+use super::{ChunkId, DocId, KbId, Result, ScoredChunk, VectorError, VectorPoint, VectorStore};
 
 const SHARD_DIR: &str = "shard";
 const LOCK_FILE: &str = "LOCK";
@@ -186,6 +186,19 @@ impl VectorStore for EdgeVectorStore {
                     .map_err(|e| engine(&self.dir, "upsert", e))?;
             }
             Ok(())
+        })
+    }
+
+    fn delete_chunks(&self, chunks: &[ChunkId]) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        self.write(|shard| {
+            let ids = chunks.iter().map(|c| PointId::NumId(*c)).collect();
+            let op = UpdateOperation::PointOperation(PointOperations::DeletePoints { ids });
+            shard
+                .update(op)
+                .map_err(|e| engine(&self.dir, "delete chunks", e))
         })
     }
 

@@ -41,6 +41,8 @@ pub trait VectorStore: Send + Sync {
     fn dim(&self) -> usize;
     /// Insert or replace points (by chunk id). Durable when it returns.
     fn upsert(&self, points: &[VectorPoint]) -> Result<()>;
+    /// Remove these chunks' points (unknown ids are ignored).
+    fn delete_chunks(&self, chunks: &[ChunkId]) -> Result<()>;
     /// Remove every point of these documents.
     fn delete_documents(&self, docs: &[DocId]) -> Result<()>;
     /// Top `limit` chunks by cosine similarity, only from the given knowledge bases

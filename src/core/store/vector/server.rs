@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    DeletePointsBuilder, Distance, FieldType, Filter, PointStruct, QueryPointsBuilder,
-    UpsertPointsBuilder, VectorParamsBuilder, point_id::PointIdOptions, vectors_config,
+    DeletePointsBuilder, Distance, FieldType, Filter, PointStruct, PointsIdsList,
+    QueryPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder, point_id::PointIdOptions,
+    vectors_config,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use tokio::runtime::Runtime;
 
-use super::{DocId, KbId, Result, ScoredChunk, VectorError, VectorPoint, VectorStore};
+use super::{ChunkId, DocId, KbId, Result, ScoredChunk, VectorError, VectorPoint, VectorStore};
 
 const KB_FIELD: &str = "kb";
 const DOC_FIELD: &str = "doc";
@@ -251,6 +252,25 @@ impl VectorStore for ServerVectorStore {
                 ))
                 .map_err(|e| self.qdrant_err("upsert", e))?;
         }
+        Ok(())
+    }
+
+    fn delete_chunks(&self, chunks: &[ChunkId]) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let ids = PointsIdsList {
+            ids: chunks.iter().map(|c| (*c).into()).collect(),
+        };
+        self.runtime
+            .block_on(
+                self.client.delete_points(
+                    DeletePointsBuilder::new(self.collection.as_str())
+                        .points(ids)
+                        .wait(true),
+                ),
+            )
+            .map_err(|e| self.qdrant_err("delete chunks", e))?;
         Ok(())
     }
 
