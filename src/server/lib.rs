@@ -16,6 +16,7 @@ pub mod error;
 pub mod hardening;
 pub mod jobs;
 pub mod kbs;
+pub mod ldap;
 pub mod metrics;
 pub mod openai;
 pub mod state;
@@ -247,6 +248,7 @@ pub async fn serve(
         }
     };
     wecom::callback::start(&state);
+    ldap::start_sync(&state);
     use axum::serve::ListenerExt;
     // A streamed answer is many small writes: with Nagle's algorithm each waits for the
     // client's delayed ACK (up to 40 ms), so turn it off.

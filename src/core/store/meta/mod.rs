@@ -21,6 +21,7 @@ mod accounts;
 mod activity;
 mod audit;
 mod catalog;
+mod directory;
 mod stats;
 mod uploads;
 mod wecom;
@@ -34,6 +35,7 @@ pub use activity::{
 };
 pub use audit::AuditEntry;
 pub use catalog::DocumentSummary;
+pub use directory::{DirectoryAccount, GroupChanges};
 pub use uploads::{
     ClaimedFile, FileStatus, JobFile, JobFileCounts, JobKind, JobStatus, NewJobFile, QueueCounts,
     UploadJob,
@@ -263,6 +265,7 @@ impl MetaStore {
             SCHEMA,
             accounts::SCHEMA,
             audit::SCHEMA,
+            directory::SCHEMA,
             activity::SCHEMA,
             uploads::SCHEMA,
             wecom::SCHEMA,
