@@ -507,6 +507,61 @@ fn ldap_login_groups_refusals_and_sync_lock_out() {
         out.contains("checked 1 LDAP accounts: 1 locked out"),
         "{out}"
     );
+    // What the directory says about a name, to check a configuration.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zhiku"));
+    cmd.args(["user", "ldap-lookup", "root"])
+        .env("ZHIKU_DATA_DIR", &data)
+        .env("ZHIKU_GENERATE__BACKEND", "none")
+        .env_remove("ZHIKU_CONFIG")
+        .current_dir(dir.path())
+        .envs(ldap.env());
+    let out = run(&mut cmd);
+    assert!(out.contains(&format!("dn\t{}", person("root"))), "{out}");
+    assert!(out.contains("zhiku groups\tloop-a, loop-b"), "{out}");
+}
+
+#[test]
+fn a_sync_that_finds_nobody_locks_nobody_out() {
+    let Some(slapd_bin) = slapd_binary() else {
+        return;
+    };
+    let ldap = Slapd::start(&slapd_bin);
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(zhiku(ldap.config(&dir.path().join("data"))), None);
+    let ann = s.client().login("ann", "ann-pass-1");
+    let ben = s.client().login("ben", "ben-pass-1");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A wrong base DN (say, after a directory reorganisation) finds none of them.
+    let mut cfg = s.state.engine.config.auth.ldap.clone();
+    cfg.base_dn = format!("ou=elsewhere,{SUFFIX}");
+    let e = rt
+        .block_on(zhiku_server::ldap::sync(&s.state.engine.meta, &cfg))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("none of the 2 accounts") && e.contains("base_dn"),
+        "{e}"
+    );
+    assert_eq!(ann.get("/api/me").status, 200);
+    assert_eq!(ben.get("/api/me").status, 200);
+    // An unreachable directory changes nothing either.
+    cfg.base_dn = s.state.engine.config.auth.ldap.base_dn.clone();
+    cfg.url = Some(format!("ldap://127.0.0.1:{}", free_port()));
+    let e = rt
+        .block_on(zhiku_server::ldap::sync(&s.state.engine.meta, &cfg))
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot connect"), "{e}");
+    assert_eq!(ben.get("/api/me").status, 200);
+    // The real directory: nothing to change.
+    let report = sync(&s.state.engine);
+    assert_eq!(
+        (report.checked, report.disabled.len()),
+        (2, 0),
+        "{report:?}"
+    );
 }
 
 #[test]

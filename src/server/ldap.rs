@@ -61,6 +61,10 @@ pub enum LdapError {
     ServiceBind { dn: String, message: String },
     #[error("LDAP {op} failed: {message}")]
     Operation { op: &'static str, message: String },
+    #[error(
+        "the directory has none of the {checked} accounts to check: nobody was locked out, since this looks like a wrong auth.ldap.base_dn or user_filter rather than {checked} people leaving at once"
+    )]
+    NoneFound { checked: usize },
     #[error(transparent)]
     Meta(#[from] MetaError),
 }
@@ -761,12 +765,24 @@ pub async fn sync(meta: &MetaStore, cfg: &LdapConfig) -> Result<SyncReport> {
     let dir = Directory::new(cfg)?;
     let mut ldap = dir.service().await?;
     let mut report = SyncReport::default();
+    // Ask about everyone first, then act: a directory that suddenly knows no one is a
+    // configuration error, not a mass departure.
+    let mut found = Vec::new();
     for account in meta.directory_accounts(SOURCE)? {
-        if account.disabled_at.is_some() {
-            continue;
+        if account.disabled_at.is_none() {
+            let lookup = dir.lookup_on(&mut ldap, &account.name).await?;
+            found.push((account, lookup));
         }
+    }
+    let _ = ldap.unbind().await;
+    if found.len() >= 2 && found.iter().all(|(_, l)| *l == Lookup::Missing) {
+        return Err(LdapError::NoneFound {
+            checked: found.len(),
+        });
+    }
+    for (account, lookup) in found {
         report.checked += 1;
-        let reason = match dir.lookup_on(&mut ldap, &account.name).await? {
+        let reason = match lookup {
             Lookup::Active(u) if u.login == account.name => {
                 meta.upsert_directory_account(
                     account.user_id,
@@ -804,7 +820,6 @@ pub async fn sync(meta: &MetaStore, cfg: &LdapConfig) -> Result<SyncReport> {
                 .push((account.name.clone(), reason.to_string()));
         }
     }
-    let _ = ldap.unbind().await;
     if report.disabled.is_empty() && report.regrouped.is_empty() && report.skipped.is_empty() {
         // A sync that changed nothing leaves no trace in the audit log (it runs every
         // `sync_interval_secs`).
