@@ -41,6 +41,12 @@ pub enum UserCommand {
     Wecom { name: String, id: Option<String> },
     /// Delete a user with their sessions and tokens.
     Delete { name: String },
+    /// Check every LDAP account against the directory now (`[auth.ldap]`): lock out those
+    /// gone or disabled there (sessions and API tokens stop working), refresh the others'
+    /// groups. The server also does this every `auth.ldap.sync_interval_secs`.
+    SyncLdap,
+    /// Show what the directory says about a login name: entry, groups, zhiku groups.
+    LdapLookup { name: String },
 }
 
 #[derive(Subcommand)]
@@ -111,10 +117,11 @@ pub fn user(engine: &Engine, action: UserCommand) -> anyhow::Result<ExitCode> {
             }
         }
         UserCommand::Passwd { name, password } => {
-            m.set_password(
-                m.require_user(&name)?.id,
-                &access::hash_password(&password)?,
-            )?;
+            let u = m.require_user(&name)?;
+            if let Some(d) = &u.directory {
+                bail!("{name} is a {d} account: its password is the directory's");
+            }
+            m.set_password(u.id, &access::hash_password(&password)?)?;
             m.audit("cli", "user.update", &name, "password", None)?;
             println!("password of {name} changed");
         }
@@ -142,8 +149,50 @@ pub fn user(engine: &Engine, action: UserCommand) -> anyhow::Result<ExitCode> {
             m.audit("cli", "user.delete", &name, "", None)?;
             println!("deleted user {name}");
         }
+        UserCommand::SyncLdap => {
+            let r = runtime()?.block_on(zhiku_server::ldap::sync(m, &engine.config.auth.ldap))?;
+            for (name, why) in &r.disabled {
+                println!("locked out {name}: {why}");
+            }
+            for (name, change) in &r.regrouped {
+                println!("groups of {name}: {change}");
+            }
+            for (name, why) in &r.skipped {
+                println!("left {name} as it is: {why}");
+            }
+            println!(
+                "checked {} LDAP accounts: {} locked out, {} with new groups",
+                r.checked,
+                r.disabled.len(),
+                r.regrouped.len()
+            );
+        }
+        UserCommand::LdapLookup { name } => {
+            use zhiku_server::ldap::{Directory, Lookup};
+            let dir = Directory::new(&engine.config.auth.ldap)?;
+            match runtime()?.block_on(dir.lookup(&name))? {
+                Lookup::Active(u) => {
+                    println!("dn\t{}\nlogin\t{}", u.dn, u.login);
+                    println!("display name\t{}", u.display_name.unwrap_or_default());
+                    println!("mail\t{}", u.mail.unwrap_or_default());
+                    println!("directory groups\t{}", u.directory_groups.join(", "));
+                    println!("zhiku groups\t{}", u.groups.join(", "));
+                }
+                Lookup::Disabled => bail!("{name} is disabled in the directory"),
+                Lookup::Missing => bail!("the directory has no {name} (auth.ldap.user_filter)"),
+                Lookup::Ambiguous(n) => {
+                    bail!("the user filter matches {n} entries for {name}; make it unique")
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 pub fn group(engine: &Engine, action: GroupCommand) -> anyhow::Result<ExitCode> {

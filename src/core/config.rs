@@ -42,6 +42,7 @@ pub struct Config {
     pub rag: RagConfig,
     pub server: ServerConfig,
     pub wecom: WecomConfig,
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -57,6 +58,7 @@ impl Default for Config {
             rag: RagConfig::default(),
             server: ServerConfig::default(),
             wecom: WecomConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -518,6 +520,249 @@ impl WecomConfig {
     }
 }
 
+/// `[auth]`: where accounts come from besides the local ones (README "Identity").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub ldap: LdapConfig,
+}
+
+/// How the account of an LDAP user is found and their password checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LdapBind {
+    /// Bind as the service account (`bind_dn`, or anonymously without it), search the user
+    /// with `user_filter`, then bind as the DN found with the user's password.
+    Search,
+    /// Bind as `user_dn_template` with `{login}` replaced (e.g. `uid={login},ou=people,…` or
+    /// AD's `{login}@corp.example.com`), then read the user's own entry with `user_filter`.
+    Direct,
+}
+
+/// Where a user's LDAP groups come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LdapGroups {
+    /// Groups under `group_base_dn` matching `group_filter` (`member`, `uniqueMember`,
+    /// `memberUid`).
+    Search,
+    /// The user entry's `member_of_attribute` (AD, or OpenLDAP's memberof overlay).
+    MemberOf,
+    /// No groups from the directory.
+    None,
+}
+
+/// How groups inside groups are resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LdapNested {
+    /// Direct groups only.
+    None,
+    /// zhiku follows groups of groups itself, at most `nested_depth` levels, each group once
+    /// (for servers without in-chain matching, such as OpenLDAP).
+    Recursive,
+    /// Active Directory resolves the whole chain in one search:
+    /// `(member:1.2.840.113556.1.4.1941:={dn})` under `group_base_dn` (LDAP_MATCHING_RULE_IN_CHAIN).
+    InChain,
+}
+
+/// Which directory groups become zhiku groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LdapGroupRule {
+    /// Every group, under its own name (names zhiku cannot use are skipped with a warning).
+    All,
+    /// Only the groups in `allowed_groups`.
+    AllowList,
+    /// Only the groups in `group_map`, renamed to the zhiku group given there.
+    Map,
+}
+
+/// `[auth.ldap]`: log in with the company directory (OpenLDAP, Active Directory). On when
+/// `url` is set. Names starting with `{…}` in filters and templates are replaced with the
+/// RFC 4515-escaped value (`{login}`: what the user typed; `{dn}`: the user's DN).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldap://host:389` or `ldaps://host:636`. Default none (LDAP off).
+    pub url: Option<String>,
+    /// Upgrade an `ldap://` connection with StartTLS. Default false.
+    pub starttls: bool,
+    /// PEM file of the CA(s) that signed the server's certificate; without it the system's
+    /// roots are used. Default none.
+    pub ca_file: Option<PathBuf>,
+    /// Limit on connecting and on each LDAP operation, seconds. Default 10.
+    pub timeout_secs: u64,
+    /// `search` (default) or `direct`.
+    pub bind: LdapBind,
+    /// The service account that searches users and groups (and syncs); none binds
+    /// anonymously. Default none.
+    pub bind_dn: Option<String>,
+    /// The service account's password. Secret (env `ZHIKU_AUTH__LDAP__BIND_PASSWORD`).
+    /// Default none.
+    pub bind_password: Option<Secret>,
+    /// Direct bind: the DN (or AD user principal name) bound as, with `{login}`. Default none.
+    pub user_dn_template: Option<String>,
+    /// Where users are searched (subtree). Required when `url` is set.
+    pub base_dn: String,
+    /// Default `(&(objectClass=inetOrgPerson)(uid={login}))`; AD:
+    /// `(&(objectClass=user)(|(sAMAccountName={login})(userPrincipalName={login})))`.
+    pub user_filter: String,
+    /// The attribute whose value becomes the zhiku user name. Default `uid` (AD:
+    /// `sAMAccountName`).
+    pub login_attribute: String,
+    /// Default `cn` (AD: `displayName`).
+    pub display_name_attribute: String,
+    /// Default `mail`.
+    pub mail_attribute: String,
+    /// A user entry that matches this filter is disabled: refused at login, locked out at the
+    /// next sync. Default none; AD: `(userAccountControl:1.2.840.113556.1.4.803:=2)`;
+    /// OpenLDAP e.g. `(pwdAccountLockedTime=*)` or an attribute of your own.
+    pub disabled_filter: Option<String>,
+    /// `search` (default), `member_of` or `none`.
+    pub groups: LdapGroups,
+    /// Where groups are searched. Default `base_dn`.
+    pub group_base_dn: Option<String>,
+    /// The groups a user is in directly, with `{dn}` and `{login}`. Default
+    /// `(|(member={dn})(uniqueMember={dn})(memberUid={login}))`.
+    pub group_filter: String,
+    /// The groups a group is in (nested groups, `recursive`), with `{dn}` the group's DN.
+    /// Default `(|(member={dn})(uniqueMember={dn}))`.
+    pub nested_group_filter: String,
+    /// Default `memberOf`.
+    pub member_of_attribute: String,
+    /// The attribute naming a group. Default `cn`.
+    pub group_name_attribute: String,
+    /// `recursive` (default), `none` or `in_chain` (Active Directory).
+    pub nested: LdapNested,
+    /// Levels of groups inside groups followed by `recursive`. Default 8.
+    pub nested_depth: u32,
+    /// `all` (default), `allow_list` or `map`.
+    pub group_rule: LdapGroupRule,
+    /// `allow_list`: the directory groups that become zhiku groups. Default empty.
+    pub allowed_groups: Vec<String>,
+    /// `map`: directory group → zhiku group (`[auth.ldap.group_map] "Domain Admins" = "it"`).
+    pub group_map: std::collections::BTreeMap<String, String>,
+    /// How often all directory accounts are checked (groups refreshed, users gone or
+    /// disabled in the directory locked out), seconds; 0: only at login and by
+    /// `zhiku user sync-ldap`. Default 900.
+    pub sync_interval_secs: u64,
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            starttls: false,
+            ca_file: None,
+            timeout_secs: 10,
+            bind: LdapBind::Search,
+            bind_dn: None,
+            bind_password: None,
+            user_dn_template: None,
+            base_dn: String::new(),
+            user_filter: "(&(objectClass=inetOrgPerson)(uid={login}))".into(),
+            login_attribute: "uid".into(),
+            display_name_attribute: "cn".into(),
+            mail_attribute: "mail".into(),
+            disabled_filter: None,
+            groups: LdapGroups::Search,
+            group_base_dn: None,
+            group_filter: "(|(member={dn})(uniqueMember={dn})(memberUid={login}))".into(),
+            nested_group_filter: "(|(member={dn})(uniqueMember={dn}))".into(),
+            member_of_attribute: "memberOf".into(),
+            group_name_attribute: "cn".into(),
+            nested: LdapNested::Recursive,
+            nested_depth: 8,
+            group_rule: LdapGroupRule::All,
+            allowed_groups: Vec::new(),
+            group_map: Default::default(),
+            sync_interval_secs: 900,
+        }
+    }
+}
+
+impl LdapConfig {
+    /// Whether LDAP login is on (`url` set).
+    pub fn enabled(&self) -> bool {
+        self.url.as_deref().is_some_and(|u| !u.trim().is_empty())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let bad = |m: String| Err(ConfigError::Invalid(format!("auth.ldap.{m}")));
+        let url = self.url.as_deref().unwrap_or_default().trim();
+        let ldaps = url.starts_with("ldaps://");
+        if !(ldaps || url.starts_with("ldap://")) {
+            return bad(format!(
+                "url must start with ldap:// or ldaps:// (got `{url}`)"
+            ));
+        }
+        if ldaps && self.starttls {
+            return bad("starttls is for ldap:// URLs; an ldaps:// URL is TLS already".into());
+        }
+        if self.base_dn.trim().is_empty() {
+            return bad(
+                "base_dn must be set when auth.ldap.url is (where users are searched)".into(),
+            );
+        }
+        if self.timeout_secs == 0 {
+            return bad("timeout_secs must be at least 1".into());
+        }
+        if self.bind == LdapBind::Direct
+            && !self
+                .user_dn_template
+                .as_deref()
+                .is_some_and(|t| t.contains("{login}"))
+        {
+            return bad("user_dn_template must be set, with {login}, for bind = \"direct\"".into());
+        }
+        if self.bind_dn.is_some() != self.bind_password.is_some() {
+            return bad(
+                "bind_dn and bind_password go together (env ZHIKU_AUTH__LDAP__BIND_PASSWORD)"
+                    .into(),
+            );
+        }
+        for (key, filter) in [
+            ("user_filter", Some(&self.user_filter)),
+            ("group_filter", Some(&self.group_filter)),
+            ("nested_group_filter", Some(&self.nested_group_filter)),
+            ("disabled_filter", self.disabled_filter.as_ref()),
+        ] {
+            if let Some(f) = filter
+                && !(f.trim().starts_with('(') && f.trim().ends_with(')'))
+            {
+                return bad(format!(
+                    "{key} must be an LDAP filter in parentheses (got `{f}`)"
+                ));
+            }
+        }
+        if !self.user_filter.contains("{login}") {
+            return bad("user_filter must contain {login}".into());
+        }
+        if self.group_rule == LdapGroupRule::AllowList && self.allowed_groups.is_empty() {
+            return bad(
+                "allowed_groups is empty: group_rule = \"allow_list\" would map no group".into(),
+            );
+        }
+        if self.group_rule == LdapGroupRule::Map && self.group_map.is_empty() {
+            return bad("group_map is empty: group_rule = \"map\" would map no group".into());
+        }
+        let names = self.group_map.values().chain(&self.allowed_groups);
+        if let Some(n) = names
+            .into_iter()
+            .find(|n| !crate::store::meta::valid_account_name(n))
+        {
+            return bad(format!(
+                "`{n}` cannot be a zhiku group name (1–64 letters, digits, CJK, `-`, `_`, `.`, `@`); map it to one in group_map"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A secret from the configuration: an API key, token or password. Code reads it with
 /// [`Secret::expose`]; `Debug` and `Serialize` (logs, `zhiku config`) show only that it is set
 /// and its length, so no log line or printed configuration can carry it, whatever struct it
@@ -722,6 +967,7 @@ impl Config {
             )));
         }
         self.wecom.validate()?;
+        self.auth.ldap.validate()?;
         Ok(())
     }
 
@@ -756,7 +1002,7 @@ impl Config {
 /// Top-level keys and sections an environment variable may set.
 const ENV_ROOTS: &[&str] = &[
     "data_dir", "embed", "vector", "keyword", "ingest", "retrieve", "generate", "rag", "server",
-    "wecom",
+    "wecom", "auth",
 ];
 
 fn apply_env(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
@@ -914,6 +1160,58 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent/zhiku.toml"), "{e}");
+    }
+
+    #[test]
+    fn ldap_from_env_validated_and_its_password_hidden() {
+        let base = [
+            ("ZHIKU_AUTH__LDAP__URL", "ldaps://ldap.example.com"),
+            ("ZHIKU_AUTH__LDAP__BASE_DN", "ou=people,dc=example,dc=com"),
+            ("ZHIKU_AUTH__LDAP__BIND_DN", "cn=svc,dc=example,dc=com"),
+            ("ZHIKU_AUTH__LDAP__BIND_PASSWORD", "s3rvice-pw"),
+            ("ZHIKU_AUTH__LDAP__NESTED", "in_chain"),
+            ("ZHIKU_AUTH__LDAP__GROUP_MAP__Domain Admins", "it"),
+            ("ZHIKU_AUTH__LDAP__GROUP_RULE", "map"),
+        ];
+        let c = Config::load_with_env(None, &env(&base)).unwrap();
+        let l = &c.auth.ldap;
+        assert!(l.enabled() && l.nested == LdapNested::InChain);
+        assert_eq!(Secret::exposed(&l.bind_password), Some("s3rvice-pw"));
+        assert_eq!(
+            l.group_map["domain admins"], "it",
+            "env keys are lower-cased"
+        );
+        assert_eq!(l.timeout_secs, 10);
+        assert!(!c.to_toml().contains("s3rvice-pw"));
+        assert!(!format!("{c:?}").contains("s3rvice-pw"));
+        assert!(
+            !Config::load_with_env(None, &[])
+                .unwrap()
+                .auth
+                .ldap
+                .enabled()
+        );
+        let refused = |extra: &[(&str, &str)]| {
+            let mut vars = base.to_vec();
+            vars.extend_from_slice(extra);
+            Config::load_with_env(None, &env(&vars))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused(&[("ZHIKU_AUTH__LDAP__URL", "http://x")]).contains("ldap://"));
+        assert!(refused(&[("ZHIKU_AUTH__LDAP__BASE_DN", "")]).contains("base_dn"));
+        assert!(refused(&[("ZHIKU_AUTH__LDAP__STARTTLS", "true")]).contains("starttls"));
+        assert!(
+            refused(&[("ZHIKU_AUTH__LDAP__USER_FILTER", "uid={login}")]).contains("parentheses")
+        );
+        assert!(refused(&[("ZHIKU_AUTH__LDAP__USER_FILTER", "(uid=alice)")]).contains("{login}"));
+        assert!(refused(&[("ZHIKU_AUTH__LDAP__BIND", "direct")]).contains("user_dn_template"));
+        assert!(
+            refused(&[("ZHIKU_AUTH__LDAP__GROUP_MAP__Staff", "all staff")]).contains("all staff")
+        );
+        assert!(
+            refused(&[("ZHIKU_AUTH__LDAP__GROUP_RULE", "allow_list")]).contains("allowed_groups")
+        );
     }
 
     #[test]
@@ -1126,6 +1424,7 @@ mod tests {
             "wecom.token",
             "wecom.encoding_aes_key",
             "wecom.robot_webhook",
+            "auth.ldap.bind_password",
         ] {
             assert!(found.contains(&known), "{known} not probed: {found:?}");
         }

@@ -137,6 +137,13 @@ pub async fn update_user(
     let meta = &state.engine.meta;
     let user = meta.require_user(&name)?;
     // The changes that can be refused come first, so that a refused one changes nothing.
+    if b.password.is_some()
+        && let Some(d) = &user.directory
+    {
+        return Err(ApiError::Conflict(format!(
+            "{name} is a {d} account: its password is the directory's"
+        )));
+    }
     if let Some(role) = b.role
         && user.is_admin()
         && role != Role::Admin

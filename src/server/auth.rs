@@ -205,13 +205,15 @@ fn secure_cookies(state: &AppState, headers: &HeaderMap) -> bool {
 pub async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
+    client: super::ldap::ClientIp,
     body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(login) = body?;
     let meta = &state.engine.meta;
     let found = meta.password_hash(login.name.trim())?;
+    let local = found.is_some();
     // Verify on a blocking thread: argon2 takes tens of milliseconds by design.
-    let ok = match found {
+    let mut ok = match found {
         Some((id, hash)) => {
             let password = login.password.clone();
             tokio::task::spawn_blocking(move || access::verify_password(&password, &hash))
@@ -221,6 +223,25 @@ pub async fn login(
         }
         None => None,
     };
+    // Names without a local password (unknown ones, directory accounts) are asked of the
+    // directory when `[auth.ldap]` is configured; local accounts never are.
+    let ldap = &state.engine.config.auth.ldap;
+    if !local && ldap.enabled() {
+        let ip = client.0.map(|i| i.to_string());
+        ok = super::ldap::login(meta, ldap, &login.name, &login.password, ip.as_deref())
+            .await
+            .map_err(|e| match e {
+                super::ldap::LdapError::Meta(m) => ApiError::from(m),
+                e => {
+                    tracing::error!(error = %e, "LDAP login failed");
+                    ApiError::Unavailable {
+                        retry_after: 30,
+                        message: "the company directory cannot be reached; try again shortly"
+                            .into(),
+                    }
+                }
+            })?;
+    }
     let Some(user_id) = ok else {
         tracing::info!(name = %login.name, "failed login");
         return Err(ApiError::Unauthorized("wrong name or password".into()));

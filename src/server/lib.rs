@@ -18,6 +18,7 @@ pub mod hardening;
 pub mod hittest;
 pub mod jobs;
 pub mod kbs;
+pub mod ldap;
 pub mod metrics;
 pub mod openai;
 pub mod state;
@@ -261,6 +262,7 @@ pub async fn serve(
         }
     };
     wecom::callback::start(&state);
+    ldap::start_sync(&state);
     use axum::serve::ListenerExt;
     // A streamed answer is many small writes: with Nagle's algorithm each waits for the
     // client's delayed ACK (up to 40 ms), so turn it off.

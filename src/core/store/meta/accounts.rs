@@ -106,6 +106,12 @@ pub struct User {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wecom_user: Option<String>,
     pub created_at: i64,
+    /// The directory the account comes from (`ldap`), if it is not a local one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
+    /// Locked out because the directory disabled or removed the account.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 impl User {
@@ -171,7 +177,9 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 const USER_COLUMNS: &str = "u.id, u.name, u.role, u.wecom_user, u.created_at,
     COALESCE((SELECT group_concat(name, char(10)) FROM
         (SELECT g.name FROM user_groups ug JOIN groups g ON g.id = ug.group_id
-         WHERE ug.user_id = u.id ORDER BY g.name)), '')";
+         WHERE ug.user_id = u.id ORDER BY g.name)), ''),
+    (SELECT d.source FROM directory_accounts d WHERE d.user_id = u.id),
+    COALESCE((SELECT d.disabled_at IS NOT NULL FROM directory_accounts d WHERE d.user_id = u.id), 0)";
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     let groups: String = r.get(5)?;
@@ -186,6 +194,8 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
             .filter(|g| !g.is_empty())
             .map(str::to_string)
             .collect(),
+        directory: r.get(6)?,
+        disabled: r.get(7)?,
     })
 }
 
@@ -547,8 +557,11 @@ impl MetaStore {
     pub fn session(&self, id_hash: &str) -> Result<Option<Session>> {
         let found: Option<(UserId, String, i64)> = self.with(|c| {
             c.query_row(
-                "SELECT user_id, csrf, expires_at FROM sessions
-                 WHERE id_hash = ?1 AND expires_at > ?2",
+                &format!(
+                    "SELECT user_id, csrf, expires_at FROM sessions
+                     WHERE id_hash = ?1 AND expires_at > ?2 AND {}",
+                    super::directory::NOT_DISABLED.replace("{col}", "sessions.user_id")
+                ),
                 params![id_hash, now()],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
@@ -595,7 +608,11 @@ impl MetaStore {
         let user: Option<UserId> = self.with(|c| {
             let id = c
                 .query_row(
-                    "SELECT user_id FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL",
+                    &format!(
+                        "SELECT user_id FROM api_tokens
+                         WHERE token_hash = ?1 AND revoked_at IS NULL AND {}",
+                        super::directory::NOT_DISABLED.replace("{col}", "api_tokens.user_id")
+                    ),
                     [token_hash],
                     |r| r.get(0),
                 )

@@ -21,6 +21,7 @@ mod accounts;
 mod activity;
 mod audit;
 mod catalog;
+mod directory;
 mod edits;
 mod stats;
 mod uploads;
@@ -35,6 +36,7 @@ pub use activity::{
 };
 pub use audit::AuditEntry;
 pub use catalog::DocumentSummary;
+pub use directory::{DirectoryAccount, GroupChanges};
 pub use edits::{ChunkChange, ChunkEdit, ChunkState, EditReview, EditableChunk, IndexEntry};
 pub use uploads::{
     ClaimedFile, FileStatus, JobFile, JobFileCounts, JobKind, JobStatus, NewJobFile, QueueCounts,
@@ -269,6 +271,7 @@ impl MetaStore {
             SCHEMA,
             accounts::SCHEMA,
             audit::SCHEMA,
+            directory::SCHEMA,
             activity::SCHEMA,
             uploads::SCHEMA,
             wecom::SCHEMA,
