@@ -1,7 +1,10 @@
-//! Image documents read end to end through the real PP-OCRv5 engine (zhiku-ocr): the
-//! existing scan-page.jpg (page 1 of chromium-zh.pdf rasterised by pdftoppm) and a two-page
-//! TIFF (scripts/make-ocr-fixtures.py). Needs the models and onnxruntime from
-//! scripts/fetch-models.sh: skipped with a message without them, a failure when `CI` is set.
+//! Image documents read end to end through zhiku-ingest and the real PP-OCRv5 engine
+//! (zhiku-ocr), joined at ingest's OCR seam as the app joins them: the existing
+//! ingest/tests/fixtures/scan-page.jpg (page 1 of chromium-zh.pdf rasterised by pdftoppm) and
+//! a two-page TIFF (scripts/make-ocr-fixtures.py). Here, not in ingest/tests, because ingest
+//! and zhiku-ocr are both layer 0 and may not depend on each other (tests/layers.rs). Needs
+//! the models and onnxruntime from scripts/fetch-models.sh: skipped with a message without
+//! them, a failure when `CI` is set.
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -11,7 +14,7 @@ use zhiku_ingest::{ExtractError, Format, Ocr, OcrEngine, OcrError, OcrLine, OcrO
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
+            .join("ingest/tests/fixtures")
             .join(name),
     )
     .expect("fixture")
@@ -41,7 +44,7 @@ fn engine() -> Option<Arc<dyn Ocr>> {
     let r = ENGINE.get_or_init(|| {
         let root = std::env::var_os("ZHIKU_MODELS_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"));
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
         let paths = zhiku_ocr::OcrPaths {
             models_dir: root.join("ppocrv5"),
             onnxruntime: std::env::var_os("ORT_DYLIB_PATH")
