@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 out="${1:-target/bench-latest.md}"
 mkdir -p "$(dirname "$out")"
 : >"$out"
-for bench in retrieval ingest scale; do
+for bench in retrieval ingest scale corpus; do
   echo "== $bench" >&2
   cargo bench --bench "$bench" | tee -a "$out"
   echo >>"$out"

@@ -6,6 +6,10 @@ Real text rendering with Pillow and Noto Sans CJK SC (Debian fonts-noto-cjk):
   rotated_blurred.png the same page turned by 1.5 degrees and slightly blurred (a scan)
   flipped.png         one line turned by 180 degrees (read through the angle classifier)
   two_column.png      a title over two columns of text (reading order)
+and in ingest/tests/fixtures/:
+  scan-2pages.tif     a two-page TIFF (a scanned document): page 1 8-bit grey, page 2 bilevel
+                      (1-bit, like a fax or office scanner), deflate-compressed; the text of
+                      each page in scan-2pages.txt, pages separated by a form feed
 Usage: python3 scripts/make-ocr-fixtures.py   (needs: pip install pillow)
 """
 import os
@@ -52,8 +56,25 @@ def save(img, name, lines):
         fh.write("\n".join(lines) + "\n")
 
 
+INGEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ingest", "tests", "fixtures")
+TIFF_PAGES = [
+    ["第一页 报销流程", "出差结束后十个工作日内提交报销申请。", "Receipts must show the company name."],
+    ["第二页 审批权限", "五千元以上的报销须经财务总监审批。", "Approval takes three working days."],
+]
+
+
+def tiff():
+    one = page(TIFF_PAGES[0], width=1000, margin=50)
+    two = page(TIFF_PAGES[1], width=1000, margin=50).point(lambda v: 255 if v > 140 else 0).convert("1")
+    path = os.path.join(INGEST, "scan-2pages.tif")
+    one.save(path, save_all=True, append_images=[two], compression="tiff_deflate", dpi=(DPI, DPI))
+    with open(os.path.join(INGEST, "scan-2pages.txt"), "w", encoding="utf-8") as fh:
+        fh.write("\f".join("\n".join(p) + "\n" for p in TIFF_PAGES))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    tiff()
     clean = page(PAGE)
     save(clean, "clean", PAGE)
     scan = clean.rotate(1.5, resample=Image.BICUBIC, expand=True, fillcolor=255)

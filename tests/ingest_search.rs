@@ -78,7 +78,7 @@ fn incremental_sync_add_change_delete() {
     std::fs::write(docs.join("a.txt"), "报销须在返回后十个工作日内提交。").unwrap();
     std::fs::write(docs.join("sub/b.txt"), "年假原则上应在当年度内休完。").unwrap();
     std::fs::write(docs.join("c.md"), "# 打印\n打印机编号贴在机身右侧。").unwrap();
-    std::fs::write(docs.join("photo.jpg"), [0xff, 0xd8, 0xff]).unwrap();
+    std::fs::write(docs.join("photo.gif"), b"GIF89a").unwrap();
     let e = common::engine(&dir.path().join("data"), common::HashEmbedder::new());
 
     let r = ingest(&e, "kb", &docs, true);

@@ -141,29 +141,44 @@ impl Counter<'_> {
     }
 }
 
-/// Split a sentence longer than the limit: at commas and spaces first, then by characters.
+/// Soft boundaries inside a long sentence.
+const SENTENCE_SOFT: &str = "，、,：: ";
+/// Inside a long table row: only between cells, so every piece keeps `header: value` pairs.
+const ROW_SOFT: &str = "|";
+
+/// Split a sentence longer than the limit: at `soft` characters (commas and spaces for
+/// sentences, cell separators for table rows) first, then by characters.
 fn split_long(
     chars: &[char],
-    (s, e): (usize, usize),
+    (mut s, mut e): (usize, usize),
     budget: usize,
+    soft: &str,
     counter: &Counter<'_>,
     out: &mut Vec<(usize, usize, usize)>,
 ) {
+    while s < e && chars[s].is_whitespace() {
+        s += 1;
+    }
+    while e > s && chars[e - 1].is_whitespace() {
+        e -= 1;
+    }
+    if s >= e {
+        return;
+    }
     let tokens = counter.piece(&chars[s..e]);
     if tokens <= budget {
         out.push((s, e, tokens));
         return;
     }
-    // Soft boundaries inside the sentence.
-    let soft: Vec<usize> = (s + 1..e)
-        .filter(|&i| "，、,：: ".contains(chars[i - 1]))
+    let cuts: Vec<usize> = (s + 1..e)
+        .filter(|&i| soft.contains(chars[i - 1]))
         .collect();
-    if !soft.is_empty() {
+    if !cuts.is_empty() {
         let mid = (s + e) / 2;
-        let cut = *soft.iter().min_by_key(|&&i| i.abs_diff(mid)).unwrap();
+        let cut = *cuts.iter().min_by_key(|&&i| i.abs_diff(mid)).unwrap();
         if cut > s && cut < e {
-            split_long(chars, (s, cut), budget, counter, out);
-            split_long(chars, (cut, e), budget, counter, out);
+            split_long(chars, (s, cut), budget, soft, counter, out);
+            split_long(chars, (cut, e), budget, soft, counter, out);
             return;
         }
     }
@@ -186,6 +201,9 @@ fn split_long(
     }
 }
 
+/// A heading path and the section's blocks as (start, end, is a table row), in page chars.
+type Section = (Vec<String>, Vec<(usize, usize, bool)>);
+
 /// Chunk pages. `count_tokens` measures text in the embedding model's tokens (including any
 /// prefix and special tokens it adds; that fixed overhead is measured once).
 pub fn chunk_pages(
@@ -206,36 +224,39 @@ pub fn chunk_pages(
         // Sections: runs of blocks between headings. A heading starts a section and is its
         // first line.
         let mut offset = 0;
-        let mut sections: Vec<(Vec<String>, usize, usize)> = Vec::new();
+        let mut sections: Vec<Section> = Vec::new();
         for (bi, block) in page.blocks.iter().enumerate() {
             let len = block.text.chars().count();
+            let range = (offset, offset + len, block.table_row);
             if let Some(level) = block.heading_level {
                 path.retain(|(l, _)| *l < level);
                 path.push((level, block.text.trim().to_string()));
-                sections.push((
-                    path.iter().map(|(_, t)| t.clone()).collect(),
-                    offset,
-                    offset + len,
-                ));
+                sections.push((path.iter().map(|(_, t)| t.clone()).collect(), vec![range]));
             } else if bi == 0 || sections.is_empty() {
-                sections.push((
-                    path.iter().map(|(_, t)| t.clone()).collect(),
-                    offset,
-                    offset + len,
-                ));
+                sections.push((path.iter().map(|(_, t)| t.clone()).collect(), vec![range]));
             } else if let Some(last) = sections.last_mut() {
-                last.2 = offset + len;
+                last.1.push(range);
             }
             offset += len + 1;
         }
-        for (heading_path, s, e) in sections {
-            let sents: Vec<(usize, usize)> = sentences(&chars[s..e])
-                .into_iter()
-                .map(|(a, b)| (a + s, b + s))
-                .collect();
-            let mut pieces = Vec::with_capacity(sents.len());
-            for range in sents {
-                split_long(&chars, range, budget, &counter, &mut pieces);
+        for (heading_path, blocks) in sections {
+            let mut pieces = Vec::new();
+            for (s, e, row) in blocks {
+                if row {
+                    // A table row is one piece: never cut at a 。 inside a cell.
+                    split_long(&chars, (s, e), budget, ROW_SOFT, &counter, &mut pieces);
+                    continue;
+                }
+                for (a, b) in sentences(&chars[s..e]) {
+                    split_long(
+                        &chars,
+                        (a + s, b + s),
+                        budget,
+                        SENTENCE_SOFT,
+                        &counter,
+                        &mut pieces,
+                    );
+                }
             }
             pack(
                 &chars,
@@ -425,6 +446,40 @@ mod tests {
             vec!["第一章 总则", "第一节 范围"],
             "headings carry across pages"
         );
+    }
+
+    #[test]
+    fn a_table_row_is_never_cut_at_a_sentence_end_inside_a_cell() {
+        let count = |s: &str| s.chars().count();
+        let row = "项目: 住宿 | 说明: 须提供发票。超标部分自理。 | 上限: 650";
+        let mut blocks = vec![Block::heading(1, "标准")];
+        for _ in 0..6 {
+            blocks.push(Block::row(row));
+        }
+        let cfg = ChunkConfig {
+            max_tokens: 60,
+            overlap_tokens: 0,
+        };
+        let chunks = chunk_pages(&[page(1, blocks)], &cfg, &count);
+        assert!(chunks.len() >= 3);
+        for c in &chunks {
+            for line in c.text.lines().skip_while(|l| *l == "标准") {
+                assert_eq!(line, row, "a row was cut: {:?}", c.text);
+            }
+        }
+        // A row longer than the limit is cut only between cells.
+        let long = (0..12)
+            .map(|i| format!("列{i}: 值{i}"))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        let chunks = chunk_pages(&[page(1, vec![Block::row(long.clone())])], &cfg, &count);
+        assert!(chunks.len() >= 2);
+        for c in &chunks {
+            for cell in c.text.split(" | ") {
+                let cell = cell.trim_matches(|ch: char| ch == '|' || ch.is_whitespace());
+                assert!(cell.starts_with('列') && cell.contains(": 值"), "{cell:?}");
+            }
+        }
     }
 
     #[test]

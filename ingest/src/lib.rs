@@ -1,7 +1,9 @@
 //! zhiku-ingest: bytes in, clean chunks with provenance out.
 //!
 //! Steps: [`extract`] (PDF through PDFium with a lopdf/pdf_oxide fallback and an OCR seam for
-//! pages without a usable text layer, DOCX, XLSX/XLS/ODS, TXT in any common Chinese/English
+//! pages without a usable text layer, DOCX and PPTX (tables rendered row by row with their
+//! header), XLSX/XLS/ODS, images (PNG, JPEG, multi-page TIFF, BMP, WebP) through OCR,
+//! .doc/.ppt through LibreOffice when installed, TXT in any common Chinese/English
 //! encoding, Markdown, HTML; every PDF page passes [`extract::garble`])
 //! → [`clean`] (NFKC where safe, width and whitespace normalisation, control characters,
 //! repeated page headers/footers) → [`mask`] (personal data) → [`chunk`] (sentence-aware,
@@ -18,6 +20,7 @@ pub mod sniff;
 pub use chunk::{Chunk, ChunkConfig};
 pub use clean::CleanConfig;
 pub use extract::garble::{GarbleScore, KnownPieces, KnownPiecesScorer, Quality};
+pub use extract::legacy::OfficeOptions;
 pub use extract::ocr::{Ocr, OcrEngine, OcrError, OcrLine, OcrMode, OcrOptions};
 pub use extract::{Block, ExtractError, Extracted, Format, Page, PdfEngine, PdfOptions};
 pub use mask::MaskConfig;
@@ -32,6 +35,8 @@ pub struct Options {
     pub chunk: ChunkConfig,
     pub pdf: PdfOptions,
     pub ocr: OcrOptions,
+    /// `[ingest.office]`: LibreOffice for .doc/.ppt.
+    pub office: OfficeOptions,
 }
 
 /// The result of processing one file.
@@ -67,7 +72,27 @@ pub fn process(
     options: &Options,
     count_tokens: &dyn Fn(&str) -> usize,
 ) -> Result<Processed, ExtractError> {
-    let extracted = extract::extract_with(bytes, file_name, &options.pdf, &options.ocr)?;
+    let ext = file_name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let extracted = match extract::legacy::target(&ext) {
+        Some(to) => {
+            let converted = extract::legacy::convert(bytes, &ext, &options.office)?;
+            let mut x = extract::extract_with(
+                &converted,
+                &format!("converted.{to}"),
+                &options.pdf,
+                &options.ocr,
+            )?;
+            x.warnings.insert(
+                0,
+                format!("converted from .{ext} to .{to} with LibreOffice"),
+            );
+            x
+        }
+        None => extract::extract_with(bytes, file_name, &options.pdf, &options.ocr)?,
+    };
     let Extracted {
         format,
         title,

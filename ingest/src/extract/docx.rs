@@ -1,5 +1,8 @@
 //! DOCX: paragraphs of word/document.xml, headings from paragraph styles (English "heading N",
 //! Chinese "标题 N", or the style ids Word writes for them), title from docProps/core.xml.
+//! Tables stay in document order, each body row one block rendered with its header row
+//! (`城市类别: 一线城市 | 员工级别: 经理 | …`, merged cells resolved, see [`super::table`]);
+//! a table nested in a cell is flattened into that cell's text.
 
 use std::collections::HashMap;
 use std::io::{Cursor, Read};
@@ -7,6 +10,7 @@ use std::io::{Cursor, Read};
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
+use super::table::{self, Cell};
 use super::{Block, ExtractError, Extracted, Format, Page};
 
 /// Largest decompressed XML part read (a defence against zip bombs).
@@ -16,20 +20,26 @@ fn part(
     zip: &mut zip::ZipArchive<Cursor<&[u8]>>,
     name: &str,
 ) -> Result<Option<String>, ExtractError> {
+    zip_part(zip, name, ExtractError::Docx)
+}
+
+/// One XML part of an Office zip, `None` when absent; `err` makes the format's error.
+pub(super) fn zip_part(
+    zip: &mut zip::ZipArchive<Cursor<&[u8]>>,
+    name: &str,
+    err: fn(String) -> ExtractError,
+) -> Result<Option<String>, ExtractError> {
     let file = match zip.by_name(name) {
         Ok(f) => f,
         Err(zip::result::ZipError::FileNotFound) => return Ok(None),
-        Err(e) => return Err(ExtractError::Docx(format!("{name}: {e}"))),
+        Err(e) => return Err(err(format!("{name}: {e}"))),
     };
     let mut s = String::new();
     file.take(MAX_PART + 1)
         .read_to_string(&mut s)
-        .map_err(|e| ExtractError::Docx(format!("{name}: {e}")))?;
+        .map_err(|e| err(format!("{name}: {e}")))?;
     if s.len() as u64 > MAX_PART {
-        return Err(ExtractError::Docx(format!(
-            "{name} is larger than {} MB",
-            MAX_PART >> 20
-        )));
+        return Err(err(format!("{name} is larger than {} MB", MAX_PART >> 20)));
     }
     Ok(Some(s))
 }
@@ -73,7 +83,7 @@ fn heading_styles(xml: &str) -> HashMap<String, u8> {
     map
 }
 
-fn attr(e: &quick_xml::events::BytesStart<'_>, local: &[u8]) -> Option<String> {
+pub(super) fn attr(e: &quick_xml::events::BytesStart<'_>, local: &[u8]) -> Option<String> {
     e.attributes().flatten().find_map(|a| {
         (a.key.local_name().as_ref() == local)
             .then(|| a.unescape_value().ok().map(|v| v.into_owned()))
@@ -81,7 +91,7 @@ fn attr(e: &quick_xml::events::BytesStart<'_>, local: &[u8]) -> Option<String> {
     })
 }
 
-fn core_title(xml: &str) -> Option<String> {
+pub(super) fn core_title(xml: &str) -> Option<String> {
     let mut reader = Reader::from_str(xml);
     let mut inside = false;
     let mut out = String::new();
@@ -113,6 +123,8 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     let mut para = String::new();
     let mut level: Option<u8> = None;
     let mut in_text = false;
+    // Open tables, innermost last.
+    let mut tables: Vec<TableState> = Vec::new();
     loop {
         let ev = reader
             .read_event()
@@ -137,6 +149,28 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
                         .filter(|l| *l < 9)
                         .map(|l| l + 1);
                 }
+                b"tbl" => tables.push(TableState::default()),
+                b"tr" => {
+                    if let Some(t) = tables.last_mut() {
+                        t.row = Some(Vec::new());
+                    }
+                }
+                b"tc" => {
+                    if let Some(t) = tables.last_mut() {
+                        t.cell = Some(Cell::new(""));
+                    }
+                }
+                b"gridSpan" => {
+                    if let Some(c) = tables.last_mut().and_then(|t| t.cell.as_mut()) {
+                        c.span = attr(&e, b"val").and_then(|v| v.parse().ok()).unwrap_or(1);
+                    }
+                }
+                b"vMerge" => {
+                    if let Some(c) = tables.last_mut().and_then(|t| t.cell.as_mut()) {
+                        // No val (or "continue"): the cell continues the one above.
+                        c.merged_from_above = attr(&e, b"val").is_none_or(|v| v == "continue");
+                    }
+                }
                 b"t" => in_text = true,
                 b"tab" => para.push('\t'),
                 b"br" | b"cr" => para.push('\n'),
@@ -145,32 +179,56 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
             Event::Text(t) if in_text => {
                 para.push_str(&t.decode().map_err(|e| ExtractError::Docx(e.to_string()))?)
             }
-            Event::GeneralRef(r) if in_text => {
-                if let Ok(Some(c)) = r.resolve_char_ref() {
-                    para.push(c);
-                } else {
-                    let name = r.decode().unwrap_or_default();
-                    para.push_str(match name.as_ref() {
-                        "amp" => "&",
-                        "lt" => "<",
-                        "gt" => ">",
-                        "quot" => "\"",
-                        "apos" => "'",
-                        _ => "",
-                    });
-                }
-            }
+            Event::GeneralRef(r) if in_text => push_ref(&r, &mut para),
             Event::End(e) => match e.local_name().as_ref() {
                 b"t" => in_text = false,
                 b"p" => {
                     let text = para.trim();
-                    if !text.is_empty() {
+                    if let Some(c) = tables.last_mut().and_then(|t| t.cell.as_mut()) {
+                        if !text.is_empty() {
+                            if !c.text.is_empty() {
+                                c.text.push('\n');
+                            }
+                            c.text.push_str(text);
+                        }
+                    } else if !text.is_empty() {
                         blocks.push(match level {
                             Some(l) => Block::heading(l, text),
                             None => Block::para(text),
                         });
                     }
                     para.clear();
+                }
+                b"tc" => {
+                    if let Some(t) = tables.last_mut()
+                        && let Some(c) = t.cell.take()
+                    {
+                        t.row.get_or_insert_with(Vec::new).push(c);
+                    }
+                }
+                b"tr" => {
+                    if let Some(t) = tables.last_mut()
+                        && let Some(r) = t.row.take()
+                    {
+                        t.rows.push(r);
+                    }
+                }
+                b"tbl" => {
+                    if let Some(t) = tables.pop() {
+                        let lines = table::render(&t.rows);
+                        match tables.last_mut().and_then(|o| o.cell.as_mut()) {
+                            // A nested table: its lines become the outer cell's text.
+                            Some(outer) => {
+                                for l in lines {
+                                    if !outer.text.is_empty() {
+                                        outer.text.push('\n');
+                                    }
+                                    outer.text.push_str(&l);
+                                }
+                            }
+                            None => blocks.extend(lines.into_iter().map(Block::row)),
+                        }
+                    }
                 }
                 _ => {}
             },
@@ -191,6 +249,31 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         failed_pages: Vec::new(),
         ocr_pages: Vec::new(),
     })
+}
+
+/// An entity or character reference inside text (`&amp;`, `&#20013;`).
+pub(super) fn push_ref(r: &quick_xml::events::BytesRef<'_>, out: &mut String) {
+    if let Ok(Some(c)) = r.resolve_char_ref() {
+        out.push(c);
+    } else {
+        let name = r.decode().unwrap_or_default();
+        out.push_str(match name.as_ref() {
+            "amp" => "&",
+            "lt" => "<",
+            "gt" => ">",
+            "quot" => "\"",
+            "apos" => "'",
+            _ => "",
+        });
+    }
+}
+
+/// A table being read: finished rows, the open row and the open cell.
+#[derive(Default)]
+struct TableState {
+    rows: Vec<Vec<Cell>>,
+    row: Option<Vec<Cell>>,
+    cell: Option<Cell>,
 }
 
 #[cfg(test)]

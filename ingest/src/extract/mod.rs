@@ -3,11 +3,15 @@
 mod docx;
 pub mod garble;
 mod html;
+mod image;
+pub mod legacy;
 mod markdown;
 pub mod ocr;
 mod pdf;
 pub mod pdfium;
+mod pptx;
 mod sheet;
+mod table;
 pub mod text;
 
 use std::path::PathBuf;
@@ -27,6 +31,10 @@ pub enum Format {
     Html,
     /// XLSX, XLS, ODS.
     Sheet,
+    /// PowerPoint: one page per slide.
+    Pptx,
+    /// PNG, JPEG, TIFF (one page per frame), BMP, WebP, read by OCR.
+    Image,
 }
 
 impl Format {
@@ -40,6 +48,12 @@ impl Format {
             "md" | "markdown" => Self::Markdown,
             "html" | "htm" => Self::Html,
             "xlsx" | "xlsm" | "xls" | "ods" => Self::Sheet,
+            "pptx" => Self::Pptx,
+            "png" | "jpg" | "jpeg" | "tif" | "tiff" | "bmp" | "webp" => Self::Image,
+            // Legacy Office: converted with LibreOffice when it is installed (else a per-file
+            // error that says how), then read as what it was converted to.
+            "doc" => Self::Docx,
+            "ppt" => Self::Pptx,
             _ => return None,
         })
     }
@@ -52,6 +66,8 @@ impl Format {
             Self::Markdown => "markdown",
             Self::Html => "html",
             Self::Sheet => "sheet",
+            Self::Pptx => "pptx",
+            Self::Image => "image",
         }
     }
 }
@@ -59,14 +75,18 @@ impl Format {
 /// Extensions that [`Format::from_name`] recognises.
 pub const SUPPORTED_EXTENSIONS: &[&str] = &[
     "pdf", "docx", "txt", "text", "log", "csv", "md", "markdown", "html", "htm", "xlsx", "xlsm",
-    "xls", "ods",
+    "xls", "ods", "pptx", "png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp", "doc", "ppt",
 ];
 
-/// A block of text: a heading (level 1–9) or a paragraph.
+/// A block of text: a heading (level 1–9), a paragraph, or a table row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
     pub heading_level: Option<u8>,
     pub text: String,
+    /// A table or sheet row rendered with its header (`header: value | …`): the chunker
+    /// keeps it whole (never split at sentence ends inside a cell), so a row's facts and
+    /// their header meaning stay in one chunk.
+    pub table_row: bool,
 }
 
 impl Block {
@@ -74,12 +94,21 @@ impl Block {
         Self {
             heading_level: None,
             text: text.into(),
+            table_row: false,
         }
     }
     pub fn heading(level: u8, text: impl Into<String>) -> Self {
         Self {
             heading_level: Some(level.clamp(1, 9)),
             text: text.into(),
+            table_row: false,
+        }
+    }
+    pub fn row(text: impl Into<String>) -> Self {
+        Self {
+            heading_level: None,
+            text: text.into(),
+            table_row: true,
         }
     }
 }
@@ -135,13 +164,26 @@ pub struct PdfOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
     #[error(
-        "unsupported format `{extension}` (supported: pdf, docx, txt, md, html, xlsx, xls, ods)"
+        "unsupported format `{extension}` (supported: pdf, docx, pptx, txt, md, html, xlsx, xls, ods, png, jpg, tiff, bmp, webp; doc and ppt with LibreOffice)"
     )]
     Unsupported { extension: String },
     #[error(
-        "legacy Office format `.{extension}`: convert it first, e.g. `soffice --headless --convert-to {to} FILE`, and ingest the .{to}"
+        "legacy Office format `.{extension}`: save it as .{to} and ingest that, or install LibreOffice (Debian: apt-get install libreoffice-writer-nogui libreoffice-impress-nogui): zhiku converts .doc/.ppt with `soffice --headless --convert-to {to}` when `soffice` is on PATH{why}"
     )]
-    Legacy { extension: String, to: &'static str },
+    Legacy {
+        extension: String,
+        to: &'static str,
+        /// Why a conversion that was tried failed ("" when soffice is not installed).
+        why: String,
+    },
+    #[error("corrupt or unreadable presentation: {0}")]
+    Pptx(String),
+    #[error("unreadable image: {0}")]
+    Image(String),
+    #[error(
+        "image files are read by OCR, and {0}; run scripts/fetch-models.sh (it fetches the PP-OCRv5 models and onnxruntime) and keep [ingest.ocr] mode = \"auto\""
+    )]
+    NoOcr(String),
     #[error("corrupt or unreadable spreadsheet: {0}")]
     Sheet(String),
     #[error("empty file")]
@@ -184,13 +226,9 @@ pub fn extract_with(
         .rsplit_once('.')
         .map(|(_, e)| e.to_ascii_lowercase())
         .unwrap_or_default();
-    let legacy = match ext.as_str() {
-        "doc" => Some("docx"),
-        "ppt" => Some("pptx"),
-        _ => None,
-    };
-    if let Some(to) = legacy {
-        return Err(ExtractError::Legacy { extension: ext, to });
+    if let Some(to) = legacy::target(&ext) {
+        // Without conversion options: the error that says how to convert.
+        return Err(legacy::not_converted(&ext, to, String::new()));
     }
     let format = Format::from_name(file_name).ok_or_else(|| ExtractError::Unsupported {
         extension: file_name
@@ -209,6 +247,8 @@ pub fn extract_with(
             Format::Markdown => markdown::extract(bytes),
             Format::Html => html::extract(bytes),
             Format::Sheet => sheet::extract(bytes),
+            Format::Pptx => pptx::extract(bytes),
+            Format::Image => image::extract(bytes, ocr_options),
         }
     };
     // Third-party parsers meet hostile input: a panic becomes this file's error.

@@ -76,17 +76,61 @@ impl Default for OcrOptions {
     }
 }
 
-/// Join lines into page text; returns (text, low-confidence line count).
+/// Join lines into page text; returns (text, low-confidence line count). Consecutive lines
+/// on one row (a table row's cells, read left to right) join into one line with two spaces
+/// between cells, as the PDF text layer is rebuilt, so a row stays together.
 pub(crate) fn page_text(lines: &[OcrLine], min_confidence: f32) -> (String, usize) {
     let low = lines
         .iter()
         .filter(|l| l.confidence < min_confidence)
         .count();
-    let text = lines
-        .iter()
-        .map(|l| l.text.trim())
-        .filter(|t| !t.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let mut text = String::new();
+    let mut prev: Option<&OcrLine> = None;
+    for l in lines {
+        let t = l.text.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if let Some(p) = prev {
+            text.push_str(if same_row(p, l) { "  " } else { "\n" });
+        }
+        text.push_str(t);
+        prev = Some(l);
+    }
     (text, low)
+}
+
+/// `b` continues `a`'s row: it starts right of `a` and their heights overlap by more than half.
+fn same_row(a: &OcrLine, b: &OcrLine) -> bool {
+    let overlap = a.bbox[3].min(b.bbox[3]) - a.bbox[1].max(b.bbox[1]);
+    b.bbox[0] >= a.bbox[2] - 1.0
+        && overlap > 0.5 * (a.bbox[3] - a.bbox[1]).min(b.bbox[3] - b.bbox[1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str, bbox: [f32; 4], confidence: f32) -> OcrLine {
+        OcrLine {
+            text: text.into(),
+            bbox,
+            confidence,
+        }
+    }
+
+    #[test]
+    fn row_cells_join_and_lines_below_break() {
+        let lines = [
+            line("一线城市", [10.0, 40.0, 60.0, 50.0], 0.99),
+            line("经理", [80.0, 41.0, 120.0, 51.0], 0.95),
+            line("800", [140.0, 40.0, 170.0, 50.0], 0.5),
+            line(" ", [10.0, 50.0, 20.0, 55.0], 0.1),
+            line("第四条", [10.0, 60.0, 60.0, 70.0], 0.99),
+        ];
+        assert_eq!(
+            page_text(&lines, 0.8),
+            ("一线城市  经理  800\n第四条".to_string(), 2)
+        );
+    }
 }

@@ -63,7 +63,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
             }
         }
         // One row per paragraph: the chunker packs whole rows and never splits one.
-        blocks.extend(lines.into_iter().map(Block::para));
+        blocks.extend(lines.into_iter().map(Block::row));
         pages.push(Page {
             number: i as u32 + 1,
             blocks,
