@@ -23,7 +23,7 @@ use tracing::{info, info_span, warn};
 
 use crate::engine::{Engine, EngineError};
 use crate::store::keyword::KeywordDoc;
-use crate::store::meta::{JobCounts, NewDocument};
+use crate::store::meta::{JobCounts, NewDocument, PageReading};
 use crate::store::vector::VectorPoint;
 use crate::store::{DocId, KbId};
 
@@ -98,8 +98,23 @@ pub struct IngestReport {
     pub failures: Vec<(String, String)>,
     /// (source, warning) for problems that did not stop a file (e.g. a garbled page).
     pub warnings: Vec<(String, String)>,
+    /// How the pages of each added or changed document were read.
+    pub documents: Vec<DocumentPages>,
+    /// Why OCR could not run, when some document has failed pages and OCR is on but its
+    /// models or onnxruntime are missing (the pages that needed it are in `failed_pages`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ocr_unavailable: Option<String>,
     /// Files in a walked folder whose format is not supported (not counted as failures).
     pub unsupported: Vec<String>,
+}
+
+/// One document's pages, as the job read them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocumentPages {
+    pub source: String,
+    pub pages: u32,
+    #[serde(flatten)]
+    pub reading: PageReading,
 }
 
 /// Options of one job.
@@ -109,15 +124,22 @@ pub struct IngestOptions {
     pub sync: bool,
 }
 
-/// Extensions the ingest crate reads.
-pub const SUPPORTED: &[&str] = &[
-    "pdf", "docx", "txt", "text", "log", "csv", "md", "markdown", "html", "htm",
-];
+/// Extensions a job takes: the ingest crate's list (the only one), plus `zip`: archives are
+/// unpacked ([`crate::unpack`], the code uploads use) and their files ingested.
+pub fn supported_extensions() -> impl Iterator<Item = &'static str> {
+    zhiku_ingest::extract::SUPPORTED_EXTENSIONS
+        .iter()
+        .copied()
+        .chain(std::iter::once("zip"))
+}
 
 fn supported(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .map(|e| SUPPORTED.contains(&e.to_ascii_lowercase().as_str()))
+        .map(|e| {
+            let e = e.to_ascii_lowercase();
+            supported_extensions().any(|s| s == e)
+        })
         .unwrap_or(false)
 }
 
@@ -217,12 +239,23 @@ pub fn ingest_paths(
         r.dedup();
         r
     };
-    let items = files.into_iter().map(|(_, path)| {
+    let staging = Staging::new(engine.data_dir());
+    let mut items = Vec::with_capacity(files.len());
+    for (i, (_, path)) in files.into_iter().enumerate() {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Item {
+        if crate::unpack::is_zip(&name) {
+            let dir = staging.folder(i).map_err(|source| IndexError::Walk {
+                path: staging.root.display().to_string(),
+                source,
+            })?;
+            let limits = crate::unpack::Limits::from_config(&engine.config.server);
+            items.extend(zip_items(&path, &name, &dir, &limits, &mut report)?);
+            continue;
+        }
+        items.push(Item {
             source: path.display().to_string(),
             title: path
                 .file_stem()
@@ -230,14 +263,13 @@ pub fn ingest_paths(
                 .unwrap_or_default(),
             file_name: name,
             data: ItemData::Path(path),
-        }
-    });
+        });
+    }
     let label = paths
         .iter()
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let items: Vec<Item> = items.collect();
     run_job(
         engine,
         kb,
@@ -266,6 +298,111 @@ pub fn ingest_paths(
             Ok(())
         },
     )
+}
+
+/// Where a job unpacks its zips (`<data_dir>/unpack/cli-<pid>-<n>`), removed when the job is
+/// done, however it ends.
+struct Staging {
+    root: PathBuf,
+}
+
+impl Staging {
+    fn new(data_dir: &Path) -> Self {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self {
+            root: data_dir
+                .join("unpack")
+                .join(format!("cli-{}-{n}", std::process::id())),
+        }
+    }
+
+    /// An empty folder for the `i`th file's zip.
+    fn folder(&self, i: usize) -> std::io::Result<PathBuf> {
+        let dir = self.root.join(i.to_string());
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.root.exists()
+            && let Err(e) = std::fs::remove_dir_all(&self.root)
+        {
+            warn!(path = %self.root.display(), error = %e, "cannot remove unpacked files");
+        }
+    }
+}
+
+/// A zip's files as items (sources `<zip path>/<path in the zip>`), unpacked into `dir` with
+/// the uploads' checks. A zip that is an attack (a path climbing out, a bomb, too many
+/// files) fails alone; an entry that is merely wrong fails alone, and one of an unsupported
+/// type is skipped as in a folder.
+fn zip_items(
+    zip: &Path,
+    name: &str,
+    dir: &Path,
+    limits: &crate::unpack::Limits,
+    report: &mut IngestReport,
+) -> Result<Vec<Item>> {
+    use crate::unpack::{Part, UnpackError, Verdict, check_parts};
+    let part = Part {
+        name: name.to_string(),
+        path: zip.to_path_buf(),
+    };
+    let checked = match check_parts(vec![part], dir, limits) {
+        Ok(c) => c,
+        Err(UnpackError::Io(source)) => {
+            return Err(IndexError::Walk {
+                path: zip.display().to_string(),
+                source,
+            });
+        }
+        Err(e) => {
+            warn!(zip = %zip.display(), why = %e, "zip not ingested");
+            report
+                .failures
+                .push((zip.display().to_string(), e.to_string()));
+            report.counts.failed += 1;
+            return Ok(Vec::new());
+        }
+    };
+    let mut items = Vec::new();
+    for c in checked {
+        let source = if c.name == name {
+            zip.display().to_string()
+        } else {
+            zip.join(&c.name).display().to_string()
+        };
+        match c.verdict {
+            Verdict::Accepted { staged, .. } => {
+                let file = c.name.rsplit('/').next().unwrap_or(&c.name).to_string();
+                let title = file
+                    .rsplit_once('.')
+                    .map(|(stem, _)| stem.to_string())
+                    .unwrap_or_else(|| file.clone());
+                items.push(Item {
+                    source,
+                    title,
+                    file_name: file,
+                    data: ItemData::Path(staged),
+                });
+            }
+            Verdict::Refused {
+                wrong_type: true, ..
+            } if zhiku_ingest::sniff::format_of(&c.name).is_err()
+                && !crate::unpack::is_zip(&c.name) =>
+            {
+                report.unsupported.push(source)
+            }
+            Verdict::Refused { message, .. } => {
+                report.failures.push((source, message));
+                report.counts.failed += 1;
+            }
+        }
+    }
+    Ok(items)
 }
 
 /// Ingest every paragraph of a SQuAD-layout file (CMRC 2018) as one document whose source is
@@ -310,6 +447,8 @@ pub enum FileOutcome {
         doc: DocId,
         chunks: usize,
         warnings: Vec<String>,
+        pages: u32,
+        reading: PageReading,
     },
     /// A new version of the document with the same source, which it replaced.
     Changed {
@@ -317,6 +456,8 @@ pub enum FileOutcome {
         replaced: DocId,
         chunks: usize,
         warnings: Vec<String>,
+        pages: u32,
+        reading: PageReading,
     },
     /// The same content as the document already indexed under this source.
     Unchanged { doc: DocId },
@@ -427,6 +568,8 @@ pub struct Batch {
     chunks: usize,
     /// Content hash → source of the files waiting (duplicates within the batch).
     hashes: HashMap<String, String>,
+    /// The ingest crate's options, OCR engine and known-piece scorer set.
+    options: zhiku_ingest::Options,
 }
 
 impl Batch {
@@ -439,6 +582,7 @@ impl Batch {
             ready: Vec::new(),
             chunks: 0,
             hashes: HashMap::new(),
+            options: engine.ingest_options()?,
         })
     }
 
@@ -449,7 +593,16 @@ impl Batch {
     pub fn add(&mut self, engine: &Engine, item: Item, force: bool) -> Result<Option<FileOutcome>> {
         let embedder = self.embedder.clone();
         let count_tokens = |t: &str| embedder.count_tokens(t);
-        match prepare(engine, self.kb, item, force, &count_tokens, &self.hashes)? {
+        let options = &self.options;
+        match prepare(
+            engine,
+            self.kb,
+            item,
+            force,
+            options,
+            &count_tokens,
+            &self.hashes,
+        )? {
             Prep::Settled(outcome) => Ok(Some(outcome)),
             Prep::Ready(p) => {
                 self.hashes.insert(p.hash.clone(), p.item.source.clone());
@@ -488,6 +641,7 @@ fn prepare(
     kb: KbId,
     item: Item,
     force: bool,
+    options: &zhiku_ingest::Options,
     count_tokens: &dyn Fn(&str) -> usize,
     pending: &HashMap<String, String>,
 ) -> Result<Prep> {
@@ -523,8 +677,7 @@ fn prepare(
             }));
         }
     }
-    let processed =
-        zhiku_ingest::process(&bytes, &item.file_name, &engine.config.ingest, count_tokens);
+    let processed = zhiku_ingest::process(&bytes, &item.file_name, options, count_tokens);
     let processed = match processed {
         Ok(p) => p,
         Err(e) => return failed(e.to_string()),
@@ -564,11 +717,27 @@ fn record(
     };
     match outcome {
         FileOutcome::Added {
-            chunks, warnings, ..
+            chunks,
+            warnings,
+            pages,
+            reading,
+            ..
         }
         | FileOutcome::Changed {
-            chunks, warnings, ..
+            chunks,
+            warnings,
+            pages,
+            reading,
+            ..
         } => {
+            if !reading.failed_pages.is_empty() && report.ocr_unavailable.is_none() {
+                report.ocr_unavailable = engine.ocr_unavailable();
+            }
+            report.documents.push(DocumentPages {
+                source: source.to_string(),
+                pages: *pages,
+                reading: reading.clone(),
+            });
             let added = matches!(outcome, FileOutcome::Added { .. });
             if added {
                 report.counts.added += 1;
@@ -611,6 +780,7 @@ fn write_batch(
     let mut written = Vec::with_capacity(batch.len());
     for p in &batch {
         let pages = p.processed.pages as u32;
+        let reading = PageReading::of(&p.processed);
         let (doc, ids) = engine.meta.insert_document(&NewDocument {
             kb,
             source: &p.item.source,
@@ -621,6 +791,7 @@ fn write_batch(
             pages,
             warnings: &p.processed.warnings,
             masked: p.processed.masked as u64,
+            reading: &reading,
             chunks: &p.processed.chunks,
         })?;
         written.push((doc, ids));
@@ -693,6 +864,8 @@ fn write_batch(
                 return (p.item.source, FileOutcome::Failed { reason });
             }
             let chunks = p.processed.chunks.len();
+            let pages = p.processed.pages as u32;
+            let reading = PageReading::of(&p.processed);
             let warnings = p.processed.warnings;
             let outcome = match p.replaces {
                 Some(replaced) => FileOutcome::Changed {
@@ -700,11 +873,15 @@ fn write_batch(
                     replaced,
                     chunks,
                     warnings,
+                    pages,
+                    reading,
                 },
                 None => FileOutcome::Added {
                     doc,
                     chunks,
                     warnings,
+                    pages,
+                    reading,
                 },
             };
             (p.item.source, outcome)

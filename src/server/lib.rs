@@ -19,7 +19,6 @@ pub mod kbs;
 pub mod metrics;
 pub mod openai;
 pub mod state;
-pub mod unpack;
 pub mod uploads;
 pub mod web;
 pub mod wecom;
