@@ -115,6 +115,12 @@ impl Default for EmbedConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
+    /// Wall-clock limit on one file's extraction (text, OCR, chunking), seconds; past it the
+    /// file fails with a clear message and the job or upload queue goes on. Default 0: no
+    /// limit. The abandoned extraction keeps running, and while it holds PDFium (a PDF's OCR
+    /// runs under PDFium's process-wide lock) later PDFs wait for it and time out too; see
+    /// README "Configuration".
+    pub file_timeout_secs: u64,
     pub clean: zhiku_ingest::CleanConfig,
     pub mask: zhiku_ingest::MaskConfig,
     pub chunk: zhiku_ingest::ChunkConfig,

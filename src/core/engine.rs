@@ -83,6 +83,12 @@ impl Engine {
         self
     }
 
+    /// Use these ingest options instead of the configured ones, OCR engine included (tests).
+    pub fn with_ingest_options(self, options: zhiku_ingest::Options) -> Self {
+        let _ = self.ingest.set(options);
+        self
+    }
+
     /// The embedder, loaded on first use.
     pub fn embedder(&self) -> Result<Arc<dyn Embedder>> {
         if let Some(e) = self.embedder.get() {

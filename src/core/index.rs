@@ -591,16 +591,14 @@ impl Batch {
     /// (re-indexing after a change of extractor or settings). Add no two files with the
     /// same source to one batch (see [`Batch::waits_for`]).
     pub fn add(&mut self, engine: &Engine, item: Item, force: bool) -> Result<Option<FileOutcome>> {
-        let embedder = self.embedder.clone();
-        let count_tokens = |t: &str| embedder.count_tokens(t);
-        let options = &self.options;
+        let (options, embedder) = (&self.options, &self.embedder);
         match prepare(
             engine,
             self.kb,
             item,
             force,
             options,
-            &count_tokens,
+            embedder,
             &self.hashes,
         )? {
             Prep::Settled(outcome) => Ok(Some(outcome)),
@@ -642,7 +640,7 @@ fn prepare(
     item: Item,
     force: bool,
     options: &zhiku_ingest::Options,
-    count_tokens: &dyn Fn(&str) -> usize,
+    embedder: &std::sync::Arc<dyn crate::embed::Embedder>,
     pending: &HashMap<String, String>,
 ) -> Result<Prep> {
     let failed = |reason: String| Ok(Prep::Settled(FileOutcome::Failed { reason }));
@@ -677,10 +675,12 @@ fn prepare(
             }));
         }
     }
-    let processed = zhiku_ingest::process(&bytes, &item.file_name, options, count_tokens);
+    let size = bytes.len() as u64;
+    let limit = engine.config.ingest.file_timeout_secs;
+    let processed = process_limited(bytes, &item.file_name, options, embedder, limit);
     let processed = match processed {
         Ok(p) => p,
-        Err(e) => return failed(e.to_string()),
+        Err(e) => return failed(e),
     };
     if processed.chunks.is_empty() {
         return failed(if processed.warnings.is_empty() {
@@ -697,11 +697,58 @@ fn prepare(
             .unwrap_or_else(|| item.title.clone()),
         format: format!("{:?}", processed.format).to_lowercase(),
         hash,
-        size: bytes.len() as u64,
+        size,
         processed,
         replaces: existing.map(|d| d.id),
         item,
     })))
+}
+
+/// Run the ingest crate on one file. With `[ingest] file_timeout_secs` (not 0) it runs on a
+/// thread of its own and the file fails once the limit has passed, so one pathological file
+/// cannot stall the job or the upload queue. What this guarantees, and what not: the job goes
+/// on at once; the runaway extraction cannot be stopped from outside (Rust has no way to
+/// kill a thread), so it keeps its CPU and memory until it ends by itself or zhiku stops,
+/// and a native crash in PDFium or onnxruntime still ends the whole process (only a child
+/// process would contain that). A panic fails the file alone.
+fn process_limited(
+    bytes: Vec<u8>,
+    file_name: &str,
+    options: &zhiku_ingest::Options,
+    embedder: &std::sync::Arc<dyn crate::embed::Embedder>,
+    limit_secs: u64,
+) -> std::result::Result<zhiku_ingest::Processed, String> {
+    if limit_secs == 0 {
+        let count = |t: &str| embedder.count_tokens(t);
+        return zhiku_ingest::process(&bytes, file_name, options, &count)
+            .map_err(|e| e.to_string());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (name, options, embedder) = (file_name.to_string(), options.clone(), embedder.clone());
+    std::thread::Builder::new()
+        .name("extract".into())
+        .spawn(move || {
+            let count = |t: &str| embedder.count_tokens(t);
+            let _ = tx.send(zhiku_ingest::process(&bytes, &name, &options, &count));
+        })
+        .map_err(|e| format!("cannot start the extractor: {e}"))?;
+    match rx.recv_timeout(std::time::Duration::from_secs(limit_secs)) {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            warn!(
+                file = file_name,
+                limit_secs, "extraction ran past [ingest] file_timeout_secs; file skipped"
+            );
+            Err(format!(
+                "extraction took longer than {limit_secs} s ([ingest] file_timeout_secs), the \
+                 file was skipped; its extractor may keep running in the background until it \
+                 finishes"
+            ))
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err("the extractor crashed on this file; the file was skipped".into())
+        }
+    }
 }
 
 /// Count one file's outcome in the CLI job's report and its `job_files` row.
