@@ -317,3 +317,88 @@ fn deleting_a_knowledge_base_mid_ingest_leaves_no_orphans() {
     assert_eq!(common::store_counts(&e), (0, 0, 0));
     assert!(e.meta.kb_id("doomed").unwrap().is_none());
 }
+
+fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let o = zip::write::SimpleFileOptions::default();
+        for (name, data) in entries {
+            z.start_file(*name, o).unwrap();
+            z.write_all(data).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    buf.into_inner()
+}
+
+/// `zhiku ingest` takes zips as uploads do: unpacked with the same checks, each entry its own
+/// document named after the zip, an unsupported entry skipped, a wrong one failed alone, a
+/// zip bomb failed alone while the rest goes in; nothing unpacked is left behind, and a
+/// second run finds the entries unchanged.
+#[test]
+fn zips_are_ingested_like_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("a.txt"), "报销须在返回后十个工作日内提交。").unwrap();
+    std::fs::write(
+        docs.join("制度.zip"),
+        zip_of(&[
+            (
+                "政策/年假.txt",
+                "员工入职满一年后享有带薪年假五天。".as_bytes(),
+            ),
+            ("政策/", b""),
+            ("__MACOSX/政策/._年假.txt", b"\0\0junk"),
+            ("photo.png", b"\x89PNG\r\n\x1a\n"),
+            ("setup.pdf", b"MZ\x90\0program"),
+        ]),
+    )
+    .unwrap();
+    std::fs::write(
+        docs.join("bomb.zip"),
+        zip_of(&[("zeros.txt", &vec![b'0'; 3 << 20])]),
+    )
+    .unwrap();
+    let e = common::engine(&dir.path().join("data"), common::HashEmbedder::new());
+    let r = ingest(&e, "kb", &docs, true);
+    assert_eq!(r.counts.added, 2, "{r:?}");
+    assert_eq!(r.counts.failed, 2, "{r:?}");
+    let zip = docs.canonicalize().unwrap().join("制度.zip");
+    let failed: Vec<&str> = r.failures.iter().map(|(s, _)| s.as_str()).collect();
+    assert!(failed.iter().any(|s| s.ends_with("bomb.zip")), "{failed:?}");
+    let pdf = zip.join("setup.pdf").display().to_string();
+    assert!(failed.contains(&pdf.as_str()), "{failed:?}");
+    assert!(
+        r.failures
+            .iter()
+            .any(|(s, why)| s.ends_with("bomb.zip") && why.contains("zip bomb")),
+        "{:?}",
+        r.failures
+    );
+    let png = zip.join("photo.png").display().to_string();
+    assert_eq!(r.unsupported, [png], "{r:?}");
+    let hit = top_doc(&e, "带薪年假几天", "kb").unwrap();
+    assert_eq!(
+        hit.document,
+        zip.join("政策/年假.txt").display().to_string()
+    );
+    assert_eq!(hit.title, "年假");
+    let unpack = dir.path().join("data/unpack");
+    let left: Vec<_> = std::fs::read_dir(&unpack)
+        .map(|d| d.collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let again = ingest(&e, "kb", &docs, true);
+    assert_eq!(
+        (
+            again.counts.unchanged,
+            again.counts.removed,
+            again.counts.added
+        ),
+        (2, 0, 0),
+        "{again:?}"
+    );
+}

@@ -237,6 +237,12 @@ fn a_folder_and_a_zip_are_ingested_listed_searched_and_downloaded() {
     assert_eq!(pdf["size"], travel.len());
     assert!(pdf["chunks"].as_u64().unwrap() > 0);
     assert!(pdf["warnings"].is_array() && pdf["created_at"].is_i64());
+    // How its pages were read: both from the text layer.
+    assert_eq!(
+        (&pdf["text_pages"], &pdf["ocr_pages"], &pdf["failed_pages"]),
+        (&json!(2), &json!([]), &json!([])),
+        "{pdf}"
+    );
     let q = |text: &str| documents(&alice, "hr", &format!("?q={}", pct(text)))["total"].clone();
     assert_eq!(q("休假"), 1);
     assert_eq!(q("资料/IT"), 2);
@@ -823,6 +829,7 @@ fn an_interrupted_queue_finishes_after_a_restart_without_duplicates() {
         pages: 1,
         warnings: &[],
         masked: 0,
+        reading: &Default::default(),
         chunks: &[chunk],
     })
     .unwrap();

@@ -84,11 +84,33 @@ fn print_report(kb: &str, r: &index::IngestReport) {
     for (src, w) in &r.warnings {
         println!("  warning: {src}: {w}");
     }
+    let sum = |f: fn(&index::DocumentPages) -> usize| r.documents.iter().map(f).sum::<usize>();
+    let (text, ocr, failed) = (
+        sum(|d| d.reading.text_pages as usize),
+        sum(|d| d.reading.ocr_pages.len()),
+        sum(|d| d.reading.failed_pages.len()),
+    );
+    if !r.documents.is_empty() {
+        println!("  pages: {text} from the text layer, {ocr} by OCR, {failed} failed");
+    }
+    for d in &r.documents {
+        if !d.reading.ocr_pages.is_empty() || !d.reading.failed_pages.is_empty() {
+            println!(
+                "  pages of {}: {} of {}",
+                d.source,
+                d.reading.describe(),
+                d.pages
+            );
+        }
+    }
+    if let Some(why) = &r.ocr_unavailable {
+        println!("  OCR did not run: {why}");
+    }
     if !r.unsupported.is_empty() {
         println!(
             "  skipped {} files of unsupported formats (supported: {})",
             r.unsupported.len(),
-            index::SUPPORTED.join(", ")
+            index::supported_extensions().collect::<Vec<_>>().join(", ")
         );
     }
 }

@@ -36,7 +36,7 @@ pub struct Config {
     pub embed: EmbedConfig,
     pub vector: VectorConfig,
     pub keyword: KeywordConfig,
-    pub ingest: zhiku_ingest::Options,
+    pub ingest: IngestConfig,
     pub retrieve: RetrieveConfig,
     pub generate: GenerateConfig,
     pub rag: RagConfig,
@@ -52,7 +52,7 @@ impl Default for Config {
             embed: EmbedConfig::default(),
             vector: VectorConfig::default(),
             keyword: KeywordConfig::default(),
-            ingest: zhiku_ingest::Options::default(),
+            ingest: IngestConfig::default(),
             retrieve: RetrieveConfig::default(),
             generate: GenerateConfig::default(),
             rag: RagConfig::default(),
@@ -107,6 +107,81 @@ impl Default for EmbedConfig {
             passage_prefix: None,
             onnxruntime: None,
             precision: crate::embed::Precision::Auto,
+        }
+    }
+}
+
+/// `[ingest]`: how files become chunks. The sections are the ingest crate's own options
+/// (`clean`, `mask`, `chunk`, `pdf`), and `[ingest.ocr]` adds where the OCR engine is;
+/// [`IngestConfig::options`] is what the ingest crate gets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Wall-clock limit on one file's extraction (text, OCR, chunking), seconds; past it the
+    /// file fails with a clear message and the job or upload queue goes on. Default 0: no
+    /// limit. The abandoned extraction keeps running, and while it holds PDFium (a PDF's OCR
+    /// runs under PDFium's process-wide lock) later PDFs wait for it and time out too; see
+    /// README "Configuration".
+    pub file_timeout_secs: u64,
+    pub clean: zhiku_ingest::CleanConfig,
+    pub mask: zhiku_ingest::MaskConfig,
+    pub chunk: zhiku_ingest::ChunkConfig,
+    pub pdf: zhiku_ingest::PdfOptions,
+    pub ocr: OcrConfig,
+    /// `[ingest.office]`: LibreOffice (`soffice`) converts legacy .doc/.ppt.
+    pub office: zhiku_ingest::OfficeOptions,
+}
+
+/// `[ingest.ocr]`: OCR of pages without a usable text layer (PP-OCRv5 on onnxruntime; the
+/// library is `[embed] onnxruntime`'s).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OcrConfig {
+    /// `auto` (default: pages with no text layer or a failed garble check), `always` (every
+    /// page; its text layer is not indexed) or `off`.
+    pub mode: zhiku_ingest::OcrMode,
+    /// Resolution PDF pages are rendered at for OCR. Default 200 (10.5 pt body text ~29 px
+    /// high; PP-OCR wants at least ~20 px).
+    pub dpi: u32,
+    /// Lines recognised below this confidence (0–1) are kept and counted in a warning.
+    /// Default 0.8.
+    pub min_confidence: f32,
+    /// The PP-OCRv5 models folder (`det/det.onnx`, `cls/cls.onnx`, `rec/rec.onnx`,
+    /// `ppocrv5_dict.txt`). Default `models/ppocrv5` (written by `scripts/fetch-models.sh`).
+    pub models: PathBuf,
+    /// onnxruntime threads per OCR model; 0 (default) lets onnxruntime use every core.
+    pub threads: usize,
+}
+
+impl Default for OcrConfig {
+    fn default() -> Self {
+        let o = zhiku_ingest::OcrOptions::default();
+        Self {
+            mode: o.mode,
+            dpi: o.dpi,
+            min_confidence: o.min_confidence,
+            models: PathBuf::from("models/ppocrv5"),
+            threads: 0,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// The ingest crate's options (without the OCR engine and the known-piece scorer, which
+    /// the engine sets: [`crate::engine::Engine::ingest_options`]).
+    pub fn options(&self) -> zhiku_ingest::Options {
+        zhiku_ingest::Options {
+            clean: self.clean.clone(),
+            mask: self.mask.clone(),
+            chunk: self.chunk.clone(),
+            pdf: self.pdf.clone(),
+            ocr: zhiku_ingest::OcrOptions {
+                mode: self.ocr.mode,
+                dpi: self.ocr.dpi,
+                min_confidence: self.ocr.min_confidence,
+                engine: Default::default(),
+            },
+            office: self.office.clone(),
         }
     }
 }
@@ -966,6 +1041,19 @@ impl Config {
                 c.max_tokens, c.overlap_tokens
             )));
         }
+        let o = &self.ingest.ocr;
+        if !(72..=600).contains(&o.dpi) {
+            return Err(ConfigError::Invalid(format!(
+                "ingest.ocr.dpi must be between 72 and 600, got {}",
+                o.dpi
+            )));
+        }
+        if !(0.0..=1.0).contains(&o.min_confidence) {
+            return Err(ConfigError::Invalid(format!(
+                "ingest.ocr.min_confidence must be between 0 and 1, got {}",
+                o.min_confidence
+            )));
+        }
         self.wecom.validate()?;
         self.auth.ldap.validate()?;
         Ok(())
@@ -992,8 +1080,10 @@ impl Config {
     pub fn to_toml(&self) -> String {
         format!(
             "# Secrets show as \"<set, N characters>\"; a key that is not listed is unset.\n\
-             # Linear layers of the candle embedder on this CPU: {}.\n{}",
+             # Linear layers of the candle embedder on this CPU: {}.\n\
+             # OCR: {}.\n{}",
             self.embed.precision.describe(),
+            crate::ocr::availability(self).describe(),
             toml::to_string_pretty(self).unwrap_or_default()
         )
     }
@@ -1491,5 +1581,71 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("magic") || e.contains("variant"), "{e}");
+    }
+
+    /// `[ingest.ocr]` and `[ingest.pdf]` reach the ingest crate from the file and from the
+    /// environment; a misspelt key is an error, not silently ignored.
+    #[test]
+    fn ingest_ocr_keys_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("zhiku.toml");
+        std::fs::write(
+            &f,
+            "[ingest.ocr]\nmode = \"always\"\ndpi = 150\nmodels = \"/opt/ppocrv5\"\n\
+             [ingest.pdf]\nengine = \"legacy\"\n",
+        )
+        .unwrap();
+        let c = Config::load_with_env(
+            Some(&f),
+            &env(&[
+                ("ZHIKU_INGEST__OCR__MIN_CONFIDENCE", "0.6"),
+                ("ZHIKU_INGEST__OCR__THREADS", "2"),
+            ]),
+        )
+        .unwrap();
+        let o = c.ingest.options();
+        assert_eq!(o.ocr.mode, zhiku_ingest::OcrMode::Always);
+        assert_eq!(o.ocr.dpi, 150);
+        assert_eq!(o.ocr.min_confidence, 0.6);
+        assert_eq!(o.pdf.engine, zhiku_ingest::PdfEngine::Legacy);
+        assert_eq!(c.ingest.ocr.models, PathBuf::from("/opt/ppocrv5"));
+        assert_eq!(c.ingest.ocr.threads, 2);
+        let d = Config::load_with_env(None, &[]).unwrap();
+        assert_eq!(d.ingest.ocr.models, PathBuf::from("models/ppocrv5"));
+        assert_eq!(d.ingest.ocr.mode, zhiku_ingest::OcrMode::Auto);
+        assert_eq!(d.ingest.ocr.dpi, 200);
+        std::fs::write(&f, "[ingest.ocr]\nmodel = \"x\"\n").unwrap();
+        let e = Config::load_with_env(Some(&f), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("model"), "{e}");
+        std::fs::write(&f, "[ingest.ocr]\ndpi = 20\n").unwrap();
+        let e = Config::load_with_env(Some(&f), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ingest.ocr.dpi"), "{e}");
+        assert!(d.to_toml().contains("# OCR: "), "{}", d.to_toml());
+    }
+
+    /// Every key of the ingest crate's options is a key of `[ingest]` here (a new option
+    /// there that this struct does not carry fails here, rather than being unreachable).
+    #[test]
+    fn every_ingest_option_is_configurable() {
+        fn keys(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+            for (k, v) in t {
+                let path = format!("{prefix}{k}");
+                if let toml::Value::Table(inner) = v {
+                    keys(&format!("{path}."), inner, out);
+                }
+                out.push(path);
+            }
+        }
+        let theirs = toml::Table::try_from(zhiku_ingest::Options::default()).unwrap();
+        let ours = toml::Table::try_from(IngestConfig::default()).unwrap();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        keys("", &theirs, &mut a);
+        keys("", &ours, &mut b);
+        let missing: Vec<&String> = a.iter().filter(|k| !b.contains(k)).collect();
+        assert!(missing.is_empty(), "not configurable: {missing:?}");
     }
 }

@@ -26,6 +26,8 @@ pub enum EngineError {
     Vector(#[from] crate::store::vector::VectorError),
     #[error(transparent)]
     Embed(#[from] crate::embed::EmbedError),
+    #[error("[ingest.ocr] mode = \"always\" but OCR cannot run: {0}")]
+    OcrUnavailable(String),
     #[error(
         "the index was built with embedding model `{stored}` but the configured model is `{configured}`; run `zhiku reindex` to rebuild the vectors with the new model"
     )]
@@ -45,6 +47,10 @@ pub struct Engine {
     pub keyword: KeywordIndex,
     embedder: OnceLock<Arc<dyn Embedder>>,
     vector: OnceLock<Arc<dyn VectorStore>>,
+    /// The ingest crate's options with the OCR engine and the known-piece scorer set.
+    ingest: OnceLock<zhiku_ingest::Options>,
+    /// PP-OCRv5, loaded when a page first needs it.
+    ocr: OnceLock<Arc<crate::ocr::LazyPpOcr>>,
 }
 
 impl Engine {
@@ -66,12 +72,20 @@ impl Engine {
             keyword,
             embedder: OnceLock::new(),
             vector: OnceLock::new(),
+            ingest: OnceLock::new(),
+            ocr: OnceLock::new(),
         })
     }
 
     /// Use this embedder instead of loading the configured one (tests, benchmarks).
     pub fn with_embedder(self, embedder: Arc<dyn Embedder>) -> Self {
         let _ = self.embedder.set(embedder);
+        self
+    }
+
+    /// Use these ingest options instead of the configured ones, OCR engine included (tests).
+    pub fn with_ingest_options(self, options: zhiku_ingest::Options) -> Self {
+        let _ = self.ingest.set(options);
         self
     }
 
@@ -93,6 +107,46 @@ impl Engine {
             EmbedBackend::Onnx => load_onnx(&c.model, &options, c.onnxruntime.as_deref())?,
         };
         Ok(self.embedder.get_or_init(|| loaded).clone())
+    }
+
+    /// What the ingest crate gets: `[ingest]` with the OCR engine (when its files are there;
+    /// it loads on the first page that needs it) and the embedding tokenizer's known-piece
+    /// scorer for the garble check. OCR that cannot run is a warning, once, with mode `auto`
+    /// (pages needing it are reported failed), and an error with mode `always`.
+    pub fn ingest_options(&self) -> Result<zhiku_ingest::Options> {
+        if let Some(o) = self.ingest.get() {
+            return Ok(o.clone());
+        }
+        let mut options = self.config.ingest.options();
+        options.pdf.known_pieces = zhiku_ingest::KnownPiecesScorer(self.embedder()?.known_pieces());
+        match crate::ocr::availability(&self.config) {
+            crate::ocr::Availability::Off => {}
+            crate::ocr::Availability::Ready { models, runtime } => {
+                let threads = self.config.ingest.ocr.threads;
+                let ocr = self.ocr.get_or_init(|| {
+                    Arc::new(crate::ocr::LazyPpOcr::new(&models, &runtime, threads))
+                });
+                options.ocr.engine = zhiku_ingest::OcrEngine(Some(ocr.clone()));
+            }
+            crate::ocr::Availability::Missing(why) => {
+                if self.config.ingest.ocr.mode == zhiku_ingest::OcrMode::Always {
+                    return Err(EngineError::OcrUnavailable(why));
+                }
+                tracing::warn!(
+                    "OCR is not available, so pages without a usable text layer (scans) are \
+                     reported as failed: {why}"
+                );
+            }
+        }
+        Ok(self.ingest.get_or_init(|| options).clone())
+    }
+
+    /// Why OCR cannot run, when it is on but its files are missing (for reports).
+    pub fn ocr_unavailable(&self) -> Option<String> {
+        match crate::ocr::availability(&self.config) {
+            crate::ocr::Availability::Missing(why) => Some(why),
+            _ => None,
+        }
     }
 
     /// The vector store (embedded unless `[vector] url` is set), opened on first use with the

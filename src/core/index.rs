@@ -23,7 +23,9 @@ use tracing::{info, info_span, warn};
 
 use crate::engine::{Engine, EngineError};
 use crate::store::keyword::KeywordDoc;
-use crate::store::meta::{ChunkChange, ChunkState, IndexEntry, JobCounts, NewDocument};
+use crate::store::meta::{
+    ChunkChange, ChunkState, IndexEntry, JobCounts, NewDocument, PageReading,
+};
 use crate::store::vector::VectorPoint;
 use crate::store::{ChunkId, DocId, KbId};
 
@@ -98,8 +100,23 @@ pub struct IngestReport {
     pub failures: Vec<(String, String)>,
     /// (source, warning) for problems that did not stop a file (e.g. a garbled page).
     pub warnings: Vec<(String, String)>,
+    /// How the pages of each added or changed document were read.
+    pub documents: Vec<DocumentPages>,
+    /// Why OCR could not run, when some document has failed pages and OCR is on but its
+    /// models or onnxruntime are missing (the pages that needed it are in `failed_pages`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ocr_unavailable: Option<String>,
     /// Files in a walked folder whose format is not supported (not counted as failures).
     pub unsupported: Vec<String>,
+}
+
+/// One document's pages, as the job read them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocumentPages {
+    pub source: String,
+    pub pages: u32,
+    #[serde(flatten)]
+    pub reading: PageReading,
 }
 
 /// Options of one job.
@@ -109,15 +126,22 @@ pub struct IngestOptions {
     pub sync: bool,
 }
 
-/// Extensions the ingest crate reads.
-pub const SUPPORTED: &[&str] = &[
-    "pdf", "docx", "txt", "text", "log", "csv", "md", "markdown", "html", "htm",
-];
+/// Extensions a job takes: the ingest crate's list (the only one), plus `zip`: archives are
+/// unpacked ([`crate::unpack`], the code uploads use) and their files ingested.
+pub fn supported_extensions() -> impl Iterator<Item = &'static str> {
+    zhiku_ingest::extract::SUPPORTED_EXTENSIONS
+        .iter()
+        .copied()
+        .chain(std::iter::once("zip"))
+}
 
 fn supported(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .map(|e| SUPPORTED.contains(&e.to_ascii_lowercase().as_str()))
+        .map(|e| {
+            let e = e.to_ascii_lowercase();
+            supported_extensions().any(|s| s == e)
+        })
         .unwrap_or(false)
 }
 
@@ -218,12 +242,23 @@ pub fn ingest_paths(
         r.dedup();
         r
     };
-    let items = files.into_iter().map(|(_, path)| {
+    let staging = Staging::new(engine.data_dir());
+    let mut items = Vec::with_capacity(files.len());
+    for (i, (_, path)) in files.into_iter().enumerate() {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Item {
+        if crate::unpack::is_zip(&name) {
+            let dir = staging.folder(i).map_err(|source| IndexError::Walk {
+                path: staging.root.display().to_string(),
+                source,
+            })?;
+            let limits = crate::unpack::Limits::from_config(&engine.config.server);
+            items.extend(zip_items(&path, &name, &dir, &limits, &mut report)?);
+            continue;
+        }
+        items.push(Item {
             source: path.display().to_string(),
             title: path
                 .file_stem()
@@ -231,14 +266,13 @@ pub fn ingest_paths(
                 .unwrap_or_default(),
             file_name: name,
             data: ItemData::Path(path),
-        }
-    });
+        });
+    }
     let label = paths
         .iter()
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let items: Vec<Item> = items.collect();
     run_job(
         engine,
         kb,
@@ -267,6 +301,111 @@ pub fn ingest_paths(
             Ok(())
         },
     )
+}
+
+/// Where a job unpacks its zips (`<data_dir>/unpack/cli-<pid>-<n>`), removed when the job is
+/// done, however it ends.
+struct Staging {
+    root: PathBuf,
+}
+
+impl Staging {
+    fn new(data_dir: &Path) -> Self {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self {
+            root: data_dir
+                .join("unpack")
+                .join(format!("cli-{}-{n}", std::process::id())),
+        }
+    }
+
+    /// An empty folder for the `i`th file's zip.
+    fn folder(&self, i: usize) -> std::io::Result<PathBuf> {
+        let dir = self.root.join(i.to_string());
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.root.exists()
+            && let Err(e) = std::fs::remove_dir_all(&self.root)
+        {
+            warn!(path = %self.root.display(), error = %e, "cannot remove unpacked files");
+        }
+    }
+}
+
+/// A zip's files as items (sources `<zip path>/<path in the zip>`), unpacked into `dir` with
+/// the uploads' checks. A zip that is an attack (a path climbing out, a bomb, too many
+/// files) fails alone; an entry that is merely wrong fails alone, and one of an unsupported
+/// type is skipped as in a folder.
+fn zip_items(
+    zip: &Path,
+    name: &str,
+    dir: &Path,
+    limits: &crate::unpack::Limits,
+    report: &mut IngestReport,
+) -> Result<Vec<Item>> {
+    use crate::unpack::{Part, UnpackError, Verdict, check_parts};
+    let part = Part {
+        name: name.to_string(),
+        path: zip.to_path_buf(),
+    };
+    let checked = match check_parts(vec![part], dir, limits) {
+        Ok(c) => c,
+        Err(UnpackError::Io(source)) => {
+            return Err(IndexError::Walk {
+                path: zip.display().to_string(),
+                source,
+            });
+        }
+        Err(e) => {
+            warn!(zip = %zip.display(), why = %e, "zip not ingested");
+            report
+                .failures
+                .push((zip.display().to_string(), e.to_string()));
+            report.counts.failed += 1;
+            return Ok(Vec::new());
+        }
+    };
+    let mut items = Vec::new();
+    for c in checked {
+        let source = if c.name == name {
+            zip.display().to_string()
+        } else {
+            zip.join(&c.name).display().to_string()
+        };
+        match c.verdict {
+            Verdict::Accepted { staged, .. } => {
+                let file = c.name.rsplit('/').next().unwrap_or(&c.name).to_string();
+                let title = file
+                    .rsplit_once('.')
+                    .map(|(stem, _)| stem.to_string())
+                    .unwrap_or_else(|| file.clone());
+                items.push(Item {
+                    source,
+                    title,
+                    file_name: file,
+                    data: ItemData::Path(staged),
+                });
+            }
+            Verdict::Refused {
+                wrong_type: true, ..
+            } if zhiku_ingest::sniff::format_of(&c.name).is_err()
+                && !crate::unpack::is_zip(&c.name) =>
+            {
+                report.unsupported.push(source)
+            }
+            Verdict::Refused { message, .. } => {
+                report.failures.push((source, message));
+                report.counts.failed += 1;
+            }
+        }
+    }
+    Ok(items)
 }
 
 /// Ingest every paragraph of a SQuAD-layout file (CMRC 2018) as one document whose source is
@@ -311,6 +450,8 @@ pub enum FileOutcome {
         doc: DocId,
         chunks: usize,
         warnings: Vec<String>,
+        pages: u32,
+        reading: PageReading,
     },
     /// A new version of the document with the same source, which it replaced.
     Changed {
@@ -318,6 +459,8 @@ pub enum FileOutcome {
         replaced: DocId,
         chunks: usize,
         warnings: Vec<String>,
+        pages: u32,
+        reading: PageReading,
     },
     /// The same content as the document already indexed under this source.
     Unchanged { doc: DocId },
@@ -428,6 +571,8 @@ pub struct Batch {
     chunks: usize,
     /// Content hash → source of the files waiting (duplicates within the batch).
     hashes: HashMap<String, String>,
+    /// The ingest crate's options, OCR engine and known-piece scorer set.
+    options: zhiku_ingest::Options,
 }
 
 impl Batch {
@@ -440,6 +585,7 @@ impl Batch {
             ready: Vec::new(),
             chunks: 0,
             hashes: HashMap::new(),
+            options: engine.ingest_options()?,
         })
     }
 
@@ -448,9 +594,16 @@ impl Batch {
     /// (re-indexing after a change of extractor or settings). Add no two files with the
     /// same source to one batch (see [`Batch::waits_for`]).
     pub fn add(&mut self, engine: &Engine, item: Item, force: bool) -> Result<Option<FileOutcome>> {
-        let embedder = self.embedder.clone();
-        let count_tokens = |t: &str| embedder.count_tokens(t);
-        match prepare(engine, self.kb, item, force, &count_tokens, &self.hashes)? {
+        let (options, embedder) = (&self.options, &self.embedder);
+        match prepare(
+            engine,
+            self.kb,
+            item,
+            force,
+            options,
+            embedder,
+            &self.hashes,
+        )? {
             Prep::Settled(outcome) => Ok(Some(outcome)),
             Prep::Ready(p) => {
                 self.hashes.insert(p.hash.clone(), p.item.source.clone());
@@ -489,7 +642,8 @@ fn prepare(
     kb: KbId,
     item: Item,
     force: bool,
-    count_tokens: &dyn Fn(&str) -> usize,
+    options: &zhiku_ingest::Options,
+    embedder: &std::sync::Arc<dyn crate::embed::Embedder>,
     pending: &HashMap<String, String>,
 ) -> Result<Prep> {
     let failed = |reason: String| Ok(Prep::Settled(FileOutcome::Failed { reason }));
@@ -524,11 +678,12 @@ fn prepare(
             }));
         }
     }
-    let processed =
-        zhiku_ingest::process(&bytes, &item.file_name, &engine.config.ingest, count_tokens);
+    let size = bytes.len() as u64;
+    let limit = engine.config.ingest.file_timeout_secs;
+    let processed = process_limited(bytes, &item.file_name, options, embedder, limit);
     let processed = match processed {
         Ok(p) => p,
-        Err(e) => return failed(e.to_string()),
+        Err(e) => return failed(e),
     };
     if processed.chunks.is_empty() {
         return failed(if processed.warnings.is_empty() {
@@ -545,11 +700,58 @@ fn prepare(
             .unwrap_or_else(|| item.title.clone()),
         format: format!("{:?}", processed.format).to_lowercase(),
         hash,
-        size: bytes.len() as u64,
+        size,
         processed,
         replaces: existing.map(|d| d.id),
         item,
     })))
+}
+
+/// Run the ingest crate on one file. With `[ingest] file_timeout_secs` (not 0) it runs on a
+/// thread of its own and the file fails once the limit has passed, so one pathological file
+/// cannot stall the job or the upload queue. What this guarantees, and what not: the job goes
+/// on at once; the runaway extraction cannot be stopped from outside (Rust has no way to
+/// kill a thread), so it keeps its CPU and memory until it ends by itself or zhiku stops,
+/// and a native crash in PDFium or onnxruntime still ends the whole process (only a child
+/// process would contain that). A panic fails the file alone.
+fn process_limited(
+    bytes: Vec<u8>,
+    file_name: &str,
+    options: &zhiku_ingest::Options,
+    embedder: &std::sync::Arc<dyn crate::embed::Embedder>,
+    limit_secs: u64,
+) -> std::result::Result<zhiku_ingest::Processed, String> {
+    if limit_secs == 0 {
+        let count = |t: &str| embedder.count_tokens(t);
+        return zhiku_ingest::process(&bytes, file_name, options, &count)
+            .map_err(|e| e.to_string());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (name, options, embedder) = (file_name.to_string(), options.clone(), embedder.clone());
+    std::thread::Builder::new()
+        .name("extract".into())
+        .spawn(move || {
+            let count = |t: &str| embedder.count_tokens(t);
+            let _ = tx.send(zhiku_ingest::process(&bytes, &name, &options, &count));
+        })
+        .map_err(|e| format!("cannot start the extractor: {e}"))?;
+    match rx.recv_timeout(std::time::Duration::from_secs(limit_secs)) {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            warn!(
+                file = file_name,
+                limit_secs, "extraction ran past [ingest] file_timeout_secs; file skipped"
+            );
+            Err(format!(
+                "extraction took longer than {limit_secs} s ([ingest] file_timeout_secs), the \
+                 file was skipped; its extractor may keep running in the background until it \
+                 finishes"
+            ))
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err("the extractor crashed on this file; the file was skipped".into())
+        }
+    }
 }
 
 /// Count one file's outcome in the CLI job's report and its `job_files` row.
@@ -565,11 +767,27 @@ fn record(
     };
     match outcome {
         FileOutcome::Added {
-            chunks, warnings, ..
+            chunks,
+            warnings,
+            pages,
+            reading,
+            ..
         }
         | FileOutcome::Changed {
-            chunks, warnings, ..
+            chunks,
+            warnings,
+            pages,
+            reading,
+            ..
         } => {
+            if !reading.failed_pages.is_empty() && report.ocr_unavailable.is_none() {
+                report.ocr_unavailable = engine.ocr_unavailable();
+            }
+            report.documents.push(DocumentPages {
+                source: source.to_string(),
+                pages: *pages,
+                reading: reading.clone(),
+            });
             let added = matches!(outcome, FileOutcome::Added { .. });
             if added {
                 report.counts.added += 1;
@@ -612,6 +830,7 @@ fn write_batch(
     let mut written = Vec::with_capacity(batch.len());
     for p in &batch {
         let pages = p.processed.pages as u32;
+        let reading = PageReading::of(&p.processed);
         let (doc, ids) = engine.meta.insert_document(&NewDocument {
             kb,
             source: &p.item.source,
@@ -622,6 +841,7 @@ fn write_batch(
             pages,
             warnings: &p.processed.warnings,
             masked: p.processed.masked as u64,
+            reading: &reading,
             chunks: &p.processed.chunks,
         })?;
         written.push((doc, ids));
@@ -675,6 +895,8 @@ fn write_batch(
                 return (p.item.source, FileOutcome::Failed { reason });
             }
             let chunks = p.processed.chunks.len();
+            let pages = p.processed.pages as u32;
+            let reading = PageReading::of(&p.processed);
             let warnings = p.processed.warnings;
             let outcome = match p.replaces {
                 Some(replaced) => FileOutcome::Changed {
@@ -682,11 +904,15 @@ fn write_batch(
                     replaced,
                     chunks,
                     warnings,
+                    pages,
+                    reading,
                 },
                 None => FileOutcome::Added {
                     doc,
                     chunks,
                     warnings,
+                    pages,
+                    reading,
                 },
             };
             (p.item.source, outcome)

@@ -18,7 +18,8 @@
 //!   server), [`embed::Embedder`] and [`generate::Generator`]; each has one contract suite.
 //! - Nothing here prints or draws: long jobs report through [`progress::Progress`].
 //!
-//! This crate depends on `zhiku-ingest` only; `zhiku-llm`, `zhiku-server` and the binary
+//! This crate depends on `zhiku-ingest` and `zhiku-ocr` (PP-OCRv5, adapted to ingest's OCR
+//! seam in [`ocr`]) only; `zhiku-llm`, `zhiku-server` and the binary
 //! are built on it.
 
 pub mod access;
@@ -29,7 +30,10 @@ pub mod eval;
 pub mod generate;
 pub mod http;
 pub mod index;
+pub mod ocr;
+pub mod onnxruntime;
 pub mod progress;
 pub mod rag;
 pub mod retrieve;
 pub mod store;
+pub mod unpack;

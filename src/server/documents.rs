@@ -48,9 +48,16 @@ pub struct DocumentInfo {
     /// The file's path relative to its upload (`政策/休假制度.txt`); for files ingested from
     /// the server's disk by `zhiku ingest`, the file name.
     pub name: String,
-    /// pdf, docx, txt, markdown or html.
+    /// The format's name (`pdf`, `docx`, `txt`, `markdown`, `html`, `sheet`, …).
     pub format: String,
     pub pages: u32,
+    /// Pages indexed from their text layer (null: ingested before this was recorded).
+    pub text_pages: Option<u32>,
+    /// Pages indexed from OCR (scans), 1-based.
+    pub ocr_pages: Vec<u32>,
+    /// Pages not indexed (no text layer and no OCR, garbled, OCR failed), 1-based; the
+    /// warnings say why.
+    pub failed_pages: Vec<u32>,
     pub chunks: u64,
     /// Bytes.
     pub size: u64,
@@ -166,6 +173,17 @@ pub async fn list(
             title: d.title,
             format: d.format,
             pages: d.pages,
+            text_pages: d.reading.as_ref().map(|r| r.text_pages),
+            ocr_pages: d
+                .reading
+                .as_ref()
+                .map(|r| r.ocr_pages.clone())
+                .unwrap_or_default(),
+            failed_pages: d
+                .reading
+                .as_ref()
+                .map(|r| r.failed_pages.clone())
+                .unwrap_or_default(),
             chunks: d.chunks,
             size: d.size,
             created_at: d.created_at,

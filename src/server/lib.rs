@@ -22,7 +22,6 @@ pub mod ldap;
 pub mod metrics;
 pub mod openai;
 pub mod state;
-pub mod unpack;
 pub mod uploads;
 pub mod web;
 pub mod wecom;

@@ -24,7 +24,7 @@ use zhiku_core::store::meta::{FileStatus, JobKind, NewJobFile};
 use super::auth::Admin;
 use super::error::ApiError;
 use super::state::AppState;
-use super::unpack::{self, Checked, Limits, Part, UnpackError, Verdict};
+use zhiku_core::unpack::{self, Checked, Limits, Part, UnpackError, Verdict};
 
 /// Bytes gathered before they are written to the staging file.
 const SPOOL_BUFFER: usize = 1 << 20;

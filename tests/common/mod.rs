@@ -124,6 +124,49 @@ pub fn e5_model() -> Option<PathBuf> {
     None
 }
 
+/// What OCR of real documents needs, as absolute paths: the PP-OCRv5 models folder, the
+/// onnxruntime library and PDFium (all written by `scripts/fetch-models.sh`). `None` (a
+/// skip, said on stderr) when they are missing; in CI a failure.
+pub struct DocumentModels {
+    pub ppocrv5: PathBuf,
+    pub onnxruntime: PathBuf,
+    pub pdfium: PathBuf,
+}
+
+pub fn document_models() -> Option<DocumentModels> {
+    let base = std::env::var_os("ZHIKU_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let m = DocumentModels {
+        ppocrv5: base.join("ppocrv5"),
+        onnxruntime: base.join("onnxruntime/libonnxruntime.so.1.31.1"),
+        pdfium: base.join("pdfium/libpdfium.so"),
+    };
+    let missing: Vec<String> = [
+        m.ppocrv5.join("rec/rec.onnx"),
+        m.onnxruntime.clone(),
+        m.pdfium.clone(),
+    ]
+    .into_iter()
+    .filter(|p| !p.is_file())
+    .map(|p| p.display().to_string())
+    .collect();
+    if missing.is_empty() {
+        return Some(m);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{} missing: CI must run scripts/fetch-models.sh",
+            missing.join(", ")
+        );
+    }
+    eprintln!(
+        "skipped: {} missing; run scripts/fetch-models.sh to test OCR of real documents",
+        missing.join(", ")
+    );
+    None
+}
+
 /// The usual test company on `e`: knowledge base `hr` (the leave policy sample) read by
 /// group staff, `it` (the IT help desk sample) read by group ops, and [`people`] alice
 /// (staff), bob (ops) and root (admin).

@@ -380,6 +380,19 @@ async function documents(kbName, box, gen) {
   });
   box.replaceChildren(h('div', { class: 'toolbar' }, search), listBox);
 
+  // How the document's pages were read: text layer, OCR (scans), failed (with numbers).
+  function pageReading(d) {
+    if (d.text_pages == null) return h('span', { class: 'muted' }, t('docs.read.unknown'));
+    const ocr = d.ocr_pages || [];
+    const failed = d.failed_pages || [];
+    const list = (p) => t('docs.read.list', { list: p.join(', ') });
+    return [
+      h('span', {}, t('docs.read.text', { n: d.text_pages })),
+      ocr.length ? [' · ', h('span', { class: 'badge badge-extracting', title: list(ocr) }, t('docs.read.ocr', { n: ocr.length }))] : null,
+      failed.length ? [' · ', h('span', { class: 'badge badge-failed', title: list(failed) }, t('docs.read.failed', { n: failed.length, list: failed.join(', ') }))] : null,
+    ];
+  }
+
   async function load() {
     const qs = new URLSearchParams({ q: docState.q, offset: docState.offset, limit: docState.limit });
     let page;
@@ -396,6 +409,7 @@ async function documents(kbName, box, gen) {
         d.edits_need_review ? h('span', { class: 'badge badge-failed' }, tt('chunks.needs_review')) : null),
       h('td', {}, d.format || ''),
       h('td', { class: 'num' }, d.pages ?? ''),
+      h('td', { class: 'small', dataset: { reading: '' } }, pageReading(d)),
       h('td', { class: 'num' }, d.chunks ?? ''),
       h('td', { class: 'num' }, fmtSize(d.size)),
       h('td', { class: 'small' }, fmtTime(d.created_at)),
@@ -430,7 +444,7 @@ async function documents(kbName, box, gen) {
       load();
     });
     listBox.replaceChildren(
-      table([t('docs.title.col'), t('docs.format'), num(t('docs.pages')), num(t('kb.chunks')), num(t('docs.size')), t('docs.added'), t('docs.warnings'), act(t('actions'))], rows, { id: 'doc-table', empty: t('docs.empty') }),
+      table([t('docs.title.col'), t('docs.format'), num(t('docs.pages')), t('docs.read'), num(t('kb.chunks')), num(t('docs.size')), t('docs.added'), t('docs.warnings'), act(t('actions'))], rows, { id: 'doc-table', empty: t('docs.empty') }),
       h('div', { class: 'pager' }, h('span', { class: 'muted' }, t('docs.total', { n: total })), prev, next));
   }
   await load();

@@ -19,7 +19,7 @@ use super::{EmbedError, Embedder, Result, folder_name};
 /// A BERT / XLM-R sentence embedder (mean pooling, L2-normalised) running on the CPU.
 pub struct CandleEmbedder {
     encoder: FastEncoder,
-    tokenizer: Tokenizer,
+    tokenizer: std::sync::Arc<Tokenizer>,
     /// Special tokens the post-processor adds to a single sequence (e.g. `<s>`, `</s>`).
     added_tokens: usize,
     model_id: String,
@@ -202,7 +202,7 @@ impl CandleEmbedder {
             .max(added_tokens + 1);
         Ok(Self {
             encoder,
-            tokenizer,
+            tokenizer: std::sync::Arc::new(tokenizer),
             added_tokens,
             model_id: format!("{name}:{}", cfg.hidden_size),
             dim: cfg.hidden_size,
@@ -247,6 +247,10 @@ impl CandleEmbedder {
 impl Embedder for CandleEmbedder {
     fn model_id(&self) -> &str {
         &self.model_id
+    }
+
+    fn known_pieces(&self) -> Option<zhiku_ingest::KnownPieces> {
+        Some(super::known_pieces(self.tokenizer.clone()))
     }
 
     fn dim(&self) -> usize {
@@ -1084,6 +1088,34 @@ mod tests {
         let ids = m8.encode(&m8.passage_prefix, &long).unwrap();
         assert_eq!(ids.len(), 8);
         assert_eq!((ids[0], ids[7]), (0, 2), "<s> ... </s> kept");
+    }
+
+    /// The garble check's known-piece share with e5's tokenizer: real Chinese and English
+    /// text is covered by known pieces; rare CJK Extension B code points (what a broken font
+    /// map can yield: "expected" Han characters to the script check) are not, so the page is
+    /// judged garbled only with the tokenizer's signal.
+    #[test]
+    fn e5_known_pieces() {
+        use zhiku_ingest::extract::garble::quality;
+        let Some(m) = e5() else { return };
+        let score = m.known_pieces().expect("a tokenizer");
+        let zh = score("员工入职满一年后享有带薪年假五天，病假另计。");
+        assert!(zh > 0.95, "{zh}");
+        let en = score("Employees get five days of paid annual leave.");
+        assert!(en > 0.95, "{en}");
+        let rare: String = (0x20000u32..0x20040).filter_map(char::from_u32).collect();
+        let r = score(&rare);
+        assert!(r < 0.1, "{r}");
+        assert_eq!(score("   "), 1.0);
+        let half = format!("{}{}", "年假五天病假另计", &rare[..8 * 4]);
+        let h = score(&half);
+        assert!((0.3..0.7).contains(&h), "{h}");
+        assert_eq!(quality(&rare, None), zhiku_ingest::Quality::Good);
+        assert!(
+            matches!(quality(&rare, Some(&score)), zhiku_ingest::Quality::Garbled(ref why) if why.contains("tokenizer")),
+            "{:?}",
+            quality(&rare, Some(&score))
+        );
     }
 
     /// Expected values from `scripts/convert_e5s1.py reference` (an independent float64 numpy

@@ -39,6 +39,64 @@ pub trait Embedder: Send + Sync {
     fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
     /// Embed one query.
     fn embed_query(&self, text: &str) -> Result<Vec<f32>>;
+    /// The garble check's second signal: the share of a text's characters the model's
+    /// tokenizer covers with known whole pieces ([`known_pieces`]). `None` for embedders
+    /// without a tokenizer (the check then runs on its other signals).
+    fn known_pieces(&self) -> Option<zhiku_ingest::KnownPieces> {
+        None
+    }
+}
+
+/// Tokens that stand for "not in the vocabulary".
+const UNKNOWN_TOKENS: &[&str] = &["<unk>", "[UNK]", "<UNK>"];
+
+/// A byte-fallback piece (`<0xE4>`): the tokenizer did not know the character.
+fn is_byte_piece(token: &str) -> bool {
+    token.len() == 6
+        && token.starts_with("<0x")
+        && token.ends_with('>')
+        && token.as_bytes()[3..5].iter().all(u8::is_ascii_hexdigit)
+}
+
+/// The share (0–1) of `text`'s non-whitespace characters inside tokens the tokenizer knows
+/// (not its unknown token, not a byte-fallback piece). A text the tokenizer cannot encode
+/// at all scores 1: that is no evidence about the page.
+pub fn known_share(tokenizer: &tokenizers::Tokenizer, unknown: &[u32], text: &str) -> f32 {
+    let Ok(enc) = tokenizer.encode_char_offsets(text, false) else {
+        return 1.0;
+    };
+    let chars: Vec<char> = text.chars().collect();
+    let mut covered = vec![false; chars.len()];
+    for ((id, token), &(start, end)) in enc
+        .get_ids()
+        .iter()
+        .zip(enc.get_tokens())
+        .zip(enc.get_offsets())
+    {
+        if unknown.contains(id) || is_byte_piece(token) {
+            continue;
+        }
+        for c in covered.iter_mut().take(end).skip(start) {
+            *c = true;
+        }
+    }
+    let (mut n, mut known) = (0usize, 0usize);
+    for (c, k) in chars.iter().zip(&covered) {
+        if !c.is_whitespace() {
+            n += 1;
+            known += usize::from(*k);
+        }
+    }
+    if n == 0 { 1.0 } else { known as f32 / n as f32 }
+}
+
+/// [`known_share`] over `tokenizer` as the ingest crate's scorer.
+pub fn known_pieces(tokenizer: std::sync::Arc<tokenizers::Tokenizer>) -> zhiku_ingest::KnownPieces {
+    let unknown: Vec<u32> = UNKNOWN_TOKENS
+        .iter()
+        .filter_map(|t| tokenizer.token_to_id(t))
+        .collect();
+    std::sync::Arc::new(move |text: &str| known_share(&tokenizer, &unknown, text))
 }
 
 /// How texts are prepared for the model (shared by every backend).

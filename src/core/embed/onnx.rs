@@ -12,7 +12,7 @@
 //! env `ORT_DYLIB_PATH`, else [`DEFAULT_ONNXRUNTIME`] when that file exists. One process
 //! loads one onnxruntime library.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles};
@@ -20,17 +20,13 @@ use fastembed::{QuantizationMode, UserDefinedEmbeddingModel};
 use tokenizers::Tokenizer;
 
 use super::{EmbedError, EmbedOptions, Embedder, Result, folder_name};
-
-/// Where `scripts/fetch-models.sh --all` puts onnxruntime, relative to the working folder.
-pub const DEFAULT_ONNXRUNTIME: &str = "models/onnxruntime/libonnxruntime.so.1.31.1";
+use crate::onnxruntime::panic_message;
+#[cfg(test)]
+use crate::onnxruntime::resolve_onnxruntime_with;
+pub use crate::onnxruntime::{DEFAULT_ONNXRUNTIME, load_onnxruntime, resolve_onnxruntime};
 
 const FETCH_HINT: &str = "run scripts/fetch-models.sh --all to create models/all-minilm-l6-v2-onnx, \
      or point [embed] model at a folder with model.onnx and tokenizer.json";
-
-const RUNTIME_HINT: &str = "set [embed] onnxruntime (env ZHIKU_EMBED__ONNXRUNTIME) or ORT_DYLIB_PATH \
-     to a libonnxruntime.so (1.24 or newer, e.g. onnxruntime/capi/libonnxruntime.so.* from the \
-     PyPI onnxruntime wheel), or run scripts/fetch-models.sh --all to fetch \
-     models/onnxruntime/libonnxruntime.so.1.31.1";
 
 fn load_err(dir: &Path, message: impl Into<String>) -> EmbedError {
     EmbedError::Load {
@@ -43,97 +39,11 @@ fn run_err(e: impl std::fmt::Display) -> EmbedError {
     EmbedError::Run(e.to_string())
 }
 
-/// The onnxruntime library to load: `configured` (`[embed] onnxruntime`), else env
-/// `ORT_DYLIB_PATH`, else [`DEFAULT_ONNXRUNTIME`] when it exists. The error says how to get one.
-pub fn resolve_onnxruntime(configured: Option<&Path>) -> std::result::Result<PathBuf, String> {
-    resolve_onnxruntime_with(
-        configured,
-        std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
-    )
-}
-
-fn resolve_onnxruntime_with(
-    configured: Option<&Path>,
-    env: Option<PathBuf>,
-) -> std::result::Result<PathBuf, String> {
-    if let Some(p) = configured {
-        return Ok(p.to_path_buf());
-    }
-    if let Some(p) = env.filter(|p| !p.as_os_str().is_empty()) {
-        return Ok(p);
-    }
-    let default = Path::new(DEFAULT_ONNXRUNTIME);
-    if default.is_file() {
-        return Ok(default.to_path_buf());
-    }
-    Err(format!(
-        "no onnxruntime library: [embed] onnxruntime and ORT_DYLIB_PATH are unset and \
-         {DEFAULT_ONNXRUNTIME} does not exist; {RUNTIME_HINT}"
-    ))
-}
-
-/// The library loaded in this process (ort keeps the first one for good).
-static LOADED: Mutex<Option<PathBuf>> = Mutex::new(None);
-
-/// Load onnxruntime from `path` once per process. A missing file, a file that is not an
-/// onnxruntime library, a too old version or a second, different library is an error (ort
-/// itself would panic on first use without a library).
-pub fn load_onnxruntime(path: &Path) -> std::result::Result<(), String> {
-    let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
-    let canonical = path.canonicalize().map_err(|e| {
-        format!(
-            "onnxruntime library {} cannot be opened ({e}); {RUNTIME_HINT}",
-            path.display()
-        )
-    })?;
-    if let Some(prev) = loaded.as_ref() {
-        if *prev == canonical {
-            return Ok(());
-        }
-        return Err(format!(
-            "cannot load onnxruntime from {}: this process already uses {} (one onnxruntime \
-             per process)",
-            path.display(),
-            prev.display()
-        ));
-    }
-    if !canonical.is_file() {
-        return Err(format!(
-            "onnxruntime library {} is not a file; {RUNTIME_HINT}",
-            path.display()
-        ));
-    }
-    let outcome = std::panic::catch_unwind(|| ort::init_from(&canonical).map(|_builder| ()));
-    match outcome {
-        Ok(Ok(())) => {
-            *loaded = Some(canonical);
-            Ok(())
-        }
-        Ok(Err(e)) => Err(format!(
-            "cannot load onnxruntime from {}: {e}; {RUNTIME_HINT}",
-            path.display()
-        )),
-        Err(panic) => Err(format!(
-            "cannot load onnxruntime from {}: {}; {RUNTIME_HINT}",
-            path.display(),
-            panic_message(&*panic)
-        )),
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "onnxruntime panicked".into())
-}
-
 /// An ONNX sentence embedder (mean pooling, L2-normalised) on onnxruntime's CPU provider.
 pub struct OnnxEmbedder {
     model: Mutex<TextEmbedding>,
     /// The model's tokenizer without truncation or padding, for [`Embedder::count_tokens`].
-    counter: Tokenizer,
+    counter: std::sync::Arc<Tokenizer>,
     model_id: String,
     dim: usize,
     max_tokens: usize,
@@ -282,7 +192,7 @@ impl OnnxEmbedder {
         let (query_prefix, passage_prefix) = options.prefixes(&[&name, name_or_path]);
         Ok(Self {
             model: Mutex::new(model),
-            counter,
+            counter: std::sync::Arc::new(counter),
             model_id: format!("{name}:{dim}"),
             dim,
             max_tokens,
@@ -314,6 +224,10 @@ impl OnnxEmbedder {
 }
 
 impl Embedder for OnnxEmbedder {
+    fn known_pieces(&self) -> Option<zhiku_ingest::KnownPieces> {
+        Some(super::known_pieces(self.counter.clone()))
+    }
+
     fn model_id(&self) -> &str {
         &self.model_id
     }
@@ -362,6 +276,7 @@ impl Embedder for OnnxEmbedder {
 mod tests {
     use super::*;
     use crate::embed::contract;
+    use std::path::PathBuf;
 
     #[test]
     fn runtime_path_precedence() {
@@ -382,7 +297,7 @@ mod tests {
                 assert!(!Path::new(DEFAULT_ONNXRUNTIME).exists());
                 assert!(m.contains("[embed] onnxruntime"), "{m}");
                 assert!(m.contains("ORT_DYLIB_PATH"), "{m}");
-                assert!(m.contains("fetch-models.sh --all"), "{m}");
+                assert!(m.contains("fetch-models.sh"), "{m}");
             }
         }
     }
@@ -393,7 +308,7 @@ mod tests {
         let m = load_onnxruntime(Path::new("/nonexistent/libonnxruntime.so.1.31.1")).unwrap_err();
         assert!(m.contains("/nonexistent/libonnxruntime.so.1.31.1"), "{m}");
         assert!(m.contains("[embed] onnxruntime"), "{m}");
-        assert!(m.contains("fetch-models.sh --all"), "{m}");
+        assert!(m.contains("fetch-models.sh"), "{m}");
 
         let dir = tempfile::tempdir().unwrap();
         let fake = dir.path().join("libonnxruntime.so.1.31.1");

@@ -21,6 +21,7 @@ use tracing::{error, info, info_span, warn};
 
 use super::{Batch, FileOutcome, Item, ItemData, originals};
 use crate::engine::Engine;
+use crate::store::meta::PageReading;
 use crate::store::meta::{ClaimedFile, FileStatus, JobKind, MetaError, UploadJob};
 
 /// How long an idle worker sleeps before looking at the queue again without being woken.
@@ -357,8 +358,11 @@ fn finish(
 
 /// A file's final status, note and document.
 fn settle(outcome: FileOutcome) -> (FileStatus, Option<String>, Option<i64>) {
-    let with_warnings = |note: Option<&str>, warnings: &[String]| {
+    let with_warnings = |note: Option<&str>, warnings: &[String], reading: &PageReading| {
         let mut parts: Vec<String> = note.map(str::to_string).into_iter().collect();
+        if !reading.ocr_pages.is_empty() || !reading.failed_pages.is_empty() {
+            parts.push(format!("pages: {}", reading.describe()));
+        }
         if !warnings.is_empty() {
             parts.push(format!(
                 "{} warning{}: {}",
@@ -370,12 +374,24 @@ fn settle(outcome: FileOutcome) -> (FileStatus, Option<String>, Option<i64>) {
         (!parts.is_empty()).then(|| parts.join("; "))
     };
     match outcome {
-        FileOutcome::Added { doc, warnings, .. } => {
-            (FileStatus::Done, with_warnings(None, &warnings), Some(doc))
-        }
-        FileOutcome::Changed { doc, warnings, .. } => (
+        FileOutcome::Added {
+            doc,
+            warnings,
+            reading,
+            ..
+        } => (
             FileStatus::Done,
-            with_warnings(Some("replaced the earlier version"), &warnings),
+            with_warnings(None, &warnings, &reading),
+            Some(doc),
+        ),
+        FileOutcome::Changed {
+            doc,
+            warnings,
+            reading,
+            ..
+        } => (
+            FileStatus::Done,
+            with_warnings(Some("replaced the earlier version"), &warnings, &reading),
             Some(doc),
         ),
         FileOutcome::Unchanged { doc } => (

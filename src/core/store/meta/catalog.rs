@@ -4,7 +4,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{DocId, DocumentRecord, KbId, MetaStore, Result};
+use super::{DocId, DocumentRecord, KbId, MetaStore, PageReading, Result, reading_from};
 
 /// A document in a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,8 @@ pub struct DocumentSummary {
     /// Unix seconds.
     pub created_at: i64,
     pub warnings: Vec<String>,
+    /// How its pages were read (`None`: ingested before this was recorded).
+    pub reading: Option<PageReading>,
 }
 
 /// `%`, `_` and the escape character itself match literally in a LIKE pattern.
@@ -57,7 +59,8 @@ impl MetaStore {
             let mut stmt = c.prepare(&format!(
                 "SELECT d.id, d.title, d.source, d.format, d.pages,
                         (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id),
-                        d.size, d.created_at, d.warnings
+                        d.size, d.created_at, d.warnings, d.text_pages, d.ocr_pages,
+                        d.failed_pages
                  FROM documents d WHERE {FILTER}
                  ORDER BY d.source, d.id LIMIT ?3 OFFSET ?4"
             ))?;
@@ -73,6 +76,11 @@ impl MetaStore {
                     size: r.get::<_, i64>(6)? as u64,
                     created_at: r.get(7)?,
                     warnings: serde_json::from_str(&warnings).unwrap_or_default(),
+                    reading: reading_from(
+                        r.get(9)?,
+                        &r.get::<_, String>(10)?,
+                        &r.get::<_, String>(11)?,
+                    ),
                 })
             })?;
             Ok((total as u64, rows.collect::<rusqlite::Result<_>>()?))
@@ -138,6 +146,11 @@ mod tests {
                     pages: 1,
                     warnings: &["page 2: garbled".to_string()],
                     masked: 0,
+                    reading: &PageReading {
+                        text_pages: 1,
+                        ocr_pages: vec![3],
+                        failed_pages: vec![2],
+                    },
                     chunks: &chunks,
                 })
                 .unwrap();
@@ -150,6 +163,15 @@ mod tests {
         assert_eq!(names, ["报销.pdf", "政策/100%_done.txt"], "by name");
         assert_eq!(page[0].chunks, 1);
         assert_eq!(page[0].warnings, ["page 2: garbled"]);
+        let reading = page[0].reading.as_ref().expect("recorded");
+        assert_eq!(
+            (
+                reading.text_pages,
+                &reading.ocr_pages[..],
+                &reading.failed_pages[..]
+            ),
+            (1, &[3][..], &[2][..])
+        );
         let rest = s.document_page(kb, "", 2, 2).unwrap().1;
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].source, "政策/休假制度.txt");

@@ -590,6 +590,10 @@ mod tests {
                 pages: 1,
                 warnings: &[],
                 masked: 0,
+                reading: &crate::store::meta::PageReading {
+                    text_pages: 1,
+                    ..Default::default()
+                },
                 chunks: &chunks,
             })
             .unwrap();

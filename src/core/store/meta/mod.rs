@@ -108,7 +108,10 @@ CREATE TABLE IF NOT EXISTS documents (
     status        TEXT NOT NULL CHECK (status IN ('indexing', 'ready')),
     warnings      TEXT NOT NULL DEFAULT '[]',
     masked        INTEGER NOT NULL DEFAULT 0,
-    created_at    INTEGER NOT NULL
+    created_at    INTEGER NOT NULL,
+    text_pages    INTEGER,
+    ocr_pages     TEXT NOT NULL DEFAULT '[]',
+    failed_pages  TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS documents_kb_source ON documents(kb_id, source);
 CREATE INDEX IF NOT EXISTS documents_kb_hash ON documents(kb_id, content_hash);
@@ -178,6 +181,86 @@ pub struct DocumentRecord {
     pub ready: bool,
     pub warnings: Vec<String>,
     pub masked: u64,
+    /// How its pages were read; `None` for documents ingested before this was recorded.
+    pub reading: Option<PageReading>,
+}
+
+/// How a document's pages were read: the truth an admin needs about a scan or a broken PDF.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PageReading {
+    /// Pages indexed from their text layer.
+    pub text_pages: u32,
+    /// Pages indexed from OCR, 1-based.
+    pub ocr_pages: Vec<u32>,
+    /// Pages not indexed (no text layer and no OCR, garbled text, OCR failed), 1-based; the
+    /// document's warnings say why.
+    pub failed_pages: Vec<u32>,
+}
+
+impl PageReading {
+    /// The ingest crate's counts for one processed file.
+    pub fn of(p: &zhiku_ingest::Processed) -> Self {
+        Self {
+            text_pages: p.text_pages as u32,
+            ocr_pages: p.ocr_pages.clone(),
+            failed_pages: p.failed_pages.clone(),
+        }
+    }
+
+    /// "2 text, 1 OCR (page 3), 1 failed (page 4)".
+    pub fn describe(&self) -> String {
+        let list = |p: &[u32]| {
+            let shown: Vec<String> = p.iter().take(20).map(u32::to_string).collect();
+            let more = if p.len() > 20 { ", …" } else { "" };
+            format!(
+                " (page{} {}{more})",
+                if p.len() == 1 { "" } else { "s" },
+                shown.join(", ")
+            )
+        };
+        let mut s = format!("{} text, {} OCR", self.text_pages, self.ocr_pages.len());
+        if !self.ocr_pages.is_empty() {
+            s.push_str(&list(&self.ocr_pages));
+        }
+        s.push_str(&format!(", {} failed", self.failed_pages.len()));
+        if !self.failed_pages.is_empty() {
+            s.push_str(&list(&self.failed_pages));
+        }
+        s
+    }
+}
+
+/// Read the `documents` columns of a [`PageReading`] (`text_pages` NULL: not recorded).
+fn reading_from(
+    text_pages: Option<i64>,
+    ocr_pages: &str,
+    failed_pages: &str,
+) -> Option<PageReading> {
+    text_pages.map(|t| PageReading {
+        text_pages: t as u32,
+        ocr_pages: serde_json::from_str(ocr_pages).unwrap_or_default(),
+        failed_pages: serde_json::from_str(failed_pages).unwrap_or_default(),
+    })
+}
+
+/// Add the page-reading columns to a `documents` table made before them (SQLite adds
+/// columns in place; older documents keep NULL, "not recorded"). Runs after [`SCHEMA`].
+fn upgrade_documents(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('documents') WHERE name = 'text_pages'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if has {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(
+        "ALTER TABLE documents ADD COLUMN text_pages INTEGER;
+         ALTER TABLE documents ADD COLUMN ocr_pages TEXT NOT NULL DEFAULT '[]';
+         ALTER TABLE documents ADD COLUMN failed_pages TEXT NOT NULL DEFAULT '[]';",
+    )?;
+    tx.commit()
 }
 
 /// A document to insert, with its chunks.
@@ -192,6 +275,7 @@ pub struct NewDocument<'a> {
     pub pages: u32,
     pub warnings: &'a [String],
     pub masked: u64,
+    pub reading: &'a PageReading,
     pub chunks: &'a [zhiku_ingest::Chunk],
 }
 
@@ -280,6 +364,7 @@ impl MetaStore {
             conn.execute_batch(schema).map_err(err)?;
         }
         wecom::upgrade(&conn).map_err(err)?;
+        upgrade_documents(&conn).map_err(err)?;
         Ok(Self {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
@@ -472,11 +557,16 @@ impl MetaStore {
             ready: r.get::<_, String>(8)? == "ready",
             warnings: serde_json::from_str(&warnings).unwrap_or_default(),
             masked: r.get::<_, i64>(10)? as u64,
+            reading: reading_from(
+                r.get(11)?,
+                &r.get::<_, String>(12)?,
+                &r.get::<_, String>(13)?,
+            ),
         })
     }
 
-    const DOC_COLS: &'static str =
-        "id, kb_id, source, title, format, content_hash, size, pages, status, warnings, masked";
+    const DOC_COLS: &'static str = "id, kb_id, source, title, format, content_hash, size, pages, \
+         status, warnings, masked, text_pages, ocr_pages, failed_pages";
 
     /// The ready document of `kb` with this source, if any.
     pub fn document_by_source(&self, kb: KbId, source: &str) -> Result<Option<DocumentRecord>> {
@@ -524,8 +614,9 @@ impl MetaStore {
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.execute(
             "INSERT INTO documents(kb_id, source, title, format, content_hash, size, pages,
-                                   status, warnings, masked, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'indexing', ?8, ?9, ?10)",
+                                   status, warnings, masked, created_at, text_pages,
+                                   ocr_pages, failed_pages)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'indexing', ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 doc.kb,
                 doc.source,
@@ -536,7 +627,10 @@ impl MetaStore {
                 doc.pages as i64,
                 serde_json::to_string(doc.warnings).unwrap_or_else(|_| "[]".into()),
                 doc.masked as i64,
-                now()
+                now(),
+                doc.reading.text_pages as i64,
+                serde_json::to_string(&doc.reading.ocr_pages).unwrap_or_else(|_| "[]".into()),
+                serde_json::to_string(&doc.reading.failed_pages).unwrap_or_else(|_| "[]".into()),
             ],
         )
         .map_err(|e| self.err(e))?;
@@ -854,8 +948,70 @@ mod tests {
             pages: 1,
             warnings: &[],
             masked: 0,
+            reading: &ONE_TEXT_PAGE,
             chunks,
         }
+    }
+
+    static ONE_TEXT_PAGE: PageReading = PageReading {
+        text_pages: 1,
+        ocr_pages: Vec::new(),
+        failed_pages: Vec::new(),
+    };
+
+    /// A database made before the page-reading columns gains them when opened, its
+    /// documents reading as "not recorded"; new documents record theirs.
+    #[test]
+    fn old_documents_table_gains_page_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zhiku.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            let old = SCHEMA.replace(
+                ",\n    text_pages    INTEGER,\n    ocr_pages     TEXT NOT NULL DEFAULT '[]',\n    failed_pages  TEXT NOT NULL DEFAULT '[]'",
+                "",
+            );
+            assert_ne!(
+                old, SCHEMA,
+                "the old schema is the current one minus the columns"
+            );
+            c.execute_batch(&old).unwrap();
+            c.execute(
+                "INSERT INTO knowledge_bases(id, name, created_at) VALUES (1, 'kb', 0)",
+                [],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO documents(kb_id, source, title, format, content_hash, size, pages,
+                                       status, created_at)
+                 VALUES (1, '/old.pdf', 'old', 'pdf', 'h0', 1, 3, 'ready', 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let s = MetaStore::open(&path).unwrap();
+        let old = s.document_by_source(1, "/old.pdf").unwrap().unwrap();
+        assert_eq!(old.reading, None);
+        let chunks = [chunk("扫描页", 1)];
+        let reading = PageReading {
+            text_pages: 1,
+            ocr_pages: vec![2],
+            failed_pages: vec![3],
+        };
+        let mut doc = new_doc(1, "/new.pdf", &chunks);
+        doc.reading = &reading;
+        let (id, _) = s.insert_document(&doc).unwrap();
+        s.finish_documents(&[(id, None)]).unwrap();
+        let new = s.document(id).unwrap().unwrap();
+        assert_eq!(new.reading.as_ref(), Some(&reading));
+        assert_eq!(
+            reading.describe(),
+            "1 text, 1 OCR (page 2), 1 failed (page 3)"
+        );
+        drop(s);
+        // Opening again changes nothing.
+        let s = MetaStore::open(&path).unwrap();
+        assert_eq!(s.document(id).unwrap().unwrap().reading, Some(reading));
     }
 
     #[test]

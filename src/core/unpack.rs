@@ -1,7 +1,8 @@
-//! An upload's parts → checked files: names made safe, zips unpacked with zip-bomb
-//! defences, every file typed by its content ([`zhiku_ingest::sniff`]).
+//! Files as handed in (upload parts, or zips given to `zhiku ingest`) → checked files: names
+//! made safe, zips unpacked with zip-bomb defences, every file typed by its content
+//! ([`zhiku_ingest::sniff`]). The server's uploads and the command line share this code.
 //!
-//! An attack refuses the whole upload and nothing is kept (the caller deletes the staging
+//! An attack refuses the whole set and nothing is kept (the caller deletes the staging
 //! folder): a name that is absolute, has a drive letter, climbs out with `..` (also spelt
 //! with backslashes) or holds NUL or control characters, in a part or in a zip entry; more
 //! files than `server.max_upload_files`; a zip that unpacks to more than
@@ -26,7 +27,7 @@ const RATIO_FLOOR: u64 = 1 << 20;
 const MAX_NAME: usize = 1024;
 const MAX_NAME_PART: usize = 255;
 
-/// What one upload may hold.
+/// What one upload (or one zip given to `zhiku ingest`) may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Files, after unpacking zips.
@@ -136,10 +137,6 @@ pub fn is_junk(name: &str) -> bool {
         || file.eq_ignore_ascii_case("desktop.ini")
 }
 
-fn is_zip(name: &str) -> bool {
-    name.len() > 4 && name[name.len() - 4..].eq_ignore_ascii_case(".zip")
-}
-
 /// A zip entry's name: UTF-8 when it is (the zip's UTF-8 flag or Info-ZIP's Unicode field),
 /// else GB18030, which is what Chinese Windows writes without saying so; `fallback` (the zip
 /// crate's CP437 reading) when neither decodes.
@@ -153,6 +150,23 @@ fn entry_name(raw: &[u8], fallback: &str) -> String {
     } else {
         text.into_owned()
     }
+}
+
+impl Limits {
+    /// `server.max_upload_files` and `server.max_unzipped_mb`.
+    pub fn from_config(server: &crate::config::ServerConfig) -> Self {
+        Self {
+            max_files: server.max_upload_files,
+            max_unzipped: server.max_unzipped_mb.saturating_mul(1 << 20),
+        }
+    }
+}
+
+/// Whether a name ends in `.zip` (any case).
+pub fn is_zip(name: &str) -> bool {
+    name.len() > 4
+        && name.is_char_boundary(name.len() - 4)
+        && name[name.len() - 4..].eq_ignore_ascii_case(".zip")
 }
 
 /// Check every part (unpacking zips into `staging`), in order.
