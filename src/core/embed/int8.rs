@@ -315,12 +315,7 @@ impl QLinear {
 
     /// `x · wᵀ + b` for the `rows` rows of `x` ([rows][inp]); returns [rows][out].
     pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        // One thread below 2²⁵ multiply-adds (every product of a 20–40-token query). Products
-        // alone (int8::timing, best of 7, 2-core EPYC at load 0.4) ran 1.2–1.8× faster on two
-        // threads, but at load 5 the gain ranged from none to 1.7×, and an earlier end-to-end
-        // measurement found two threads no faster and slower when the other core is busy:
-        // split queries only after a quiet end-to-end measurement says so.
-        self.forward_split(x, rows, 1 << 25)
+        self.forward_split(x, rows, split_min_work(self.kernel))
     }
 
     /// [`forward`](Self::forward), on the rayon pool when the product has at least
@@ -371,6 +366,33 @@ impl QLinear {
         }
         y
     }
+}
+
+/// Products of at least this many multiply-adds run on the rayon pool.
+///
+/// Measured on the idle 2-core AMD EPYC (e5-small, a 22-token query, median of 50, two runs
+/// each, `cargo test --release --lib bench_e5 -- --ignored` with `ZHIKU_BENCH_QUERY_ONLY`):
+/// - AVX2: one thread 11.8–11.9 ms; two threads on products ≥ 2²² (the FFN's, 22 × 1536 ×
+///   384) 9.1–10.1 ms; two threads on every product 11.2–11.3 ms (the small ones lose more
+///   to the hand-off than they gain). So the slower kernels split at 2²².
+/// - AVX-512 VNNI: one thread 5.8 ms; two threads on every product 6.3–7.3 ms. Its
+///   products are too quick to share, so it splits only passage batches (2²⁵: no query
+///   product).
+///
+/// `ZHIKU_INT8_SPLIT_MIN_WORK` overrides both, for benches that re-measure the choice (read
+/// once).
+fn split_min_work(kernel: Kernel) -> usize {
+    static OVERRIDE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let o = OVERRIDE.get_or_init(|| {
+        std::env::var("ZHIKU_INT8_SPLIT_MIN_WORK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    o.unwrap_or(match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512Vnni(_) | Kernel::AvxVnni(_) | Kernel::Avx512Vnni256(_) => 1 << 25,
+        _ => 1 << 22,
+    })
 }
 
 /// The output buffer shared by the threads of one product; each writes disjoint columns.
