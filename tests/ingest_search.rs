@@ -352,7 +352,8 @@ fn zips_are_ingested_like_uploads() {
             ),
             ("政策/", b""),
             ("__MACOSX/政策/._年假.txt", b"\0\0junk"),
-            ("photo.png", b"\x89PNG\r\n\x1a\n"),
+            // GIF: not a document format (PNG and JPEG are, through OCR).
+            ("photo.gif", b"GIF89a\x01\0\x01\0"),
             ("setup.pdf", b"MZ\x90\0program"),
         ]),
     )
@@ -378,8 +379,8 @@ fn zips_are_ingested_like_uploads() {
         "{:?}",
         r.failures
     );
-    let png = zip.join("photo.png").display().to_string();
-    assert_eq!(r.unsupported, [png], "{r:?}");
+    let gif = zip.join("photo.gif").display().to_string();
+    assert_eq!(r.unsupported, [gif], "{r:?}");
     let hit = top_doc(&e, "带薪年假几天", "kb").unwrap();
     assert_eq!(
         hit.document,
