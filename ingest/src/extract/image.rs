@@ -11,7 +11,7 @@
 use std::io::Cursor;
 
 use super::ocr::{OcrMode, OcrOptions};
-use super::{Block, ExtractError, Extracted, Format, Page, panic_message};
+use super::{ExtractError, Extracted, Format, panic_message};
 
 /// The largest frame decoded, in pixels (RGB: 3 bytes each, 150 MB at the limit).
 pub const MAX_PIXELS: u64 = 50_000_000;
@@ -165,32 +165,15 @@ pub(super) fn extract(bytes: &[u8], ocr: &OcrOptions) -> Result<Extracted, Extra
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.recognize(&img)))
                 .map_err(|p| format!("the OCR engine crashed: {}", panic_message(&p)))
                 .and_then(|r| r.map_err(|e| e.to_string()));
-        match lines {
-            Ok(lines) => {
-                let (text, low) = super::ocr::page_text(&lines, ocr.min_confidence);
-                if low > 0 {
-                    warnings.push(format!(
-                        "page {number}: {low} of {} OCR lines below confidence {:.2}, kept",
-                        lines.len(),
-                        ocr.min_confidence
-                    ));
-                }
-                if text.trim().is_empty() {
-                    failed.push(number);
-                    warnings.push(format!("page {number}: OCR found no text, not indexed"));
-                } else {
-                    ocred.push(number);
-                    pages.push(Page {
-                        number,
-                        blocks: vec![Block::para(text)],
-                    });
-                }
-            }
-            Err(why) => {
-                failed.push(number);
-                warnings.push(format!("page {number}: {why}, not indexed"));
-            }
-        }
+        super::ocr::add_page(
+            number,
+            lines,
+            ocr.min_confidence,
+            &mut pages,
+            &mut ocred,
+            &mut failed,
+            &mut warnings,
+        );
     })?;
     warnings.extend(more);
     if pages.is_empty() {

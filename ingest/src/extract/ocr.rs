@@ -100,6 +100,45 @@ pub(crate) fn page_text(lines: &[OcrLine], min_confidence: f32) -> (String, usiz
     (text, low)
 }
 
+/// One page's OCR result into a document's pages (scanned PDF pages and image frames alike):
+/// its text as page `number` (listed in `ocred`), or a failed page whose reason goes to
+/// `warnings`. Low-confidence lines are kept and counted in a warning.
+pub(crate) fn add_page(
+    number: u32,
+    lines: Result<Vec<OcrLine>, String>,
+    min_confidence: f32,
+    pages: &mut Vec<super::Page>,
+    ocred: &mut Vec<u32>,
+    failed: &mut Vec<u32>,
+    warnings: &mut Vec<String>,
+) {
+    let lines = match lines {
+        Ok(lines) => lines,
+        Err(why) => {
+            failed.push(number);
+            warnings.push(format!("page {number}: {why}, not indexed"));
+            return;
+        }
+    };
+    let (text, low) = page_text(&lines, min_confidence);
+    if low > 0 {
+        warnings.push(format!(
+            "page {number}: {low} of {} OCR lines below confidence {min_confidence:.2}, kept",
+            lines.len(),
+        ));
+    }
+    if text.trim().is_empty() {
+        failed.push(number);
+        warnings.push(format!("page {number}: OCR found no text, not indexed"));
+    } else {
+        ocred.push(number);
+        pages.push(super::Page {
+            number,
+            blocks: vec![super::Block::para(text)],
+        });
+    }
+}
+
 /// `b` continues `a`'s row: it starts right of `a` and their heights overlap by more than half.
 fn same_row(a: &OcrLine, b: &OcrLine) -> bool {
     let overlap = a.bbox[3].min(b.bbox[3]) - a.bbox[1].max(b.bbox[1]);

@@ -136,31 +136,15 @@ pub(super) fn extract(
                         PageOut::Text(text) => {
                             page_result(number, text, known, &mut pages, &mut failed, &mut warnings)
                         }
-                        PageOut::Ocr(Ok(lines)) => {
-                            let (text, low) = super::ocr::page_text(&lines, ocr.min_confidence);
-                            if low > 0 {
-                                warnings.push(format!(
-                                    "page {number}: {low} of {} OCR lines below confidence {:.2}, kept",
-                                    lines.len(),
-                                    ocr.min_confidence
-                                ));
-                            }
-                            if text.trim().is_empty() {
-                                failed.push(number);
-                                warnings
-                                    .push(format!("page {number}: OCR found no text, not indexed"));
-                            } else {
-                                ocred.push(number);
-                                pages.push(Page {
-                                    number,
-                                    blocks: vec![Block::para(text)],
-                                });
-                            }
-                        }
-                        PageOut::Ocr(Err(why)) => {
-                            failed.push(number);
-                            warnings.push(format!("page {number}: {why}, not indexed"));
-                        }
+                        PageOut::Ocr(lines) => super::ocr::add_page(
+                            number,
+                            lines,
+                            ocr.min_confidence,
+                            &mut pages,
+                            &mut ocred,
+                            &mut failed,
+                            &mut warnings,
+                        ),
                     }
                 }
                 return finish(doc.title, total, pages, failed, warnings, ocred);
