@@ -71,8 +71,18 @@ pub fn check<R: Read + Seek>(file_name: &str, mut reader: R) -> Result<Format, S
     }
     match format {
         Format::Pdf => check_pdf(&head),
-        Format::Docx => check_docx(&head, reader),
-        Format::Pptx => check_pptx(&head, reader),
+        Format::Docx => check_ooxml(
+            &head,
+            reader,
+            "a Word document (.docx)",
+            "word/document.xml",
+        ),
+        Format::Pptx => check_ooxml(
+            &head,
+            reader,
+            "a PowerPoint presentation (.pptx)",
+            "ppt/presentation.xml",
+        ),
         Format::Image => check_image(&head),
         Format::Txt | Format::Markdown | Format::Html => check_text(&head, complete, format),
         Format::Sheet => check_sheet(file_name, &head, reader),
@@ -117,36 +127,6 @@ fn check_image(head: &[u8]) -> Result<(), SniffError> {
     ))
 }
 
-fn check_pptx<R: Read + Seek>(head: &[u8], mut reader: R) -> Result<(), SniffError> {
-    const EXPECTED: &str = "a PowerPoint presentation (.pptx)";
-    if !head.starts_with(b"PK\x03\x04") {
-        return Err(mismatch(
-            EXPECTED,
-            head,
-            "it is not a zip-based Office file",
-        ));
-    }
-    reader.rewind().map_err(|e| SniffError::Io(e.to_string()))?;
-    let zip = zip::ZipArchive::new(reader).map_err(|e| SniffError::Mismatch {
-        expected: EXPECTED,
-        found: format!("it is not a readable zip archive ({e})"),
-    })?;
-    if zip.index_for_name("ppt/presentation.xml").is_some() {
-        return Ok(());
-    }
-    let found = if zip.index_for_name("word/document.xml").is_some() {
-        "the content is a Word document; name it .docx"
-    } else if zip.index_for_name("xl/workbook.xml").is_some() {
-        "the content is an Excel workbook; name it .xlsx"
-    } else {
-        "it is a zip archive without ppt/presentation.xml"
-    };
-    Err(SniffError::Mismatch {
-        expected: EXPECTED,
-        found: found.into(),
-    })
-}
-
 fn check_pdf(head: &[u8]) -> Result<(), SniffError> {
     // The header may follow a little junk; readers accept it within the first 1024 bytes.
     let start = &head[..head.len().min(1024)];
@@ -160,35 +140,54 @@ fn check_pdf(head: &[u8]) -> Result<(), SniffError> {
     ))
 }
 
-fn check_docx<R: Read + Seek>(head: &[u8], mut reader: R) -> Result<(), SniffError> {
-    const EXPECTED: &str = "a Word document (.docx)";
+/// The Office Open XML zips a .docx or .pptx may turn out to be: (main part, what it is and
+/// how to name it).
+const OOXML: &[(&str, &str)] = &[
+    (
+        "word/document.xml",
+        "the content is a Word document; name it .docx",
+    ),
+    (
+        "xl/workbook.xml",
+        "the content is an Excel workbook; name it .xlsx",
+    ),
+    (
+        "ppt/presentation.xml",
+        "the content is a PowerPoint presentation; name it .pptx",
+    ),
+];
+
+/// A .docx or .pptx: a zip holding `main_part`; another Office zip is named for what it is.
+fn check_ooxml<R: Read + Seek>(
+    head: &[u8],
+    mut reader: R,
+    expected: &'static str,
+    main_part: &str,
+) -> Result<(), SniffError> {
     if !head.starts_with(b"PK\x03\x04") {
         return Err(mismatch(
-            EXPECTED,
+            expected,
             head,
             "it is not a zip-based Office file",
         ));
     }
     reader.rewind().map_err(|e| SniffError::Io(e.to_string()))?;
     let zip = zip::ZipArchive::new(reader).map_err(|e| SniffError::Mismatch {
-        expected: EXPECTED,
+        expected,
         found: format!("it is not a readable zip archive ({e})"),
     })?;
     let has = |name: &str| zip.index_for_name(name).is_some();
-    if has("word/document.xml") {
+    if has(main_part) {
         return Ok(());
     }
-    let found = if has("xl/workbook.xml") {
-        "the content is an Excel workbook; name it .xlsx"
-    } else if has("ppt/presentation.xml") {
-        "the content is a PowerPoint presentation; name it .pptx"
-    } else {
-        "it is a zip archive without word/document.xml"
-    };
-    Err(SniffError::Mismatch {
-        expected: EXPECTED,
-        found: found.into(),
-    })
+    let found = OOXML
+        .iter()
+        .find(|(part, _)| *part != main_part && has(part))
+        .map_or_else(
+            || format!("it is a zip archive without {main_part}"),
+            |(_, what)| what.to_string(),
+        );
+    Err(SniffError::Mismatch { expected, found })
 }
 
 /// XLSX/ODS are zips with `xl/workbook.xml` / `content.xml`; XLS is an OLE2 compound file.
@@ -198,7 +197,7 @@ fn check_sheet<R: Read + Seek>(
     mut reader: R,
 ) -> Result<(), SniffError> {
     const EXPECTED: &str = "a spreadsheet (.xlsx, .xls, .ods)";
-    if head.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
+    if head.starts_with(OLE2) {
         if file_name.to_ascii_lowercase().ends_with(".xls") {
             return Ok(());
         }
