@@ -14,7 +14,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
-use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
@@ -29,7 +28,7 @@ use zhiku_core::rag::guard::ContentFilter;
 use zhiku_core::rag::{self, Answer, Outcome, Prompts, Turn};
 use zhiku_core::store::KbId;
 use zhiku_core::store::meta::{ConversationId, MessageId};
-use zhiku_llm::generate::{Generator, SamplingParams};
+use zhiku_llm::generate::SamplingParams;
 
 use super::activity::{self, Asker};
 use super::auth::Caller;
@@ -165,16 +164,7 @@ pub async fn answer_in_background(
     history: Vec<Turn>,
     sampling: Option<SamplingParams>,
 ) -> Result<mpsc::Receiver<Progress>, ApiError> {
-    let names = scope.names.clone();
-    let s = state.clone();
-    let generator: Option<Arc<dyn Generator>> =
-        tokio::task::spawn_blocking(move || s.generator_for(&names))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(|e| ApiError::Unavailable {
-                retry_after: 30,
-                message: format!("the answer model cannot be loaded: {e}"),
-            })?;
+    let generator = state.load_generator(scope.names.clone()).await?;
     let permit = match generator {
         Some(_) => Some(state.generation_slot().await?),
         None => None,

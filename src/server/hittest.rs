@@ -7,7 +7,6 @@
 //! whatever restricts what a user may read restricts the test the same way.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -15,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use zhiku_core::rag::inspect::{self, Inspection};
 use zhiku_core::store::ChunkId;
-use zhiku_llm::generate::Generator;
 
 use super::ask::{self, check_question};
 use super::auth::{Admin, Caller};
@@ -100,16 +98,7 @@ pub async fn search_test(
         Err(e) => return Err(e),
     };
     let readable = !kbs.is_empty();
-    let s = state.clone();
-    let names = vec![kb.clone()];
-    let generator: Option<Arc<dyn Generator>> =
-        tokio::task::spawn_blocking(move || s.generator_for(&names))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(|e| ApiError::Unavailable {
-                retry_after: 30,
-                message: format!("the answer model cannot be loaded: {e}"),
-            })?;
+    let generator = state.load_generator(vec![kb.clone()]).await?;
     let engine = state.engine.clone();
     let (inspection, texts) = tokio::task::spawn_blocking(move || {
         let sampling = &engine.config.generate.sampling;

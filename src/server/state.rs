@@ -75,6 +75,22 @@ impl AppState {
         };
         Self(Arc::new(inner))
     }
+
+    /// [`Inner::generator_for`] on a blocking thread (the first use loads the
+    /// model); a model that cannot be loaded is a 503 the client may retry.
+    pub async fn load_generator(
+        &self,
+        kbs: Vec<String>,
+    ) -> Result<Option<Arc<dyn Generator>>, ApiError> {
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || s.generator_for(&kbs))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| ApiError::Unavailable {
+                retry_after: 30,
+                message: format!("the answer model cannot be loaded: {e}"),
+            })
+    }
 }
 
 impl Inner {
