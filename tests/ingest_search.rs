@@ -318,21 +318,6 @@ fn deleting_a_knowledge_base_mid_ingest_leaves_no_orphans() {
     assert!(e.meta.kb_id("doomed").unwrap().is_none());
 }
 
-fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    use std::io::Write;
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut z = zip::ZipWriter::new(&mut buf);
-        let o = zip::write::SimpleFileOptions::default();
-        for (name, data) in entries {
-            z.start_file(*name, o).unwrap();
-            z.write_all(data).unwrap();
-        }
-        z.finish().unwrap();
-    }
-    buf.into_inner()
-}
-
 /// `zhiku ingest` takes zips as uploads do: unpacked with the same checks, each entry its own
 /// document named after the zip, an unsupported entry skipped, a wrong one failed alone, a
 /// zip bomb failed alone while the rest goes in; nothing unpacked is left behind, and a
@@ -345,7 +330,7 @@ fn zips_are_ingested_like_uploads() {
     std::fs::write(docs.join("a.txt"), "报销须在返回后十个工作日内提交。").unwrap();
     std::fs::write(
         docs.join("制度.zip"),
-        zip_of(&[
+        common::zip_of(&[
             (
                 "政策/年假.txt",
                 "员工入职满一年后享有带薪年假五天。".as_bytes(),
@@ -360,7 +345,7 @@ fn zips_are_ingested_like_uploads() {
     .unwrap();
     std::fs::write(
         docs.join("bomb.zip"),
-        zip_of(&[("zeros.txt", &vec![b'0'; 3 << 20])]),
+        common::zip_of(&[("zeros.txt", &vec![b'0'; 3 << 20])]),
     )
     .unwrap();
     let e = common::engine(&dir.path().join("data"), common::HashEmbedder::new());

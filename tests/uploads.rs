@@ -42,20 +42,6 @@ fn sample(name: &str) -> Vec<u8> {
     std::fs::read(common::samples().join(name)).unwrap()
 }
 
-fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut z = zip::ZipWriter::new(&mut buf);
-        let o = zip::write::SimpleFileOptions::default();
-        for (name, data) in entries {
-            z.start_file(*name, o).unwrap();
-            z.write_all(data).unwrap();
-        }
-        z.finish().unwrap();
-    }
-    buf.into_inner()
-}
-
 /// Poll a job until it is done or failed (at most 60 s).
 fn wait_job(c: &Client, job: i64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -174,7 +160,7 @@ fn a_folder_and_a_zip_are_ingested_listed_searched_and_downloaded() {
     let alice = s.client().login("alice", "password-1");
     let leave = sample("员工手册-休假制度.txt");
     let travel = sample("差旅费报销管理办法.pdf");
-    let zip = zip_of(&[
+    let zip = common::zip_of(&[
         ("IT/IT服务台常见问题.txt", &sample("IT服务台常见问题.txt")),
         (
             "IT/remote-work-guidelines.md",
@@ -512,7 +498,7 @@ fn upload_attacks_are_refused_with_nothing_stored_and_the_server_stays_healthy()
         .map(|(n, d)| (n.as_str(), d.as_slice()))
         .collect();
     refused(
-        Multipart::new().file("files", "six.zip", &zip_of(&refs)),
+        Multipart::new().file("files", "six.zip", &common::zip_of(&refs)),
         400,
         "max_upload_files",
         "six zip entries",
@@ -547,7 +533,7 @@ fn upload_attacks_are_refused_with_nothing_stored_and_the_server_stays_healthy()
         "a/../../evil.txt",
         "..\\evil.txt",
     ] {
-        let zip = zip_of(&[("ok.txt", b"fine"), (evil, b"evil")]);
+        let zip = common::zip_of(&[("ok.txt", b"fine"), (evil, b"evil")]);
         refused(
             Multipart::new().file("files", "z.zip", &zip),
             400,
@@ -558,7 +544,7 @@ fn upload_attacks_are_refused_with_nothing_stored_and_the_server_stays_healthy()
     // Zip bombs: an absurd ratio, and more unpacked bytes than server.max_unzipped_mb.
     let zeros = vec![0u8; 3 << 20];
     refused(
-        Multipart::new().file("files", "bomb.zip", &zip_of(&[("a.txt", &zeros)])),
+        Multipart::new().file("files", "bomb.zip", &common::zip_of(&[("a.txt", &zeros)])),
         400,
         "zip bomb",
         "a ratio bomb",
@@ -573,7 +559,7 @@ fn upload_attacks_are_refused_with_nothing_stored_and_the_server_stays_healthy()
             if x & 1 == 0 { '年' } else { '假' }
         })
         .collect();
-    let wide = zip_of(&[("a.txt", noise.as_bytes())]);
+    let wide = common::zip_of(&[("a.txt", noise.as_bytes())]);
     assert!(wide.len() < 1 << 20, "the zip itself fits the upload limit");
     refused(
         Multipart::new().file("files", "wide.zip", &wide),

@@ -214,3 +214,19 @@ pub fn people(e: &Engine, staff_kbs: &[&str], ops_kbs: &[&str]) -> [i64; 3] {
     m.add_to_group(bob, ops).unwrap();
     [alice, bob, root]
 }
+
+/// A zip archive of `(name, content)` entries, in order (default options).
+pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let o = zip::write::SimpleFileOptions::default();
+        for (name, data) in entries {
+            z.start_file(*name, o).unwrap();
+            z.write_all(data).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    buf.into_inner()
+}
