@@ -119,7 +119,9 @@ impl From<MetaError> for ApiError {
             | MetaError::BadAccountName { .. }
             | MetaError::BadWecomUser(_)
             | MetaError::BadEdit(_) => ApiError::BadRequest(e.to_string()),
-            MetaError::Sqlite { .. } => ApiError::Internal(e.to_string()),
+            MetaError::Sqlite { .. } | MetaError::Schema { .. } => {
+                ApiError::Internal(e.to_string())
+            }
         }
     }
 }

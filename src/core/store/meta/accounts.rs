@@ -14,6 +14,10 @@ pub type UserId = i64;
 pub type GroupId = i64;
 pub type TokenId = i64;
 
+/// How stale a token's `last_used_at` may get before a use writes it again.
+const TOKEN_USE_RESOLUTION_SECS: i64 = 60;
+
+/// Part of schema step 1 (`migrate.rs`): frozen; a schema change is a new step there.
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
     id             INTEGER PRIMARY KEY,
@@ -241,11 +245,11 @@ impl MetaStore {
     }
 
     pub fn user(&self, id: UserId) -> Result<Option<User>> {
-        self.with(|c| query_user(c, "u.id = ?1", &id))
+        self.read(|c| query_user(c, "u.id = ?1", &id))
     }
 
     pub fn user_by_name(&self, name: &str) -> Result<Option<User>> {
-        self.with(|c| query_user(c, "u.name = ?1", &name))
+        self.read(|c| query_user(c, "u.name = ?1", &name))
     }
 
     /// The user `name`, or a clear error.
@@ -272,7 +276,7 @@ impl MetaStore {
 
     /// The user linked to a WeCom userid. WeCom compares userids ignoring case, so does this.
     pub fn user_by_wecom(&self, wecom_user: &str) -> Result<Option<User>> {
-        self.with(|c| query_user(c, "u.wecom_user = ?1 COLLATE NOCASE", &wecom_user))
+        self.read(|c| query_user(c, "u.wecom_user = ?1 COLLATE NOCASE", &wecom_user))
     }
 
     /// Link `user` to a WeCom userid (their WeCom questions are answered as them), or unlink
@@ -519,7 +523,7 @@ impl MetaStore {
     /// The knowledge bases `user` may read: all of them for an admin, else those granted to
     /// one of the user's groups. Sorted by id.
     pub fn readable_kbs(&self, user: &User) -> Result<Vec<KbId>> {
-        self.with(|c| {
+        self.read(|c| {
             let sql = if user.is_admin() {
                 "SELECT id FROM knowledge_bases WHERE ?1 = ?1 ORDER BY id"
             } else {
@@ -555,7 +559,7 @@ impl MetaStore {
 
     /// The live session with this id hash (expired ones are not returned).
     pub fn session(&self, id_hash: &str) -> Result<Option<Session>> {
-        let found: Option<(UserId, String, i64)> = self.with(|c| {
+        let found: Option<(UserId, String, i64)> = self.read(|c| {
             c.query_row(
                 &format!(
                     "SELECT user_id, csrf, expires_at FROM sessions
@@ -605,30 +609,33 @@ impl MetaStore {
 
     /// The user of a live (not revoked) token, recording its use.
     pub fn token_user(&self, token_hash: &str) -> Result<Option<User>> {
-        let user: Option<UserId> = self.with(|c| {
-            let id = c
-                .query_row(
-                    &format!(
-                        "SELECT user_id FROM api_tokens
-                         WHERE token_hash = ?1 AND revoked_at IS NULL AND {}",
-                        super::directory::NOT_DISABLED.replace("{col}", "api_tokens.user_id")
-                    ),
-                    [token_hash],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if id.is_some() {
+        let found: Option<(UserId, Option<i64>)> = self.read(|c| {
+            c.query_row(
+                &format!(
+                    "SELECT user_id, last_used_at FROM api_tokens
+                     WHERE token_hash = ?1 AND revoked_at IS NULL AND {}",
+                    super::directory::NOT_DISABLED.replace("{col}", "api_tokens.user_id")
+                ),
+                [token_hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })?;
+        let Some((id, last_used)) = found else {
+            return Ok(None);
+        };
+        // "Last used" is shown to the minute: a token used all the time is written at most
+        // once a minute, not on every request (each write waits for the writer connection).
+        let now = now();
+        if last_used.is_none_or(|t| now - t >= TOKEN_USE_RESOLUTION_SECS) {
+            self.with(|c| {
                 c.execute(
                     "UPDATE api_tokens SET last_used_at = ?2 WHERE token_hash = ?1",
-                    params![token_hash, now()],
-                )?;
-            }
-            Ok(id)
-        })?;
-        match user {
-            Some(id) => self.user(id),
-            None => Ok(None),
+                    params![token_hash, now],
+                )
+            })?;
         }
+        self.user(id)
     }
 
     /// Tokens of one user, or of everyone (`None`), newest first.

@@ -14,6 +14,7 @@ use super::{MetaStore, Result, UserId, now};
 pub type ConversationId = i64;
 pub type MessageId = i64;
 
+/// Part of schema step 1 (`migrate.rs`): frozen; a schema change is a new step there.
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS conversations (
     id          INTEGER PRIMARY KEY,
@@ -293,7 +294,7 @@ impl MetaStore {
 
     /// A conversation of `user` (`None` when it does not exist or is someone else's).
     pub fn conversation(&self, user: UserId, id: ConversationId) -> Result<Option<Conversation>> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row(
                 &format!(
                     "SELECT {CONVERSATION_COLS} FROM conversations WHERE id = ?1 AND user_id = ?2"
@@ -312,7 +313,7 @@ impl MetaStore {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<Conversation>> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {CONVERSATION_COLS} FROM conversations WHERE user_id = ?1
                  ORDER BY updated_at DESC, id DESC LIMIT ?2 OFFSET ?3"
@@ -407,7 +408,7 @@ impl MetaStore {
         last: Option<usize>,
     ) -> Result<Vec<Message>> {
         let limit = last.map_or(-1, |n| n as i64);
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT * FROM (
                    SELECT m.id, m.question, m.standalone_question, m.answer, m.citations,
@@ -461,7 +462,7 @@ impl MetaStore {
 
     /// All feedback, newest first, with the question and answer it is about.
     pub fn feedback_log(&self, limit: usize, offset: usize) -> Result<Vec<FeedbackEntry>> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT f.message_id, m.conversation_id, u.name, f.rating, f.comment,
                         m.question, m.answer, m.outcome, f.at
@@ -518,7 +519,7 @@ impl MetaStore {
     /// The query log, newest first, optionally only one user's questions or those that
     /// searched one knowledge base.
     pub fn query_log(&self, f: &QueryFilter<'_>) -> Result<Vec<QueryEntry>> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT id, at, user_name, kbs, question, outcome, citations, retrieval_ms,
                         total_ms, ttft_ms, via, flags
@@ -572,7 +573,7 @@ impl MetaStore {
 
     /// Blocked answers, newest first.
     pub fn blocked_log(&self, limit: usize, offset: usize) -> Result<Vec<BlockedEntry>> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT id, at, user_name, via, question, word, answer FROM blocked_answers
                  ORDER BY id DESC LIMIT ?1 OFFSET ?2",

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{MetaStore, Result, now};
 
+/// Part of schema step 1 (`migrate.rs`): frozen; a schema change is a new step there.
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS audit_log (
     id          INTEGER PRIMARY KEY,
@@ -58,7 +59,7 @@ impl MetaStore {
 
     /// Newest first.
     pub fn audit_log(&self, limit: usize, offset: usize) -> Result<Vec<AuditEntry>> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT id, at, actor, action, target, detail, ip FROM audit_log
                  ORDER BY id DESC LIMIT ?1 OFFSET ?2",

@@ -48,7 +48,7 @@ impl MetaStore {
         limit: usize,
     ) -> Result<(u64, Vec<DocumentSummary>)> {
         let pattern = like_pattern(q.trim());
-        self.with(|c| {
+        self.read(|c| {
             const FILTER: &str = "d.kb_id = ?1 AND d.status = 'ready'
                 AND (d.title LIKE ?2 ESCAPE '\\' OR d.source LIKE ?2 ESCAPE '\\')";
             let total: i64 = c.query_row(
@@ -89,7 +89,7 @@ impl MetaStore {
 
     /// A knowledge base's name by id (without the counts [`MetaStore::list_kbs`] adds).
     pub fn kb_name(&self, kb: KbId) -> Result<Option<String>> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row(
                 "SELECT name FROM knowledge_bases WHERE id = ?1",
                 [kb],
@@ -105,7 +105,7 @@ impl MetaStore {
             "SELECT {} FROM documents WHERE id = ?1 AND status = 'ready'",
             Self::DOC_COLS
         );
-        self.with(|c| c.query_row(&sql, [id], Self::doc_from_row).optional())
+        self.read(|c| c.query_row(&sql, [id], Self::doc_from_row).optional())
     }
 }
 

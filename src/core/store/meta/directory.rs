@@ -10,6 +10,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{GroupId, MetaStore, Result, UserId, now};
 
+/// Part of schema step 1 (`migrate.rs`): frozen; a schema change is a new step there.
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS directory_accounts (
     user_id       INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,

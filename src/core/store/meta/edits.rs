@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ChunkId, DocId, KbId, MetaError, MetaStore, Result, now};
 
+/// Part of schema step 1 (`migrate.rs`): frozen; a schema change is a new step there.
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS chunk_overrides (
     kb_id         INTEGER NOT NULL REFERENCES knowledge_bases(id) ON DELETE CASCADE,
@@ -246,7 +247,7 @@ impl MetaStore {
              {OVERRIDE_JOIN}
              WHERE c.document_id = ?1 AND d.status = 'ready' ORDER BY c.ordinal"
         );
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map([doc], |r| {
                 let hp: String = r.get(3)?;
@@ -357,7 +358,7 @@ impl MetaStore {
 
     /// The edits of a document's source (every version), newest first.
     pub fn chunk_edits(&self, doc: DocId) -> Result<Vec<ChunkEdit>> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT e.id, e.chunk_id, e.ordinal, e.content_hash, e.content_hash = d.content_hash,
                         e.actor, e.at, e.before, e.after
@@ -411,7 +412,7 @@ impl MetaStore {
              {OVERRIDE_JOIN}
              WHERE {filter} AND COALESCE(o.enabled, 1) = 1 ORDER BY c.ordinal"
         );
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map([id], |r| {
                 let (state, _) = state_from_row(r, 4)?;
@@ -429,7 +430,7 @@ impl MetaStore {
 
     /// The knowledge base and document source of a chunk of a ready document.
     pub fn chunk_source(&self, chunk: ChunkId) -> Result<Option<(KbId, String)>> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row(
                 "SELECT d.kb_id, d.source FROM chunks c JOIN documents d ON d.id = c.document_id
                  WHERE c.id = ?1 AND d.status = 'ready'",
@@ -502,7 +503,7 @@ impl MetaStore {
 
     /// Whether `doc` is flagged for review of its edits.
     pub fn edit_review(&self, doc: DocId) -> Result<Option<EditReview>> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row(
                 "SELECT r.stale_edits, r.flagged_at FROM documents d
                  JOIN edit_reviews r ON r.kb_id = d.kb_id AND r.source = d.source
@@ -521,7 +522,7 @@ impl MetaStore {
 
     /// The ready documents of `kb` flagged for review of their edits.
     pub fn documents_to_review(&self, kb: KbId) -> Result<Vec<DocId>> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT d.id FROM documents d
                  JOIN edit_reviews r ON r.kb_id = d.kb_id AND r.source = d.source

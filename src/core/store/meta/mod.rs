@@ -23,6 +23,7 @@ mod audit;
 mod catalog;
 mod directory;
 mod edits;
+mod migrate;
 mod stats;
 mod uploads;
 mod wecom;
@@ -38,6 +39,7 @@ pub use audit::AuditEntry;
 pub use catalog::DocumentSummary;
 pub use directory::{DirectoryAccount, GroupChanges};
 pub use edits::{ChunkChange, ChunkEdit, ChunkState, EditReview, EditableChunk, IndexEntry};
+pub use migrate::{LATEST as SCHEMA_VERSION, MigrateError};
 pub use uploads::{
     ClaimedFile, FileStatus, JobFile, JobFileCounts, JobKind, JobStatus, NewJobFile, QueueCounts,
     UploadJob,
@@ -85,10 +87,13 @@ pub enum MetaError {
     NoSuchChunk(ChunkId),
     #[error("invalid chunk edit: {0}")]
     BadEdit(String),
+    #[error("metadata database {path}: {source}")]
+    Schema { path: PathBuf, source: MigrateError },
 }
 
 pub type Result<T> = std::result::Result<T, MetaError>;
 
+/// Schema step 1 (see [`migrate`]): frozen, a change is a new step.
 const SCHEMA: &str = r#"
 PRAGMA foreign_keys = ON;
 CREATE TABLE IF NOT EXISTS knowledge_bases (
@@ -244,7 +249,8 @@ fn reading_from(
 }
 
 /// Add the page-reading columns to a `documents` table made before them (SQLite adds
-/// columns in place; older documents keep NULL, "not recorded"). Runs after [`SCHEMA`].
+/// columns in place; older documents keep NULL, "not recorded"). Part of schema step 1, in
+/// its transaction, after [`SCHEMA`].
 fn upgrade_documents(conn: &Connection) -> rusqlite::Result<()> {
     let has: bool = conn.query_row(
         "SELECT COUNT(*) FROM pragma_table_info('documents') WHERE name = 'text_pages'",
@@ -254,13 +260,11 @@ fn upgrade_documents(conn: &Connection) -> rusqlite::Result<()> {
     if has {
         return Ok(());
     }
-    let tx = conn.unchecked_transaction()?;
-    tx.execute_batch(
+    conn.execute_batch(
         "ALTER TABLE documents ADD COLUMN text_pages INTEGER;
          ALTER TABLE documents ADD COLUMN ocr_pages TEXT NOT NULL DEFAULT '[]';
          ALTER TABLE documents ADD COLUMN failed_pages TEXT NOT NULL DEFAULT '[]';",
-    )?;
-    tx.commit()
+    )
 }
 
 /// A document to insert, with its chunks.
@@ -314,9 +318,49 @@ pub struct Unfinished {
     pub pending_deletes: Vec<DocId>,
 }
 
+/// The metadata store: one writer connection, and read-only connections for reads.
+///
+/// SQLite in WAL mode lets readers run beside a writer, each on its own snapshot of the last
+/// commit, so a question's lookups (session, user, grants, the chunks of its hits) never
+/// queue behind an ingestion batch's write transaction. Writes stay on one connection behind
+/// a mutex: they are serialised anyway by SQLite, and a closure given to `with` keeps running
+/// alone, as the rules that check then write (last admin, taken WeCom userids) expect.
+/// Reader connections are opened on demand and kept for reuse (at most [`IDLE_READERS`]);
+/// no pool crate: a read-only SQLite connection needs no health checks or timeouts, which
+/// is what r2d2 and deadpool add, with a thread or an async runtime of their own.
 pub struct MetaStore {
     conn: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
     path: PathBuf,
+}
+
+/// Idle reader connections kept for reuse; more may be open at a busy moment.
+const IDLE_READERS: usize = 8;
+
+/// A reader connection, back among the idle ones when dropped.
+struct Reader<'a> {
+    store: &'a MetaStore,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+            .as_ref()
+            .expect("a reader holds its connection until dropped")
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut idle = self.store.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+    }
 }
 
 fn now() -> i64 {
@@ -344,35 +388,62 @@ impl MetaStore {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(err)?;
+        let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        for schema in [
-            SCHEMA,
-            accounts::SCHEMA,
-            audit::SCHEMA,
-            directory::SCHEMA,
-            activity::SCHEMA,
-            uploads::SCHEMA,
-            wecom::SCHEMA,
-            edits::SCHEMA,
-        ] {
-            conn.execute_batch(schema).map_err(err)?;
-        }
-        wecom::upgrade(&conn).map_err(err)?;
-        upgrade_documents(&conn).map_err(err)?;
+        // Per connection, and a no-op inside a transaction: set before the migrations.
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        migrate::migrate(&mut conn).map_err(|e| match e {
+            migrate::MigrateError::Sqlite(source) => err(source),
+            e => MetaError::Schema {
+                path: path.to_path_buf(),
+                source: e,
+            },
+        })?;
         Ok(Self {
             conn: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
             path: path.to_path_buf(),
         })
     }
 
+    /// The writer connection.
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A read-only connection: for methods that only read.
+    fn reader(&self) -> Result<Reader<'_>> {
+        let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| self.err(e))?;
+                c.busy_timeout(std::time::Duration::from_secs(10))
+                    .map_err(|e| self.err(e))?;
+                c
+            }
+        };
+        Ok(Reader {
+            store: self,
+            conn: Some(conn),
+        })
+    }
+
+    /// Run a read-only `f` on a reader connection (see [`MetaStore`]).
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self.reader()?;
+        f(&conn).map_err(|e| self.err(e))
     }
 
     /// Run `f` on the connection, mapping SQLite errors to [`MetaError::Sqlite`].
@@ -390,7 +461,7 @@ impl MetaStore {
     // ---- settings ----
 
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
-        self.conn()
+        self.reader()?
             .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
                 r.get(0)
             })
@@ -431,7 +502,7 @@ impl MetaStore {
     }
 
     pub fn kb_id(&self, name: &str) -> Result<Option<KbId>> {
-        self.conn()
+        self.reader()?
             .query_row(
                 "SELECT id FROM knowledge_bases WHERE name = ?1",
                 [name],
@@ -456,7 +527,7 @@ impl MetaStore {
     }
 
     pub fn list_kbs(&self) -> Result<Vec<KnowledgeBase>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare(
                 "SELECT k.id, k.name,
@@ -483,7 +554,7 @@ impl MetaStore {
     /// Every knowledge base's id and name, by name: what a question's scope needs, without
     /// [`MetaStore::list_kbs`]'s document and chunk counts (a scan of the chunks table).
     pub fn kb_names(&self) -> Result<Vec<(KbId, String)>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare("SELECT id, name FROM knowledge_bases ORDER BY name")
             .map_err(|e| self.err(e))?;
@@ -574,7 +645,7 @@ impl MetaStore {
             "SELECT {} FROM documents WHERE kb_id = ?1 AND source = ?2 AND status = 'ready'",
             Self::DOC_COLS
         );
-        self.conn()
+        self.reader()?
             .query_row(&sql, params![kb, source], Self::doc_from_row)
             .optional()
             .map_err(|e| self.err(e))
@@ -586,7 +657,7 @@ impl MetaStore {
             "SELECT {} FROM documents WHERE kb_id = ?1 AND content_hash = ?2 AND status = 'ready' LIMIT 1",
             Self::DOC_COLS
         );
-        self.conn()
+        self.reader()?
             .query_row(&sql, params![kb, hash], Self::doc_from_row)
             .optional()
             .map_err(|e| self.err(e))
@@ -598,7 +669,7 @@ impl MetaStore {
             "SELECT {} FROM documents WHERE kb_id = ?1 AND status = 'ready' ORDER BY source",
             Self::DOC_COLS
         );
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([kb], Self::doc_from_row)
@@ -756,7 +827,7 @@ impl MetaStore {
     /// order of `ids` is kept and unknown ids are skipped (an orphan in a derived index never
     /// surfaces).
     pub fn chunks(&self, ids: &[ChunkId]) -> Result<Vec<ChunkRecord>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT c.id, c.kb_id, c.document_id, d.source, d.title, c.page, c.heading_path,
@@ -803,7 +874,7 @@ impl MetaStore {
              WHERE c.document_id = ?1 AND COALESCE(o.enabled, 1) = 1 ORDER BY c.ordinal",
             edits::OVERRIDE_JOIN
         );
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([doc], |r| Ok((r.get::<_, i64>(0)? as ChunkId, r.get(1)?)))
@@ -814,7 +885,7 @@ impl MetaStore {
 
     /// All ready documents' ids and knowledge bases (for `zhiku reindex`).
     pub fn ready_documents(&self) -> Result<Vec<(DocId, KbId, String)>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare("SELECT id, kb_id, title FROM documents WHERE status = 'ready' ORDER BY id")
             .map_err(|e| self.err(e))?;
@@ -827,7 +898,7 @@ impl MetaStore {
 
     /// Number of chunks of ready documents.
     pub fn chunk_count(&self) -> Result<u64> {
-        self.conn()
+        self.reader()?
             .query_row(
                 "SELECT COUNT(*) FROM chunks c JOIN documents d ON d.id = c.document_id
                  WHERE d.status = 'ready'",
@@ -902,7 +973,7 @@ impl MetaStore {
 
     /// (status, message) of a job.
     pub fn job_status(&self, job: i64) -> Result<Option<(String, Option<String>)>> {
-        self.conn()
+        self.reader()?
             .query_row(
                 "SELECT status, message FROM jobs WHERE id = ?1",
                 [job],
@@ -1012,6 +1083,43 @@ mod tests {
         // Opening again changes nothing.
         let s = MetaStore::open(&path).unwrap();
         assert_eq!(s.document(id).unwrap().unwrap().reading, Some(reading));
+    }
+
+    /// Reads do not wait for the writer: with a write transaction open (an ingestion batch,
+    /// say), a lookup on another thread returns at once, from the last commit.
+    #[test]
+    fn reads_run_beside_an_open_write() {
+        let (_d, s) = store();
+        s.create_kb("handbook").unwrap();
+        let s = std::sync::Arc::new(s);
+        let mut writer = s.conn();
+        let tx = writer.transaction().unwrap();
+        tx.execute(
+            "INSERT INTO knowledge_bases(name, created_at) VALUES ('uncommitted', 0)",
+            [],
+        )
+        .unwrap();
+        let (send, recv) = std::sync::mpsc::channel();
+        let reader = std::sync::Arc::clone(&s);
+        std::thread::spawn(move || {
+            let _ = send.send(
+                reader
+                    .kb_names()
+                    .map(|v| v.into_iter().map(|(_, n)| n).collect::<Vec<_>>()),
+            );
+        });
+        let names = recv
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the read did not wait for the write transaction")
+            .unwrap();
+        assert_eq!(names, vec!["handbook".to_string()]);
+        tx.commit().unwrap();
+        drop(writer);
+        assert_eq!(
+            s.kb_names().unwrap().len(),
+            2,
+            "and sees the commit afterwards"
+        );
     }
 
     #[test]

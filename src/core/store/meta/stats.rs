@@ -21,7 +21,7 @@ impl MetaStore {
     }
 
     fn status_counts(&self, sql: &str) -> Result<StatusCounts> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare(sql)?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
             rows.collect()
@@ -30,7 +30,7 @@ impl MetaStore {
 
     /// When each knowledge base was created, Unix seconds.
     pub fn kb_created_at(&self) -> Result<HashMap<KbId, i64>> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare("SELECT id, created_at FROM knowledge_bases")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()

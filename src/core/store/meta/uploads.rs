@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::{DocId, KbId, MetaStore, Result, now};
 
+/// Part of schema step 1 (`migrate.rs`): frozen; a schema change is a new step there.
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS upload_jobs (
     id           INTEGER PRIMARY KEY,

@@ -24,6 +24,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{MetaStore, Result, now};
 
+/// Part of schema step 1 (`migrate.rs`): frozen; a schema change is a new step there.
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS wecom_messages (
     msg_id      TEXT PRIMARY KEY,
@@ -49,7 +50,7 @@ const KEEP_SECS: i64 = 7 * 24 * 3600;
 
 /// Bring a `wecom_messages` table made before the `expired` state into the current schema:
 /// SQLite cannot change a CHECK constraint in place, so the table is rebuilt with its rows,
-/// in one transaction. Runs after [`SCHEMA`].
+/// inside schema step 1's transaction, after [`SCHEMA`].
 pub(super) fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
     let sql: Option<String> = conn
         .query_row(
@@ -61,21 +62,19 @@ pub(super) fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
     if sql.is_none_or(|s| s.contains("'expired'")) {
         return Ok(());
     }
-    let tx = conn.unchecked_transaction()?;
-    tx.execute_batch(
+    conn.execute_batch(
         "ALTER TABLE wecom_messages RENAME TO wecom_messages_before_expired;
          DROP INDEX IF EXISTS wecom_messages_state;
          DROP INDEX IF EXISTS wecom_messages_created;",
     )?;
-    tx.execute_batch(SCHEMA)?;
-    tx.execute_batch(
+    conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(
         "INSERT INTO wecom_messages
              (msg_id, from_user, content, state, error, created_at, updated_at)
          SELECT msg_id, from_user, content, state, error, created_at, updated_at
          FROM wecom_messages_before_expired;
          DROP TABLE wecom_messages_before_expired;",
-    )?;
-    tx.commit()
+    )
 }
 
 /// What start-up recovery found ([`MetaStore::wecom_recover`]).
