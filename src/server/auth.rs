@@ -88,13 +88,18 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let meta = &state.engine.meta;
         let ip = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
+        // The lookups are SQLite queries: on a blocking thread, never on the async runtime.
+        let engine = std::sync::Arc::clone(&state.engine);
         if let Some(token) = bearer(&parts.headers) {
-            return match meta.token_user(&hash_secret(token))? {
+            let token_hash = hash_secret(token);
+            let user = tokio::task::spawn_blocking(move || engine.meta.token_user(&token_hash))
+                .await
+                .map_err(ApiError::internal)??;
+            return match user {
                 Some(user) => Ok(Caller {
                     user,
                     credential: Credential::Token,
@@ -111,7 +116,11 @@ impl FromRequestParts<AppState> for Caller {
             ));
         };
         let id_hash = hash_secret(&id);
-        let Some(session) = meta.session(&id_hash)? else {
+        let lookup = id_hash.clone();
+        let session = tokio::task::spawn_blocking(move || engine.meta.session(&lookup))
+            .await
+            .map_err(ApiError::internal)??;
+        let Some(session) = session else {
             return Err(ApiError::Unauthorized(
                 "your session has expired; log in again".into(),
             ));

@@ -262,6 +262,18 @@ pub async fn serve(
     };
     wecom::callback::start(&state);
     ldap::start_sync(&state);
+    let forget = tokio::spawn({
+        let state = state.clone();
+        async move {
+            let mut every = tokio::time::interval(state::FORGET_IDLE_KEYS_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let kept = state.forget_idle_rate_keys();
+                tracing::debug!(kept, "forgot idle rate-limit keys");
+            }
+        }
+    });
     use axum::serve::ListenerExt;
     // A streamed answer is many small writes: with Nagle's algorithm each waits for the
     // client's delayed ACK (up to 40 ms), so turn it off.
@@ -274,6 +286,7 @@ pub async fn serve(
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
+    forget.abort();
     tokio::task::spawn_blocking(move || worker.stop(WORKER_PATIENCE))
         .await
         .map_err(std::io::Error::other)?;

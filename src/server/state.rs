@@ -93,7 +93,26 @@ impl AppState {
     }
 }
 
+/// How often rate-limiter keys of clients not seen lately are forgotten ([`Inner::forget_idle_rate_keys`]).
+pub const FORGET_IDLE_KEYS_EVERY: Duration = Duration::from_secs(60);
+
 impl Inner {
+    /// Forget the rate-limiter keys (client addresses, users, WeCom userids) whose quota is
+    /// full again, i.e. those not seen for a second or so: a keyed limiter otherwise keeps
+    /// every key it has ever seen, and memory grows with each distinct client address. The
+    /// server calls this every [`FORGET_IDLE_KEYS_EVERY`]. Returns the keys still tracked.
+    pub fn forget_idle_rate_keys(&self) -> usize {
+        self.ip_limit.retain_recent();
+        self.ip_limit.shrink_to_fit();
+        self.user_limit.retain_recent();
+        self.user_limit.shrink_to_fit();
+        let wecom = match self.wecom.as_ref().and_then(|w| w.app.as_ref()) {
+            Some(app) => app.forget_idle_rate_keys(),
+            None => 0,
+        };
+        self.ip_limit.len() + self.user_limit.len() + wecom
+    }
+
     /// Count a question against the per-IP and per-user limits; 429 with the wait when over.
     pub fn check_question_rate(&self, ip: std::net::IpAddr, user: i64) -> Result<(), ApiError> {
         let now = DefaultClock::default().now();
@@ -203,5 +222,49 @@ impl Generators {
         let g = generate::from_config(cfg, if adapter.is_some() { kb } else { None })?;
         loaded.insert(adapter, g.clone());
         Ok(g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rate-limit keys of clients gone quiet are forgotten, so 2,000 one-off client
+    /// addresses do not stay in memory for the life of the server.
+    #[test]
+    fn idle_rate_keys_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = zhiku_core::config::Config {
+            data_dir: dir.path().join("data"),
+            ..Default::default()
+        };
+        // One question a second each: a key is full again (idle) one second after its use.
+        config.server.ip_questions_per_s = 1;
+        config.server.user_questions_per_s = 1;
+        let state = AppState::with_generator(Engine::open(config).unwrap(), None);
+        for i in 0..2000u32 {
+            let ip = std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            state.check_question_rate(ip, i64::from(i)).unwrap();
+        }
+        assert_eq!(
+            state.forget_idle_rate_keys(),
+            4000,
+            "keys used a moment ago are kept"
+        );
+        let mut kept = usize::MAX;
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(50));
+            kept = state.forget_idle_rate_keys();
+            if kept == 0 {
+                break;
+            }
+        }
+        assert_eq!(
+            kept, 0,
+            "every key is forgotten once its quota is full again"
+        );
+        // A forgotten client starts again with a full quota.
+        let ip = std::net::IpAddr::from(std::net::Ipv4Addr::new(10, 0, 0, 1));
+        state.check_question_rate(ip, 1).unwrap();
     }
 }

@@ -70,6 +70,13 @@ impl App {
     pub fn allow_question(&self, wecom_user: &str) -> bool {
         self.limiter.check_key(&wecom_user.to_string()).is_ok()
     }
+
+    /// Forget employees whose question quota is full again; returns those still tracked.
+    pub fn forget_idle_rate_keys(&self) -> usize {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        self.limiter.len()
+    }
 }
 
 /// The WeCom integration as configured: the app (when `corp_id`, `token` and
