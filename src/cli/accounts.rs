@@ -142,9 +142,6 @@ pub fn user(engine: &Engine, action: UserCommand) -> anyhow::Result<ExitCode> {
         }
         UserCommand::Delete { name } => {
             let u = m.require_user(&name)?;
-            if u.is_admin() && m.admin_count()? <= 1 {
-                bail!("{name} is the last admin; make another admin first");
-            }
             m.delete_user(u.id)?;
             m.audit("cli", "user.delete", &name, "", None)?;
             println!("deleted user {name}");

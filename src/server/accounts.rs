@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use zhiku_core::access;
-use zhiku_core::store::meta::{ApiToken, Group, Role, User};
+use zhiku_core::store::meta::{ApiToken, Group, MetaError, Role, User};
 
 use super::auth::{Admin, Caller};
 use super::error::ApiError;
@@ -144,14 +144,15 @@ pub async fn update_user(
             "{name} is a {d} account: its password is the directory's"
         )));
     }
+    // A quick look, so that a refused demotion changes nothing else; the rule itself is
+    // enforced by `set_role` below in one transaction (two admins demoting each other at
+    // once cannot both pass it).
     if let Some(role) = b.role
         && user.is_admin()
         && role != Role::Admin
         && meta.admin_count()? <= 1
     {
-        return Err(ApiError::Conflict(
-            "the last admin cannot be demoted".into(),
-        ));
+        return Err(MetaError::LastAdmin("demoted").into());
     }
     let wecom = b
         .wecom_user
@@ -201,11 +202,6 @@ pub async fn delete_user(
 ) -> Result<StatusCode, ApiError> {
     let meta = &state.engine.meta;
     let user = meta.require_user(&name)?;
-    if user.is_admin() && meta.admin_count()? <= 1 {
-        return Err(ApiError::Conflict(
-            "the last admin cannot be deleted".into(),
-        ));
-    }
     meta.delete_user(user.id)?;
     admin.audit(&state, "user.delete", &name, "");
     Ok(StatusCode::NO_CONTENT)

@@ -114,7 +114,8 @@ impl From<MetaError> for ApiError {
             MetaError::KbExists(_)
             | MetaError::UserExists(_)
             | MetaError::GroupExists(_)
-            | MetaError::WecomUserTaken { .. } => ApiError::Conflict(e.to_string()),
+            | MetaError::WecomUserTaken { .. }
+            | MetaError::LastAdmin(_) => ApiError::Conflict(e.to_string()),
             MetaError::BadKbName(_)
             | MetaError::BadAccountName { .. }
             | MetaError::BadWecomUser(_)

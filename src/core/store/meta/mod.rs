@@ -89,6 +89,8 @@ pub enum MetaError {
     BadEdit(String),
     #[error("metadata database {path}: {source}")]
     Schema { path: PathBuf, source: MigrateError },
+    #[error("the last admin cannot be {0}: make another user an admin first")]
+    LastAdmin(&'static str),
 }
 
 pub type Result<T> = std::result::Result<T, MetaError>;
