@@ -13,20 +13,24 @@ fn models_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"))
 }
 
-/// The engine, or `None` (with the reason printed) when models or onnxruntime are missing.
+fn paths() -> OcrPaths {
+    let root = models_root();
+    OcrPaths {
+        models_dir: root.join("ppocrv5"),
+        onnxruntime: std::env::var_os("ORT_DYLIB_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("onnxruntime/libonnxruntime.so.1.31.1")),
+    }
+}
+
+/// The engine (two intra-op threads: two single-threaded recognition sessions side by
+/// side), or `None` (with the reason printed) when models or onnxruntime are missing.
 /// Under `CI` a missing model is a failure, not a skip.
 fn engine() -> Option<&'static PpOcr> {
     static ENGINE: OnceLock<Result<PpOcr, String>> = OnceLock::new();
     let r = ENGINE.get_or_init(|| {
-        let root = models_root();
-        let paths = OcrPaths {
-            models_dir: root.join("ppocrv5"),
-            onnxruntime: std::env::var_os("ORT_DYLIB_PATH")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root.join("onnxruntime/libonnxruntime.so.1.31.1")),
-        };
         PpOcr::load_with(
-            &paths,
+            &paths(),
             OcrOptions {
                 intra_threads: 2,
                 ..OcrOptions::default()
@@ -144,4 +148,30 @@ fn two_columns_are_read_left_column_first() {
         "order {pos:?}: {}",
         joined(&lines)
     );
+}
+
+#[test]
+fn side_by_side_recognition_reads_what_one_session_reads() {
+    let Some(ocr) = engine() else {
+        return;
+    };
+    let one = PpOcr::load_with(
+        &paths(),
+        OcrOptions {
+            intra_threads: 2,
+            rec_workers: 1,
+            ..OcrOptions::default()
+        },
+    )
+    .expect("load with one recognition session");
+    for name in ["clean", "jpeg75", "two_column"] {
+        let (img, _) = fixture(name);
+        let (a, b) = (
+            ocr.recognize(&img).expect("two workers"),
+            one.recognize(&img).expect("one session"),
+        );
+        let texts = |l: &[TextLine]| l.iter().map(|l| l.text.clone()).collect::<Vec<_>>();
+        assert_eq!(texts(&a), texts(&b), "{name}");
+        assert!(!a.is_empty(), "{name}: nothing read");
+    }
 }
