@@ -13,7 +13,8 @@
 //! with CER > 3 %), `ZHIKU_BENCH_CORPUS` (default `target/bench-corpus`,
 //! built by `bench/corpus/make-corpus.sh` when missing), `ZHIKU_MODELS_DIR` (default
 //! `models`), `OCR_THREADS` (onnxruntime intra-op threads, default 2), `OCR_DET_SIDE` (detection input
-//! longer side, default 960), `OCR_BATCH` (recogniser crops per batch, default 6).
+//! longer side, default 960), `OCR_BATCH` (recogniser crops per batch, default 6), `OCR_PAPER=off`
+//! (no paper-to-white levels on the line crops, to see what it changes).
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)]
@@ -142,6 +143,9 @@ fn main() {
             }
             if let Some(b) = env("OCR_BATCH") {
                 o.batch = b.max(1);
+            }
+            if std::env::var("OCR_PAPER").is_ok_and(|v| v == "off") {
+                o.paper_to_white = false;
             }
             o
         },

@@ -6,6 +6,10 @@ Real text rendering with Pillow and Noto Sans CJK SC (Debian fonts-noto-cjk):
   rotated_blurred.png the same page turned by 1.5 degrees and slightly blurred (a scan)
   flipped.png         one line turned by 180 degrees (read through the angle classifier)
   two_column.png      a title over two columns of text (reading order)
+  jpeg75.jpg          a 150-dpi page of Chinese lines full of simple characters (一 工 十 人 …)
+                      saved as JPEG at Pillow's default quality 75, as a scanner or Pillow
+                      writes it: the compression noise around thin strokes made PP-OCRv5 drop
+                      those characters until each crop's paper was made white (levels.rs)
 and in ingest/tests/fixtures/:
   scan-2pages.tif     a two-page TIFF (a scanned document): page 1 8-bit grey, page 2 bilevel
                       (1-bit, like a fax or office scanner), deflate-compressed; the text of
@@ -33,6 +37,12 @@ PAGE = [
     "Contact the finance team at extension 8021 for questions.",
 ]
 LEFT = ["年假按工龄计算：", "满一年不满十年的，", "年休假五天；", "满十年不满二十年的，", "年休假十天。"]
+JPEG_PAGE = [
+    "一、公司实行标准工时制，工作日上班时间为上午九点至下午六点，午休一小时。",
+    "二、员工迟到或早退三十分钟以内的，每次扣发当月绩效奖金五十元。",
+    "三、员工入职满一年不满十年的，年休假五天；满十年不满二十年的，年休假十天。",
+    "四、病假须提供二级以上医院出具的诊断证明，连续病假超过三天的须经部门负责人审批。",
+]
 RIGHT = ["Annual leave depends", "on years of service:", "five days after one", "year, ten days after", "ten years."]
 
 
@@ -50,8 +60,11 @@ def page(lines, width=1240, margin=90, lead=1.9):
     return img
 
 
-def save(img, name, lines):
-    img.save(os.path.join(OUT, name + ".png"), optimize=True)
+def save(img, name, lines, ext="png"):
+    if ext == "png":
+        img.save(os.path.join(OUT, name + ".png"), optimize=True)
+    else:
+        img.save(os.path.join(OUT, name + ".jpg"), quality=75)  # Pillow's default quality
     with open(os.path.join(OUT, name + ".txt"), "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
 
@@ -92,6 +105,7 @@ def main():
     for i, t in enumerate(RIGHT):
         d.text((560, 120 + i * 48), t, font=f, fill=0)
     save(img, "two_column", [title] + LEFT + RIGHT)
+    save(page(JPEG_PAGE, width=1000, margin=40), "jpeg75", JPEG_PAGE, ext="jpg")
 
 
 if __name__ == "__main__":

