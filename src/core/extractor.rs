@@ -63,7 +63,7 @@ pub enum ToWorker {
     /// Extract the file in the frame's bytes.
     Extract {
         file_name: String,
-        options: zhiku_ingest::Options,
+        options: Box<zhiku_ingest::Options>,
         ocr: Option<OcrSetup>,
         /// Whether to ask for the tokenizer's known-piece share of each page.
         known_pieces: bool,
@@ -91,7 +91,7 @@ pub enum FromWorker {
     },
     /// The file's result; the error is the extractor's message.
     Done {
-        result: Result<Extracted, String>,
+        result: Result<Box<Extracted>, String>,
     },
 }
 
@@ -210,7 +210,7 @@ pub fn run_worker() -> std::io::Result<()> {
             "extracted"
         );
         io.send(&FromWorker::Done {
-            result: result.map_err(|e| e.to_string()),
+            result: result.map(Box::new).map_err(|e| e.to_string()),
         })?;
     }
 }
@@ -460,7 +460,7 @@ impl Supervisor {
     fn run(&self, w: &mut Worker, req: &Request<'_>) -> Result<Result<Extracted, String>, Failure> {
         let msg = ToWorker::Extract {
             file_name: req.file_name.to_string(),
-            options: req.options.clone(),
+            options: Box::new(req.options.clone()),
             ocr: req.ocr.clone(),
             known_pieces: req.known.is_some(),
         };
@@ -521,7 +521,7 @@ impl Supervisor {
                         return Err(self.died(w, started, peak));
                     }
                 }
-                Ok((FromWorker::Done { result }, _)) => return Ok(result),
+                Ok((FromWorker::Done { result }, _)) => return Ok(result.map(|x| *x)),
                 Ok((FromWorker::Ready { .. }, _)) => {
                     return Err(Failure::Dead(
                         "the extract worker restarted mid-file".into(),

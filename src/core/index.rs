@@ -652,6 +652,7 @@ impl Batch {
 
 /// Read, hash and process one file; settle it at once when it is unchanged, a duplicate or
 /// unreadable. `pending` holds the hashes (→ sources) of files waiting in the same batch.
+#[allow(clippy::too_many_arguments)] // the batch's parts, passed apart to borrow them
 fn prepare(
     engine: &Engine,
     kb: KbId,
