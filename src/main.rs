@@ -93,6 +93,10 @@ enum Command {
         #[command(subcommand)]
         action: ModelCommand,
     },
+    /// Internal: one supervised extraction worker, started by zhiku itself (`[ingest]
+    /// isolation = "process"`); speaks framed messages on stdin/stdout.
+    #[command(hide = true)]
+    ExtractWorker,
 }
 
 fn main() -> ExitCode {
@@ -122,6 +126,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::ExtractWorker = cli.command {
+        // Everything it needs comes with each request; no configuration, no data folder.
+        zhiku_core::extractor::run_worker()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(d) = cli.data_dir {
         config.data_dir = d;
@@ -154,6 +163,8 @@ fn dispatch(engine: Engine, command: Command) -> anyhow::Result<ExitCode> {
         Command::Group { action } => cli::accounts::group(&engine, action),
         Command::Token { action } => cli::accounts::token(&engine, action),
         Command::Finetune { action } => cli::finetune::data(&engine, action),
-        Command::Config | Command::Model { .. } => unreachable!("run() handles these"),
+        Command::Config | Command::Model { .. } | Command::ExtractWorker => {
+            unreachable!("run() handles these")
+        }
     }
 }

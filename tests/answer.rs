@@ -523,6 +523,10 @@ fn ask_json_without_generator() {
                     document_id: c["document_id"].as_i64().unwrap(),
                     title: c["title"].as_str().unwrap().into(),
                     page: c["page"].as_u64().unwrap() as u32,
+                    place: zhiku_core::rag::location::Location::Page {
+                        page: c["page"].as_u64().unwrap() as u32,
+                    },
+                    location: c["location"].as_str().unwrap().into(),
                     text: c["text"].as_str().unwrap().into(),
                 }
             })

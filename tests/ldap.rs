@@ -302,6 +302,7 @@ impl Slapd {
     fn config(&self, data: &Path) -> Config {
         let mut c = Config::load_with_env(None, &self.env()).expect("LDAP config from env");
         c.data_dir = data.to_path_buf();
+        c.ingest.worker_binary = Some(env!("CARGO_BIN_EXE_zhiku").into());
         c
     }
 }

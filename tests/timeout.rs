@@ -38,6 +38,8 @@ fn a_hanging_extraction_fails_its_file_alone() {
     std::fs::write(docs.join("b.txt"), "报销须在返回后十个工作日内提交。").unwrap();
     let mut config = common::config(&dir.path().join("data"));
     config.ingest.file_timeout_secs = 2;
+    // The in-process mode (the stand-in OCR engine lives in this process).
+    config.ingest.isolation = zhiku_core::config::Isolation::Thread;
     let mut options = config.ingest.options();
     options.pdf.pdfium_library = Some(m.pdfium);
     options.ocr.engine = zhiku_ingest::OcrEngine(Some(std::sync::Arc::new(HangingOcr)));

@@ -29,16 +29,19 @@ pub fn model_dir() -> PathBuf {
     dir
 }
 
-/// The default configuration with its data folder in `data_dir` and the model `model`.
+/// The default configuration with its data folder in `data_dir` and the model `model`,
+/// extraction in workers of the `zhiku` binary cargo built for the benchmarks.
 pub fn config(data_dir: &Path, model: &Path) -> Config {
-    Config {
+    let mut c = Config {
         data_dir: data_dir.to_path_buf(),
         embed: EmbedConfig {
             model: model.to_path_buf(),
             ..Default::default()
         },
         ..Default::default()
-    }
+    };
+    c.ingest.worker_binary = Some(env!("CARGO_BIN_EXE_zhiku").into());
+    c
 }
 
 /// Load the embedding model the way the CLI does (through an engine on a scratch folder), so

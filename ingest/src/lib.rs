@@ -21,7 +21,9 @@ pub use chunk::{Chunk, ChunkConfig};
 pub use clean::CleanConfig;
 pub use extract::garble::{GarbleScore, KnownPieces, KnownPiecesScorer, Quality};
 pub use extract::legacy::OfficeOptions;
-pub use extract::ocr::{Ocr, OcrEngine, OcrError, OcrLine, OcrMode, OcrOptions};
+pub use extract::ocr::{
+    Ocr, OcrEngine, OcrError, OcrLine, OcrMode, OcrOptions, PageProgress, PageWatcher,
+};
 pub use extract::{Block, ExtractError, Extracted, Format, Page, PdfEngine, PdfOptions};
 pub use mask::MaskConfig;
 pub use sniff::SniffError;
@@ -65,18 +67,34 @@ pub struct Processed {
 
 /// Extract, clean, mask and chunk one file. `file_name` picks the format by extension, and
 /// the content is checked (a binary file renamed `.txt` is an error). `count_tokens` measures
-/// text in the embedding model's tokens for the chunk size limit.
+/// text in the embedding model's tokens for the chunk size limit. The same as
+/// [`extract_file`] then [`finish`].
 pub fn process(
     bytes: &[u8],
     file_name: &str,
     options: &Options,
     count_tokens: &dyn Fn(&str) -> usize,
 ) -> Result<Processed, ExtractError> {
+    Ok(finish(
+        extract_file(bytes, file_name, options)?,
+        options,
+        count_tokens,
+    ))
+}
+
+/// The part of [`process`] that parses the file (PDFium, OCR, Office and image decoders,
+/// LibreOffice for legacy formats): what the app runs in a supervised child process, since
+/// hostile input can hang or crash it.
+pub fn extract_file(
+    bytes: &[u8],
+    file_name: &str,
+    options: &Options,
+) -> Result<Extracted, ExtractError> {
     let ext = file_name
         .rsplit_once('.')
         .map(|(_, e)| e.to_ascii_lowercase())
         .unwrap_or_default();
-    let extracted = match extract::legacy::target(&ext) {
+    match extract::legacy::target(&ext) {
         Some(to) => {
             let converted = extract::legacy::convert(bytes, &ext, &options.office)?;
             let mut x = extract::extract_with(
@@ -89,10 +107,19 @@ pub fn process(
                 0,
                 format!("converted from .{ext} to .{to} with LibreOffice"),
             );
-            x
+            Ok(x)
         }
-        None => extract::extract_with(bytes, file_name, &options.pdf, &options.ocr)?,
-    };
+        None => extract::extract_with(bytes, file_name, &options.pdf, &options.ocr),
+    }
+}
+
+/// The rest of [`process`] on what [`extract_file`] found: clean, mask, chunk (pure text
+/// work, in the caller's process).
+pub fn finish(
+    extracted: Extracted,
+    options: &Options,
+    count_tokens: &dyn Fn(&str) -> usize,
+) -> Processed {
     let Extracted {
         format,
         title,
@@ -101,7 +128,7 @@ pub fn process(
         failed_pages,
         ocr_pages,
     } = extracted;
-    let text_pages = pages.len() - ocr_pages.len();
+    let text_pages = pages.len().saturating_sub(ocr_pages.len());
     if format == Format::Pdf && options.clean.drop_headers_footers {
         clean::drop_repeated_lines(&mut pages);
     }
@@ -132,7 +159,7 @@ pub fn process(
     let title = title
         .map(|t| mask::mask(&clean::clean_text(&t, &options.clean), &options.mask).0)
         .filter(|t| !t.trim().is_empty());
-    Ok(Processed {
+    Processed {
         format,
         title,
         pages: page_count.max(pages.len()),
@@ -142,5 +169,5 @@ pub fn process(
         text_pages,
         failed_pages,
         ocr_pages,
-    })
+    }
 }

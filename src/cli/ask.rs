@@ -139,8 +139,8 @@ fn print_answer(out: &mut impl Write, a: &rag::Answer, streamed: bool) -> anyhow
         };
         writeln!(
             out,
-            "[{}] {} (p. {}) — {}\n    {snippet}{more}",
-            c.index, c.title, c.page, c.document
+            "[{}] {} ({}) — {}\n    {snippet}{more}",
+            c.index, c.title, c.location, c.document
         )?;
     }
     if let (Some(t), Some(g)) = (a.ttft_ms, &a.generation) {

@@ -46,11 +46,11 @@ pub fn run(engine: &Engine, args: SearchArgs) -> anyhow::Result<ExitCode> {
         };
         writeln!(
             out,
-            "[{}] {:.3}  {} (p. {}){}\n    {}\n    dense {} · keyword {}\n",
+            "[{}] {:.3}  {} ({}){}\n    {}\n    dense {} · keyword {}\n",
             i + 1,
             h.score,
             h.title,
-            h.page,
+            h.location,
             heading,
             h.text.replace('\n', " "),
             h.scores

@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// A progress bar on stderr when it is a terminal, else nothing.
 pub fn progress_bar() -> Bar {
     if !std::io::stderr().is_terminal() {
-        return Bar(ProgressBar::hidden());
+        return Bar(ProgressBar::hidden(), Default::default());
     }
     let pb = ProgressBar::new(0);
     pb.set_style(
@@ -17,11 +17,25 @@ pub fn progress_bar() -> Bar {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    Bar(pb)
+    Bar(pb, Default::default())
 }
 
-/// The library's progress reports, drawn by indicatif.
-pub struct Bar(ProgressBar);
+/// The library's progress reports, drawn by indicatif; the second field is the current
+/// step's message (a file name), which per-page reports extend.
+pub struct Bar(ProgressBar, std::sync::Mutex<String>);
+
+/// What the bar says while page `page` of `pages` of the current step (`file 3/40 ·
+/// 报告.pdf`, from the job) is read: `file 3/40 · 报告.pdf · page 17/230 · OCR`.
+pub fn page_message(step: &str, page: u32, pages: u32, ocr: bool) -> String {
+    let mut m = format!("{step} · page {page}");
+    if pages > 0 {
+        m.push_str(&format!("/{pages}"));
+    }
+    if ocr {
+        m.push_str(" · OCR");
+    }
+    m
+}
 
 impl zhiku_core::progress::Progress for Bar {
     fn set_length(&self, len: u64) {
@@ -31,7 +45,12 @@ impl zhiku_core::progress::Progress for Bar {
         self.0.inc(n);
     }
     fn set_message(&self, message: &str) {
+        *self.1.lock().unwrap() = message.to_string();
         self.0.set_message(message.to_string());
+    }
+    fn set_page(&self, page: u32, pages: u32, ocr: bool) {
+        let step = self.1.lock().unwrap().clone();
+        self.0.set_message(page_message(&step, page, pages, ocr));
     }
     fn finish(&self) {
         self.0.finish_and_clear();
@@ -99,4 +118,19 @@ pub fn terminal_bold(text: &str) -> String {
         out.push_str("\x1b[0m");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn page_messages() {
+        assert_eq!(
+            super::page_message("file 3/40 · 报告.pdf", 17, 230, true),
+            "file 3/40 · 报告.pdf · page 17/230 · OCR"
+        );
+        assert_eq!(
+            super::page_message("file 1/1 · scan.tif", 2, 0, false),
+            "file 1/1 · scan.tif · page 2"
+        );
+    }
 }

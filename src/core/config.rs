@@ -114,15 +114,29 @@ impl Default for EmbedConfig {
 /// `[ingest]`: how files become chunks. The sections are the ingest crate's own options
 /// (`clean`, `mask`, `chunk`, `pdf`), and `[ingest.ocr]` adds where the OCR engine is;
 /// [`IngestConfig::options`] is what the ingest crate gets.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
-    /// Wall-clock limit on one file's extraction (text, OCR, chunking), seconds; past it the
-    /// file fails with a clear message and the job or upload queue goes on. Default 0: no
-    /// limit. The abandoned extraction keeps running, and while it holds PDFium (a PDF's OCR
-    /// runs under PDFium's process-wide lock) later PDFs wait for it and time out too; see
-    /// README "Configuration".
+    /// Where each file's extraction (PDFium, OCR, Office and image decoders) runs:
+    /// `process` (default: a supervised child process, `zhiku extract-worker`, so a hang is
+    /// killed and a native crash fails that file only; see [`crate::extractor`]) or `thread`
+    /// (in this process, for embedders of the library: a hang is abandoned, not killed, and
+    /// a native crash ends the process).
+    pub isolation: Isolation,
+    /// Wall-clock limit on one file's extraction (text, OCR), seconds; past it the file
+    /// fails with "timed out after N s" and the job or upload queue goes on. With `process`
+    /// isolation the worker is killed. Default 900 (measured: a 2,000-page text PDF takes
+    /// ~30 s, a 50-page 200-dpi scan ~150 s on a loaded 2-core machine; README
+    /// "Configuration"). 0: no limit.
     pub file_timeout_secs: u64,
+    /// Memory cap of the extract worker (its address space, `RLIMIT_AS`), MiB; a file that
+    /// needs more fails with "ran out of memory" and the worker is restarted. Default 4096.
+    /// 0: no cap. Only with `process` isolation.
+    pub worker_memory_mb: u64,
+    /// The `zhiku` binary that runs `zhiku extract-worker`. Default: this program
+    /// (`std::env::current_exe()`); programs embedding the library point it at a `zhiku`
+    /// binary, or use `isolation = "thread"`.
+    pub worker_binary: Option<PathBuf>,
     pub clean: zhiku_ingest::CleanConfig,
     pub mask: zhiku_ingest::MaskConfig,
     pub chunk: zhiku_ingest::ChunkConfig,
@@ -167,6 +181,34 @@ impl Default for OcrConfig {
     }
 }
 
+/// `[ingest] isolation`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A supervised child process (`zhiku extract-worker`).
+    #[default]
+    Process,
+    /// A thread of this process with a deadline.
+    Thread,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            isolation: Isolation::Process,
+            file_timeout_secs: 900,
+            worker_memory_mb: 4096,
+            worker_binary: None,
+            clean: Default::default(),
+            mask: Default::default(),
+            chunk: Default::default(),
+            pdf: Default::default(),
+            ocr: Default::default(),
+            office: Default::default(),
+        }
+    }
+}
+
 impl IngestConfig {
     /// The ingest crate's options (without the OCR engine and the known-piece scorer, which
     /// the engine sets: [`crate::engine::Engine::ingest_options`]).
@@ -181,6 +223,7 @@ impl IngestConfig {
                 dpi: self.ocr.dpi,
                 min_confidence: self.ocr.min_confidence,
                 engine: Default::default(),
+                progress: Default::default(),
             },
             office: self.office.clone(),
         }
@@ -1626,6 +1669,33 @@ mod tests {
             .to_string();
         assert!(e.contains("ingest.ocr.dpi"), "{e}");
         assert!(d.to_toml().contains("# OCR: "), "{}", d.to_toml());
+    }
+
+    /// `[ingest]`'s isolation keys: their defaults, and env overrides.
+    #[test]
+    fn isolation_keys() {
+        let d = Config::load_with_env(None, &[]).unwrap();
+        assert_eq!(d.ingest.isolation, Isolation::Process);
+        assert_eq!(d.ingest.file_timeout_secs, 900);
+        assert_eq!(d.ingest.worker_memory_mb, 4096);
+        assert_eq!(d.ingest.worker_binary, None);
+        let vars: Vec<(String, String)> = [
+            ("ZHIKU_INGEST__ISOLATION", "thread"),
+            ("ZHIKU_INGEST__WORKER_MEMORY_MB", "512"),
+            ("ZHIKU_INGEST__WORKER_BINARY", "/opt/zhiku/bin/zhiku"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let c = Config::load_with_env(None, &vars).unwrap();
+        assert_eq!(c.ingest.isolation, Isolation::Thread);
+        assert_eq!(c.ingest.worker_memory_mb, 512);
+        assert_eq!(
+            c.ingest.worker_binary.as_deref(),
+            Some(Path::new("/opt/zhiku/bin/zhiku"))
+        );
+        let bad = [("ZHIKU_INGEST__ISOLATION".to_string(), "fork".to_string())];
+        assert!(Config::load_with_env(None, &bad).is_err());
     }
 
     /// Every key of the ingest crate's options is a key of `[ingest]` here (a new option

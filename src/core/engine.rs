@@ -51,6 +51,8 @@ pub struct Engine {
     ingest: OnceLock<zhiku_ingest::Options>,
     /// PP-OCRv5, loaded when a page first needs it.
     ocr: OnceLock<Arc<crate::ocr::LazyPpOcr>>,
+    /// The extract workers (`[ingest] isolation = "process"`), started on first use.
+    extractor: OnceLock<std::result::Result<crate::extractor::Supervisor, String>>,
 }
 
 impl Engine {
@@ -74,6 +76,7 @@ impl Engine {
             vector: OnceLock::new(),
             ingest: OnceLock::new(),
             ocr: OnceLock::new(),
+            extractor: OnceLock::new(),
         })
     }
 
@@ -139,6 +142,30 @@ impl Engine {
             }
         }
         Ok(self.ingest.get_or_init(|| options).clone())
+    }
+
+    /// The supervisor of the extract workers (`[ingest] isolation = "process"`); the error
+    /// says why no worker can be started.
+    pub fn extractor(&self) -> std::result::Result<&crate::extractor::Supervisor, String> {
+        self.extractor
+            .get_or_init(|| crate::extractor::Supervisor::from_config(&self.config.ingest))
+            .as_ref()
+            .map_err(|e| e.clone())
+    }
+
+    /// What an extract worker needs to run OCR: the PP-OCRv5 files when they are there
+    /// (the worker loads them on the first page that needs them).
+    pub fn ocr_setup(&self) -> Option<crate::extractor::OcrSetup> {
+        match crate::ocr::availability(&self.config) {
+            crate::ocr::Availability::Ready { models, runtime } => {
+                Some(crate::extractor::OcrSetup {
+                    models,
+                    runtime,
+                    threads: self.config.ingest.ocr.threads,
+                })
+            }
+            _ => None,
+        }
     }
 
     /// Why OCR cannot run, when it is on but its files are missing (for reports).

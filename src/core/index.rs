@@ -537,11 +537,13 @@ fn run_items(
     progress.set_length(items.len() as u64);
     let mut seen = HashSet::new();
     let mut batch = Batch::new(engine, kb)?;
-    for item in items {
-        progress.set_message(&item.file_name);
+    let files = items.len();
+    for (i, item) in items.into_iter().enumerate() {
+        progress.set_message(&format!("file {}/{files} · {}", i + 1, item.file_name));
         seen.insert(item.source.clone());
         let source = item.source.clone();
-        if let Some(outcome) = batch.add(engine, item, false)? {
+        let pages = |page: u32, pages: u32, ocr: bool| progress.set_page(page, pages, ocr);
+        if let Some(outcome) = batch.add_watched(engine, item, false, &pages)? {
             record(engine, job, report, &source, &outcome)?;
             progress.inc(1);
         } else if batch.is_full() {
@@ -594,6 +596,18 @@ impl Batch {
     /// (re-indexing after a change of extractor or settings). Add no two files with the
     /// same source to one batch (see [`Batch::waits_for`]).
     pub fn add(&mut self, engine: &Engine, item: Item, force: bool) -> Result<Option<FileOutcome>> {
+        self.add_watched(engine, item, force, &|_, _, _| {})
+    }
+
+    /// [`Batch::add`], telling `pages` of per-page work: (page, pages, by OCR) as each page
+    /// of a paged document starts (with `[ingest] isolation = "process"`).
+    pub fn add_watched(
+        &mut self,
+        engine: &Engine,
+        item: Item,
+        force: bool,
+        pages: &(dyn Fn(u32, u32, bool) + Sync),
+    ) -> Result<Option<FileOutcome>> {
         let (options, embedder) = (&self.options, &self.embedder);
         match prepare(
             engine,
@@ -603,6 +617,7 @@ impl Batch {
             options,
             embedder,
             &self.hashes,
+            pages,
         )? {
             Prep::Settled(outcome) => Ok(Some(outcome)),
             Prep::Ready(p) => {
@@ -637,6 +652,7 @@ impl Batch {
 
 /// Read, hash and process one file; settle it at once when it is unchanged, a duplicate or
 /// unreadable. `pending` holds the hashes (→ sources) of files waiting in the same batch.
+#[allow(clippy::too_many_arguments)] // the batch's parts, passed apart to borrow them
 fn prepare(
     engine: &Engine,
     kb: KbId,
@@ -645,6 +661,7 @@ fn prepare(
     options: &zhiku_ingest::Options,
     embedder: &std::sync::Arc<dyn crate::embed::Embedder>,
     pending: &HashMap<String, String>,
+    pages: &(dyn Fn(u32, u32, bool) + Sync),
 ) -> Result<Prep> {
     let failed = |reason: String| Ok(Prep::Settled(FileOutcome::Failed { reason }));
     let bytes = match &item.data {
@@ -680,7 +697,20 @@ fn prepare(
     }
     let size = bytes.len() as u64;
     let limit = engine.config.ingest.file_timeout_secs;
-    let processed = process_limited(bytes, &item.file_name, options, embedder, limit);
+    let processed = match engine.config.ingest.isolation {
+        crate::config::Isolation::Process => process_isolated(
+            engine,
+            &bytes,
+            &item.file_name,
+            options,
+            embedder,
+            limit,
+            pages,
+        ),
+        crate::config::Isolation::Thread => {
+            process_limited(bytes, &item.file_name, options, embedder, limit)
+        }
+    };
     let processed = match processed {
         Ok(p) => p,
         Err(e) => return failed(e),
@@ -707,7 +737,37 @@ fn prepare(
     })))
 }
 
-/// Run the ingest crate on one file. With `[ingest] file_timeout_secs` (not 0) it runs on a
+/// Run the ingest crate on one file with `[ingest] isolation = "process"`: the extraction in
+/// an extract worker ([`crate::extractor`]: killed past `[ingest] file_timeout_secs`, its
+/// memory capped, a crash fails this file only), cleaning, masking and chunking here.
+fn process_isolated(
+    engine: &Engine,
+    bytes: &[u8],
+    file_name: &str,
+    options: &zhiku_ingest::Options,
+    embedder: &std::sync::Arc<dyn crate::embed::Embedder>,
+    limit_secs: u64,
+    pages: &(dyn Fn(u32, u32, bool) + Sync),
+) -> std::result::Result<zhiku_ingest::Processed, String> {
+    let supervisor = engine.extractor()?;
+    let request = crate::extractor::Request {
+        bytes,
+        file_name,
+        options,
+        ocr: engine
+            .ocr_setup()
+            .filter(|_| options.ocr.engine.0.is_some()),
+        known: options.pdf.known_pieces.0.as_ref(),
+        limit: (limit_secs > 0).then(|| std::time::Duration::from_secs(limit_secs)),
+        progress: pages,
+    };
+    let extracted = supervisor.extract(&request)?;
+    let count = |t: &str| embedder.count_tokens(t);
+    Ok(zhiku_ingest::finish(extracted, options, &count))
+}
+
+/// Run the ingest crate on one file in this process (`[ingest] isolation = "thread"`).
+/// With `[ingest] file_timeout_secs` (not 0) it runs on a
 /// thread of its own and the file fails once the limit has passed, so one pathological file
 /// cannot stall the job or the upload queue. What this guarantees, and what not: the job goes
 /// on at once; the runaway extraction cannot be stopped from outside (Rust has no way to

@@ -27,6 +27,7 @@ pub mod config;
 pub mod embed;
 pub mod engine;
 pub mod eval;
+pub mod extractor;
 pub mod generate;
 pub mod http;
 pub mod index;

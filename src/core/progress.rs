@@ -9,6 +9,9 @@ pub trait Progress: Send + Sync {
     fn inc(&self, _n: u64) {}
     /// What the job is working on now (a file name, a phase).
     fn set_message(&self, _message: &str) {}
+    /// Work inside the current step: page `page` of `pages` (0: not known yet) of a long
+    /// document is being read, by OCR when `ocr`.
+    fn set_page(&self, _page: u32, _pages: u32, _ocr: bool) {}
     /// The job is over; a drawn bar disappears.
     fn finish(&self) {}
 }

@@ -36,6 +36,10 @@ pub struct Hit {
     pub document_id: i64,
     pub title: String,
     pub page: u32,
+    /// Where in the document, by its format (page, slide, or sheet and rows).
+    pub place: crate::rag::location::Location,
+    /// [`Hit::place`]'s label: `p. 3`, `slide 3`, `Sheet 住宿标准, rows 2–9`.
+    pub location: String,
     pub heading_path: Vec<String>,
     pub char_start: u32,
     pub char_end: u32,
@@ -230,7 +234,11 @@ pub fn search_explained(
         let status = match visible {
             _ if hits.len() == top_k => CandidateStatus::BelowTopK,
             Some(r) => {
+                let place =
+                    crate::rag::location::Location::of(&r.format, r.page, &r.heading_path, &r.text);
                 hits.push(Hit {
+                    location: place.label(crate::rag::lang::Lang::En),
+                    place,
                     chunk,
                     text: r.text.clone(),
                     document: r.document.clone(),

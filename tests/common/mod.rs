@@ -86,10 +86,13 @@ impl Embedder for HashEmbedder {
     }
 }
 
-/// A config whose data folder is `dir`, defaults otherwise (no file, no environment).
+/// A config whose data folder is `dir`, defaults otherwise (no file, no environment), with
+/// extraction in workers of the `zhiku` binary cargo built for these tests (this test
+/// program is not one).
 pub fn config(dir: &Path) -> Config {
     let mut c = Config::load_with_env(None, &[]).expect("default config");
     c.data_dir = dir.to_path_buf();
+    c.ingest.worker_binary = Some(PathBuf::from(env!("CARGO_BIN_EXE_zhiku")));
     c
 }
 

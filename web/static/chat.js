@@ -314,7 +314,7 @@ function renderBot(msg) {
         },
         h('span', { class: 'cite cite-static' }, String(c.index)),
         h('span', { class: 'source-name' }, c.title || fileName(c.document)),
-        c.page > 0 ? h('span', { class: 'muted' }, t('chat.page', { n: c.page })) : null)))));
+        placeLabel(c) ? h('span', { class: 'muted' }, placeLabel(c)) : null)))));
   }
 
   msg.actionsEl.hidden = !msg.done || (!msg.text && !msg.messageId);
@@ -598,7 +598,7 @@ async function openSource(msg, cite, answerSentences, chipEl) {
       h('span', { class: 'cite cite-static' }, String(cite.index)),
       h('div', {},
         h('div', { class: 'source-doc', id: 'source-doc-title' }, title),
-        h('div', { class: 'muted small' }, [page > 0 ? t('chat.page', { n: page }) : null, fileName(cite.document) !== title ? fileName(cite.document) : null].filter(Boolean).join(' · ')))),
+        h('div', { class: 'muted small' }, [placeLabel({ ...cite, page }), fileName(cite.document) !== title ? fileName(cite.document) : null].filter(Boolean).join(' · ')))),
     path ? h('div', { class: 'source-path small' }, h('span', { class: 'muted' }, `${t('source.path')}：`), path) : null,
     fallback ? h('p', { class: 'note note-muted small', id: 'source-fallback' }, t('source.fallback')) : null,
     passage,
@@ -647,3 +647,14 @@ window.addEventListener('langchange', () => {
 });
 
 start();
+
+// Where a citation is, the way its document counts (the API's `place`: page, slide, or
+// sheet and rows), in the page's language; null for a document without pages.
+function placeLabel(c) {
+  const p = c.place;
+  if (p?.kind === 'slide') return t('chat.slide', { n: p.slide });
+  if (p?.kind === 'sheet') {
+    return p.rows ? t('chat.sheet.rows', { sheet: p.sheet, a: p.rows[0], b: p.rows[1] }) : t('chat.sheet', { sheet: p.sheet });
+  }
+  return c.page > 0 ? t('chat.page', { n: c.page }) : null;
+}

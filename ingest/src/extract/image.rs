@@ -161,6 +161,7 @@ pub(super) fn extract(bytes: &[u8], ocr: &OcrOptions) -> Result<Extracted, Extra
     let (mut pages, mut failed, mut ocred, mut warnings) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (total, more) = frames(bytes, &mut |number, img| {
+        ocr.progress.page(number, 0, true);
         let lines =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.recognize(&img)))
                 .map_err(|p| format!("the OCR engine crashed: {}", panic_message(&p)))

@@ -79,7 +79,7 @@ pub const SUPPORTED_EXTENSIONS: &[&str] = &[
 ];
 
 /// A block of text: a heading (level 1–9), a paragraph, or a table row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Block {
     pub heading_level: Option<u8>,
     pub text: String,
@@ -114,15 +114,16 @@ impl Block {
 }
 
 /// One page (formats without pages have exactly one, numbered 1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page {
     /// 1-based page number.
     pub number: u32,
     pub blocks: Vec<Block>,
 }
 
-/// What extraction found in a file.
-#[derive(Debug, Clone)]
+/// What extraction found in a file (serialisable: the app's extract worker sends it from a
+/// child process).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Extracted {
     pub format: Format,
     pub title: Option<String>,

@@ -63,6 +63,36 @@ pub struct OcrOptions {
     /// Set by the app; without one, pages needing OCR are reported as failed.
     #[serde(skip)]
     pub engine: OcrEngine,
+    /// Told as each page of a paged document (PDF pages, image frames) starts; set by the
+    /// app for its progress bar.
+    #[serde(skip)]
+    pub progress: PageProgress,
+}
+
+/// A watcher of per-page work: `(page, pages, by OCR)` as each page starts (`pages` is 0
+/// when not known yet, as for a TIFF's frames).
+pub type PageWatcher = Arc<dyn Fn(u32, u32, bool) + Send + Sync>;
+
+/// An optional [`PageWatcher`], printable and defaulting to none.
+#[derive(Clone, Default)]
+pub struct PageProgress(pub Option<PageWatcher>);
+
+impl PageProgress {
+    pub fn page(&self, page: u32, pages: u32, ocr: bool) {
+        if let Some(f) = &self.0 {
+            f(page, pages, ocr)
+        }
+    }
+}
+
+impl std::fmt::Debug for PageProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "PageProgress(Some)"
+        } else {
+            "PageProgress(None)"
+        })
+    }
 }
 
 impl Default for OcrOptions {
@@ -72,6 +102,7 @@ impl Default for OcrOptions {
             dpi: 200,
             min_confidence: 0.8,
             engine: OcrEngine::default(),
+            progress: PageProgress::default(),
         }
     }
 }

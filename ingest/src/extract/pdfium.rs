@@ -97,6 +97,13 @@ pub(super) enum Failure {
     Corrupt(String),
 }
 
+/// Pages rendered for OCR per turn under the lock (an A4 page at 200 dpi is ~11.6 MB).
+const RENDER_AHEAD: usize = 4;
+
+/// Read a document: each page's text layer, and the OCR of pages that need it. PDFium work
+/// (parsing, text, rendering) holds the process-wide lock; OCR does not: pages are rendered
+/// [`RENDER_AHEAD`] at a time under the lock, which is then released while they are read,
+/// so another document's PDFium work is not queued behind a long (or hung) OCR.
 pub(super) fn read(
     bytes: &[u8],
     explicit: Option<&Path>,
@@ -104,50 +111,108 @@ pub(super) fn read(
     ocr: &OcrOptions,
 ) -> Result<Doc, Failure> {
     let loaded = load(explicit).map_err(Failure::Missing)?;
-    let pdfium = loaded
-        .pdfium
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let doc = match pdfium.load_pdf_from_byte_slice(bytes, None) {
-        Ok(d) => d,
-        Err(PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::PasswordError)) => {
-            return Err(Failure::Encrypted);
-        }
-        Err(e) => return Err(Failure::Corrupt(e.to_string())),
+    let engine = ocr.engine.0.as_deref().filter(|_| ocr.mode != OcrMode::Off);
+    let lock = || {
+        loaded
+            .pdfium
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     };
-    let title = doc
-        .metadata()
-        .get(PdfDocumentMetadataTagType::Title)
-        .map(|t| t.value().trim().to_string())
-        .filter(|t| !t.is_empty());
-    let mut pages = Vec::new();
-    for (i, page) in doc.pages().iter().enumerate() {
-        let number = i as u32 + 1;
-        let text = match page.text() {
-            Ok(t) => page_text(&t),
-            Err(_) => String::new(),
-        };
-        let engine = ocr.engine.0.as_deref().filter(|_| ocr.mode != OcrMode::Off);
-        let needs_ocr = match ocr.mode {
-            OcrMode::Always => true,
-            OcrMode::Auto => quality(&text, known) != Quality::Good,
-            OcrMode::Off => false,
-        };
-        match engine {
-            Some(engine) if needs_ocr => {
-                let lines = render(&page, ocr.dpi).and_then(|img| {
+    // Under the lock: the title and every page's text, and which pages need OCR.
+    let (title, texts, need) = {
+        let guard = lock();
+        let doc = open(&guard, bytes)?;
+        let title = doc
+            .metadata()
+            .get(PdfDocumentMetadataTagType::Title)
+            .map(|t| t.value().trim().to_string())
+            .filter(|t| !t.is_empty());
+        let total = doc.pages().len() as u32;
+        let mut texts = Vec::new();
+        let mut need = Vec::new();
+        for (i, page) in doc.pages().iter().enumerate() {
+            let number = i as u32 + 1;
+            let text = match page.text() {
+                Ok(t) => page_text(&t),
+                Err(_) => String::new(),
+            };
+            let needs_ocr = engine.is_some()
+                && match ocr.mode {
+                    OcrMode::Always => true,
+                    OcrMode::Auto => quality(&text, known) != Quality::Good,
+                    OcrMode::Off => false,
+                };
+            if needs_ocr {
+                need.push(i);
+            } else {
+                ocr.progress.page(number, total, false);
+            }
+            texts.push(text);
+        }
+        drop(doc);
+        drop(guard);
+        (title, texts, need)
+    };
+    let total = texts.len() as u32;
+    let mut ocred: Vec<Option<Result<Vec<OcrLine>, String>>> = vec![None; texts.len()];
+    if let Some(engine) = engine {
+        for turn in need.chunks(RENDER_AHEAD) {
+            // Render this turn's pages under the lock…
+            let images: Vec<(usize, Result<image::RgbImage, String>)> = {
+                let guard = lock();
+                let doc = open(&guard, bytes)?;
+                let pages = doc.pages();
+                let images = turn
+                    .iter()
+                    .map(|&i| {
+                        let img = pages
+                            .get(i as PdfPageIndex)
+                            .map_err(|e| format!("cannot load the page: {e}"))
+                            .and_then(|p| render(&p, ocr.dpi));
+                        (i, img)
+                    })
+                    .collect();
+                drop(doc);
+                drop(guard);
+                images
+            };
+            // …and read them without it.
+            for (i, img) in images {
+                ocr.progress.page(i as u32 + 1, total, true);
+                let lines = img.and_then(|img| {
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         engine.recognize(&img)
                     }))
                     .map_err(|p| format!("the OCR engine crashed: {}", super::panic_message(&p)))?
                     .map_err(|e| e.to_string())
                 });
-                pages.push((number, PageOut::Ocr(lines)));
+                ocred[i] = Some(lines);
             }
-            _ => pages.push((number, PageOut::Text(text))),
         }
     }
+    let pages = texts
+        .into_iter()
+        .zip(ocred)
+        .enumerate()
+        .map(|(i, (text, lines))| {
+            let out = match lines {
+                Some(lines) => PageOut::Ocr(lines),
+                None => PageOut::Text(text),
+            };
+            (i as u32 + 1, out)
+        })
+        .collect();
     Ok(Doc { title, pages })
+}
+
+fn open<'a>(pdfium: &'a Pdfium, bytes: &'a [u8]) -> Result<PdfDocument<'a>, Failure> {
+    match pdfium.load_pdf_from_byte_slice(bytes, None) {
+        Ok(d) => Ok(d),
+        Err(PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::PasswordError)) => {
+            Err(Failure::Encrypted)
+        }
+        Err(e) => Err(Failure::Corrupt(e.to_string())),
+    }
 }
 
 /// Render a page at `dpi` to RGB.

@@ -22,6 +22,10 @@ pub struct Citation {
     pub document_id: i64,
     pub title: String,
     pub page: u32,
+    /// Where in the document, by its format (page, slide, or sheet and rows).
+    pub place: super::location::Location,
+    /// [`Citation::place`]'s label: `p. 3`, `slide 3`, `Sheet 住宿标准, rows 2–9`.
+    pub location: String,
     /// The passage text.
     pub text: String,
 }
@@ -35,6 +39,8 @@ impl Citation {
             document_id: h.document_id,
             title: h.title.clone(),
             page: h.page,
+            place: h.place.clone(),
+            location: h.location.clone(),
             text: h.text.clone(),
         }
     }
@@ -178,6 +184,8 @@ pub(crate) mod tests {
             document_id: id as i64,
             title: format!("Doc {id}"),
             page: 1,
+            place: crate::rag::location::Location::Page { page: 1 },
+            location: "p. 1".into(),
             heading_path: vec![],
             char_start: 0,
             char_end: 9,

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod guard;
 pub mod inspect;
 pub mod lang;
+pub mod location;
 pub mod prompt;
 pub mod terms;
 

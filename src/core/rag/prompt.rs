@@ -158,13 +158,12 @@ pub fn format_sources(template: &str, hits: &[&Hit], lang: Lang) -> String {
     hits.iter()
         .enumerate()
         .map(|(i, h)| {
-            let page = if h.page > 0 {
-                match lang {
-                    Lang::Zh => format!("（第{}页）", h.page),
-                    Lang::En => format!(" (p. {})", h.page),
-                }
-            } else {
-                String::new()
+            let page = match h.place.label(lang) {
+                l if l.is_empty() => l,
+                l => match lang {
+                    Lang::Zh => format!("（{l}）"),
+                    Lang::En => format!(" ({l})"),
+                },
             };
             let index = (i + 1).to_string();
             let text = super::guard::quote_passage(h.text.trim(), lang);

@@ -43,10 +43,10 @@ pub fn sources(answer: &Answer, public_url: Option<&str>, kind: WecomMessageType
         } else {
             c.title.trim()
         };
-        let page = match (c.page, zh) {
-            (0, _) => String::new(),
-            (p, true) => format!("（第 {p} 页）"),
-            (p, false) => format!(" (p. {p})"),
+        let page = match c.place.label(answer.lang) {
+            l if l.is_empty() => l,
+            l if zh => format!("（{l}）"),
+            l => format!(" ({l})"),
         };
         let link = base
             .filter(|b| !b.is_empty())

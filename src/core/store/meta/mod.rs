@@ -293,6 +293,8 @@ pub struct ChunkRecord {
     pub document_id: DocId,
     pub document: String,
     pub title: String,
+    /// The document's format (`pdf`, `pptx`, `sheet`, …), for its citation label.
+    pub format: String,
     pub page: u32,
     pub heading_path: Vec<String>,
     pub char_start: u32,
@@ -833,7 +835,7 @@ impl MetaStore {
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT c.id, c.kb_id, c.document_id, d.source, d.title, c.page, c.heading_path,
-                        c.char_start, c.char_end, COALESCE(o.text, c.text)
+                        c.char_start, c.char_end, COALESCE(o.text, c.text), d.format
                  FROM chunks c JOIN documents d ON d.id = c.document_id
                  {}
                  WHERE c.id = ?1 AND d.status = 'ready' AND COALESCE(o.enabled, 1) = 1",
@@ -856,6 +858,7 @@ impl MetaStore {
                         char_start: r.get::<_, i64>(7)? as u32,
                         char_end: r.get::<_, i64>(8)? as u32,
                         text: r.get(9)?,
+                        format: r.get(10)?,
                     })
                 })
                 .optional()
