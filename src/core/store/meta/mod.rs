@@ -23,6 +23,7 @@ mod audit;
 mod catalog;
 mod directory;
 mod edits;
+mod oidc;
 mod stats;
 mod uploads;
 mod wecom;
@@ -38,6 +39,7 @@ pub use audit::AuditEntry;
 pub use catalog::DocumentSummary;
 pub use directory::{DirectoryAccount, GroupChanges};
 pub use edits::{ChunkChange, ChunkEdit, ChunkState, EditReview, EditableChunk, IndexEntry};
+pub use oidc::{OidcLogin, OidcTake};
 pub use uploads::{
     ClaimedFile, FileStatus, JobFile, JobFileCounts, JobKind, JobStatus, NewJobFile, QueueCounts,
     UploadJob,
@@ -360,6 +362,7 @@ impl MetaStore {
             uploads::SCHEMA,
             wecom::SCHEMA,
             edits::SCHEMA,
+            oidc::SCHEMA,
         ] {
             conn.execute_batch(schema).map_err(err)?;
         }
