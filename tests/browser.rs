@@ -43,26 +43,17 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Skip (with a note) outside CI; fail in CI.
-fn missing(what: &str) -> Option<(PathBuf, PathBuf)> {
-    if std::env::var_os("CI").is_some() {
-        panic!("{what} (CI must install it: see .ci/run)");
-    }
-    eprintln!("skipped: {what}");
-    None
-}
-
 /// node and Chromium, when installed, and playwright-core in tests/browser/node_modules.
 fn tools() -> Option<(PathBuf, PathBuf)> {
     let node = match Command::new("node").arg("--version").output() {
         Ok(o) if o.status.success() => PathBuf::from("node"),
-        _ => return missing("node is not installed"),
+        _ => return common::missing("node is not installed"),
     };
     let chromium = std::env::var_os("ZHIKU_CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
     if !chromium.exists() {
-        return missing(&format!(
+        return common::missing(&format!(
             "{} is missing (apt-get install chromium, or set ZHIKU_CHROMIUM)",
             chromium.display()
         ));
@@ -71,7 +62,7 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
         .join("tests/browser/node_modules/playwright-core")
         .exists()
     {
-        return missing("playwright-core is not installed (run `npm ci` in tests/browser)");
+        return common::missing("playwright-core is not installed (run `npm ci` in tests/browser)");
     }
     Some((node, chromium))
 }

@@ -644,6 +644,7 @@ impl WecomConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub ldap: LdapConfig,
+    pub oidc: OidcConfig,
 }
 
 /// How the account of an LDAP user is found and their password checked.
@@ -860,6 +861,183 @@ impl LdapConfig {
         }
         if !self.user_filter.contains("{login}") {
             return bad("user_filter must contain {login}".into());
+        }
+        if self.group_rule == LdapGroupRule::AllowList && self.allowed_groups.is_empty() {
+            return bad(
+                "allowed_groups is empty: group_rule = \"allow_list\" would map no group".into(),
+            );
+        }
+        if self.group_rule == LdapGroupRule::Map && self.group_map.is_empty() {
+            return bad("group_map is empty: group_rule = \"map\" would map no group".into());
+        }
+        let names = self.group_map.values().chain(&self.allowed_groups);
+        if let Some(n) = names
+            .into_iter()
+            .find(|n| !crate::store::meta::valid_account_name(n))
+        {
+            return bad(format!(
+                "`{n}` cannot be a zhiku group name (1–64 letters, digits, CJK, `-`, `_`, `.`, `@`); map it to one in group_map"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[auth.oidc]`: single sign-on with an OpenID Connect provider (Keycloak, Authing, Azure
+/// AD / Entra ID, …): authorization code flow with PKCE. On when `issuer_url` is set. The
+/// provider's users become zhiku accounts (source `oidc:<name>`) on their first login, and
+/// their groups are refreshed from the ID token's claims at every login.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcConfig {
+    /// A short name for the provider: accounts come from `oidc:<name>`, and the audit log
+    /// names it. Default `sso`.
+    pub name: String,
+    /// The issuer, exactly as the provider's discovery document states it (discovery is read
+    /// from `{issuer_url}/.well-known/openid-configuration`). Default none (SSO off).
+    pub issuer_url: Option<String>,
+    /// The client (application) id registered at the provider. Required with `issuer_url`.
+    pub client_id: String,
+    /// The client secret. Secret (env `ZHIKU_AUTH__OIDC__CLIENT_SECRET`). Default none (a
+    /// public client, PKCE only).
+    pub client_secret: Option<Secret>,
+    /// Where the provider sends the browser back; register exactly this URL at the provider.
+    /// Default `{server.public_url}/auth/oidc/callback`; one of the two must be set.
+    pub redirect_url: Option<String>,
+    /// Scopes asked for (`openid` is always added). Default `["openid", "profile", "email"]`.
+    pub scopes: Vec<String>,
+    /// The ID-token claim whose value becomes the zhiku user name. Default
+    /// `preferred_username` (Authing: `email` or `phone_number` may suit better).
+    pub username_claim: String,
+    /// The claim with the user's groups (a list of strings, or one string). A dotted path
+    /// reaches into objects (Keycloak `realm_access.roles`). Default `groups`.
+    pub groups_claim: String,
+    /// A second claim whose values count as groups too, e.g. Entra's app `roles`. Default
+    /// none.
+    pub roles_claim: Option<String>,
+    /// `all` (default), `allow_list` or `map`: which of the provider's groups become zhiku
+    /// groups, as in `[auth.ldap]`.
+    pub group_rule: LdapGroupRule,
+    /// `allow_list`: the provider's groups that become zhiku groups. Default empty.
+    pub allowed_groups: Vec<String>,
+    /// `map`: provider group → zhiku group (`[auth.oidc.group_map] "b4f…-guid" = "finance"`).
+    pub group_map: std::collections::BTreeMap<String, String>,
+    /// Only users whose `email` claim is at one of these domains may log in (an
+    /// `email_verified = false` claim refuses too). Default empty: any.
+    pub allowed_domains: Vec<String>,
+    /// Only users whose ID token has this claim (a dotted path) with `required_value` (or,
+    /// for a list, containing it) may log in, e.g. Entra's `tid`. Default none.
+    pub required_claim: Option<String>,
+    /// The value `required_claim` must have. Default none.
+    pub required_value: Option<String>,
+    /// The login page's button. Default empty: "使用单点登录 / Sign in with SSO".
+    pub button_label: String,
+    /// Limit on each call to the provider (discovery, token, keys), seconds. Default 10.
+    pub timeout_secs: u64,
+    /// How long a started login may take at the provider before its state expires, seconds.
+    /// Default 600.
+    pub login_ttl_secs: u64,
+    /// Clock difference tolerated on the ID token's `exp` and `iat`, seconds. Default 60.
+    pub clock_skew_secs: u64,
+    /// Log out at the provider too (its `end_session_endpoint`, when its discovery offers
+    /// one). Default true.
+    pub provider_logout: bool,
+    /// Where the provider sends the browser after its logout; register it there. Default
+    /// `{server.public_url}/login` (or this server's `/login` as the browser reached it).
+    pub post_logout_redirect_url: Option<String>,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self {
+            name: "sso".into(),
+            issuer_url: None,
+            client_id: String::new(),
+            client_secret: None,
+            redirect_url: None,
+            scopes: vec!["openid".into(), "profile".into(), "email".into()],
+            username_claim: "preferred_username".into(),
+            groups_claim: "groups".into(),
+            roles_claim: None,
+            group_rule: LdapGroupRule::All,
+            allowed_groups: Vec::new(),
+            group_map: Default::default(),
+            allowed_domains: Vec::new(),
+            required_claim: None,
+            required_value: None,
+            button_label: String::new(),
+            timeout_secs: 10,
+            login_ttl_secs: 600,
+            clock_skew_secs: 60,
+            provider_logout: true,
+            post_logout_redirect_url: None,
+        }
+    }
+}
+
+impl OidcConfig {
+    /// Whether SSO is on (`issuer_url` set).
+    pub fn enabled(&self) -> bool {
+        self.issuer_url
+            .as_deref()
+            .is_some_and(|u| !u.trim().is_empty())
+    }
+
+    /// The account source of this provider's users.
+    pub fn source(&self) -> String {
+        format!("oidc:{}", self.name)
+    }
+
+    /// The callback URL: `redirect_url`, else derived from `public_url`.
+    pub fn redirect_url(&self, public_url: Option<&str>) -> Option<String> {
+        match &self.redirect_url {
+            Some(u) if !u.trim().is_empty() => Some(u.trim().to_string()),
+            _ => {
+                public_url.map(|p| format!("{}/auth/oidc/callback", p.trim().trim_end_matches('/')))
+            }
+        }
+    }
+
+    fn validate(&self, public_url: Option<&str>) -> Result<(), ConfigError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let bad = |m: String| Err(ConfigError::Invalid(format!("auth.oidc.{m}")));
+        let issuer = self.issuer_url.as_deref().unwrap_or_default().trim();
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+            return bad(format!(
+                "issuer_url must start with https:// (or http:// for a provider on this machine), got `{issuer}`"
+            ));
+        }
+        if !crate::store::meta::valid_account_name(&self.name) || self.name.contains(':') {
+            return bad(format!(
+                "name `{}` must be a short name (letters, digits, `-`, `_`, `.`)",
+                self.name
+            ));
+        }
+        if self.client_id.trim().is_empty() {
+            return bad("client_id must be set when auth.oidc.issuer_url is".into());
+        }
+        match self.redirect_url(public_url) {
+            None => {
+                return bad(
+                    "redirect_url must be set (or server.public_url, to derive {public_url}/auth/oidc/callback)"
+                        .into(),
+                );
+            }
+            Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+                return bad(format!("redirect_url must be an http(s) URL, got `{u}`"));
+            }
+            Some(_) => {}
+        }
+        if self.username_claim.trim().is_empty() || self.groups_claim.trim().is_empty() {
+            return bad("username_claim and groups_claim must name claims".into());
+        }
+        if self.timeout_secs == 0 || self.login_ttl_secs == 0 {
+            return bad("timeout_secs and login_ttl_secs must be at least 1".into());
+        }
+        if self.required_claim.is_some() != self.required_value.is_some() {
+            return bad("required_claim and required_value go together".into());
         }
         if self.group_rule == LdapGroupRule::AllowList && self.allowed_groups.is_empty() {
             return bad(
@@ -1100,6 +1278,7 @@ impl Config {
         }
         self.wecom.validate()?;
         self.auth.ldap.validate()?;
+        self.auth.oidc.validate(self.server.public_url.as_deref())?;
         Ok(())
     }
 
@@ -1559,6 +1738,7 @@ mod tests {
             "wecom.encoding_aes_key",
             "wecom.robot_webhook",
             "auth.ldap.bind_password",
+            "auth.oidc.client_secret",
         ] {
             assert!(found.contains(&known), "{known} not probed: {found:?}");
         }
@@ -1574,6 +1754,55 @@ mod tests {
         assert!(
             toml.contains("api_key = \"<set, 20 characters>\""),
             "{toml}"
+        );
+    }
+
+    #[test]
+    fn oidc_from_env_validated_and_its_secret_hidden() {
+        let base = [
+            (
+                "ZHIKU_AUTH__OIDC__ISSUER_URL",
+                "https://sso.example.com/realms/corp",
+            ),
+            ("ZHIKU_AUTH__OIDC__CLIENT_ID", "zhiku"),
+            ("ZHIKU_AUTH__OIDC__CLIENT_SECRET", "oidc-client-s3cret"),
+            ("ZHIKU_SERVER__PUBLIC_URL", "https://zhiku.example.com/"),
+            ("ZHIKU_AUTH__OIDC__ROLES_CLAIM", "realm_access.roles"),
+        ];
+        let c = Config::load_with_env(None, &env(&base)).unwrap();
+        let o = &c.auth.oidc;
+        assert!(o.enabled());
+        assert_eq!(o.source(), "oidc:sso");
+        assert_eq!(
+            Secret::exposed(&o.client_secret),
+            Some("oidc-client-s3cret")
+        );
+        assert_eq!(
+            o.redirect_url(c.server.public_url.as_deref()).as_deref(),
+            Some("https://zhiku.example.com/auth/oidc/callback")
+        );
+        assert!(!format!("{c:?}").contains("oidc-client-s3cret"));
+        assert!(!c.to_toml().contains("oidc-client-s3cret"));
+        let refused = |extra: &[(&str, &str)], drop: &str| {
+            let mut vars: Vec<(&str, &str)> =
+                base.iter().copied().filter(|(k, _)| *k != drop).collect();
+            vars.extend_from_slice(extra);
+            Config::load_with_env(None, &env(&vars))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused(&[], "ZHIKU_AUTH__OIDC__CLIENT_ID").contains("client_id"));
+        assert!(refused(&[], "ZHIKU_SERVER__PUBLIC_URL").contains("redirect_url"));
+        assert!(
+            refused(&[("ZHIKU_AUTH__OIDC__ISSUER_URL", "sso.example.com")], "")
+                .contains("https://")
+        );
+        assert!(
+            refused(&[("ZHIKU_AUTH__OIDC__REQUIRED_CLAIM", "tid")], "").contains("required_value")
+        );
+        assert!(refused(&[("ZHIKU_AUTH__OIDC__GROUP_RULE", "map")], "").contains("group_map"));
+        assert!(
+            refused(&[("ZHIKU_AUTH__OIDC__GROUP_MAP__abc", "all staff")], "").contains("all staff")
         );
     }
 

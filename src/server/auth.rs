@@ -192,7 +192,7 @@ fn me(state: &AppState, user: User, csrf: Option<String>) -> Result<Me, ApiError
     })
 }
 
-fn secure_cookies(state: &AppState, headers: &HeaderMap) -> bool {
+pub(crate) fn secure_cookies(state: &AppState, headers: &HeaderMap) -> bool {
     let public_https = state
         .engine
         .config
@@ -255,11 +255,33 @@ pub async fn login(
         tracing::info!(name = %login.name, "failed login");
         return Err(ApiError::Unauthorized("wrong name or password".into()));
     };
+    let started = start_session(&state, &headers, user_id)?;
+    Ok(([(header::SET_COOKIE, started.cookie)], Json(started.me)).into_response())
+}
+
+/// A new browser session for `user_id`: what the session cookie and the answer carry.
+pub(crate) struct Started {
+    /// The `Set-Cookie` value (HttpOnly, SameSite=Lax, Secure behind TLS).
+    pub cookie: String,
+    /// The session id's hash (its key in the store).
+    pub id_hash: String,
+    pub me: Me,
+}
+
+/// Start a browser session for `user_id`, the same for a password, a directory or an SSO
+/// login.
+pub(crate) fn start_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    user_id: zhiku_core::store::meta::UserId,
+) -> Result<Started, ApiError> {
+    let meta = &state.engine.meta;
     let hours = state.engine.config.server.session_hours.max(1);
     let id = access::new_secret("")?;
     let csrf = access::new_secret("")?;
     let expires = now() + (hours * 3600) as i64;
-    meta.create_session(&hash_secret(&id), user_id, &csrf, expires)?;
+    let id_hash = hash_secret(&id);
+    meta.create_session(&id_hash, user_id, &csrf, expires)?;
     let user = meta
         .user(user_id)?
         .ok_or_else(|| ApiError::Unauthorized("the user was deleted".into()))?;
@@ -267,17 +289,35 @@ pub async fn login(
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(secure_cookies(&state, &headers))
+        .secure(secure_cookies(state, headers))
         .max_age(cookie::time::Duration::hours(hours as i64))
         .build();
-    let body = me(&state, user, Some(csrf))?;
-    Ok(([(header::SET_COOKIE, cookie.to_string())], Json(body)).into_response())
+    Ok(Started {
+        cookie: cookie.to_string(),
+        id_hash,
+        me: me(state, user, Some(csrf))?,
+    })
 }
 
-/// End the browser session.
-#[utoipa::path(post, path = "/api/logout", tag = "session", responses((status = 204)))]
-pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+/// Where the browser goes after logging out: the identity provider's logout page.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LoggedOut {
+    pub end_session_url: String,
+}
+
+/// End the browser session. A single sign-on session whose provider offers a logout
+/// endpoint answers 200 with its URL (the page goes there to log out at the provider too);
+/// others answer 204.
+#[utoipa::path(post, path = "/api/logout", tag = "session",
+    responses((status = 204), (status = 200, body = LoggedOut)))]
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let mut provider = None;
     if let Credential::Session { id_hash, .. } = &caller.credential {
+        provider = super::oidc::end_session_url(&state, id_hash, &headers).await;
         state.engine.meta.delete_session(id_hash)?;
     }
     let gone = Cookie::build((SESSION_COOKIE, ""))
@@ -285,11 +325,17 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Res
         .http_only(true)
         .max_age(cookie::time::Duration::ZERO)
         .build();
-    Ok((
-        axum::http::StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, gone.to_string())],
-    )
-        .into_response())
+    let cookie = [(header::SET_COOKIE, gone.to_string())];
+    Ok(match provider {
+        Some(url) => (
+            cookie,
+            Json(LoggedOut {
+                end_session_url: url,
+            }),
+        )
+            .into_response(),
+        None => (axum::http::StatusCode::NO_CONTENT, cookie).into_response(),
+    })
 }
 
 /// Who is logged in (with the CSRF token for a browser session).

@@ -160,9 +160,20 @@ fn first(entry: &SearchEntry, name: &str) -> Option<String> {
 
 /// The zhiku groups that directory groups `raw` map to under `cfg.group_rule`, sorted.
 pub fn map_groups(cfg: &LdapConfig, raw: &[String]) -> Vec<String> {
+    map_groups_by(cfg.group_rule, &cfg.allowed_groups, &cfg.group_map, raw)
+}
+
+/// The zhiku groups that a directory's or identity provider's groups `raw` map to under
+/// `rule` (`[auth.ldap]` and `[auth.oidc]` share it), sorted.
+pub fn map_groups_by(
+    rule: LdapGroupRule,
+    allowed: &[String],
+    map: &std::collections::BTreeMap<String, String>,
+    raw: &[String],
+) -> Vec<String> {
     let mut out = BTreeSet::new();
     for g in raw {
-        match cfg.group_rule {
+        match rule {
             LdapGroupRule::All => {
                 if valid_account_name(g) {
                     out.insert(g.clone());
@@ -171,8 +182,7 @@ pub fn map_groups(cfg: &LdapConfig, raw: &[String]) -> Vec<String> {
                 }
             }
             LdapGroupRule::AllowList => {
-                if let Some(a) = cfg
-                    .allowed_groups
+                if let Some(a) = allowed
                     .iter()
                     .find(|a| a.to_lowercase() == g.to_lowercase())
                 {
@@ -180,7 +190,7 @@ pub fn map_groups(cfg: &LdapConfig, raw: &[String]) -> Vec<String> {
                 }
             }
             LdapGroupRule::Map => {
-                for (from, to) in &cfg.group_map {
+                for (from, to) in map {
                     if from.to_lowercase() == g.to_lowercase() {
                         out.insert(to.clone());
                     }
@@ -634,8 +644,12 @@ impl Directory {
 pub enum Provision {
     /// The account (created now when `created`).
     Ready { user: UserId, created: bool },
-    /// A local account has this name: not taken over.
+    /// A local account (or one from another directory or provider) has this name: not
+    /// taken over.
     LocalConflict,
+    /// The account of this name belongs to another subject of the same provider (its
+    /// `sub` differs): not taken over.
+    OtherSubject,
     /// The directory's login value cannot be a zhiku user name.
     BadName,
 }
@@ -643,19 +657,38 @@ pub enum Provision {
 /// Make the directory user `u` a zhiku account: created on the first login, re-enabled and
 /// its groups refreshed on every login. Audited as `actor`.
 pub fn provision(meta: &MetaStore, u: &DirectoryUser, actor: &str) -> Result<Provision> {
+    provision_from(meta, SOURCE, false, u, actor)
+}
+
+/// [`provision`] for the accounts of `source` (`ldap`, `oidc:<name>`); the audit actions
+/// are named after the part before `:`. With `pin_subject`, an existing account must have
+/// the same `u.dn` (an OIDC `sub`, which never changes, unlike an LDAP DN).
+pub fn provision_from(
+    meta: &MetaStore,
+    source: &str,
+    pin_subject: bool,
+    u: &DirectoryUser,
+    actor: &str,
+) -> Result<Provision> {
     if !valid_account_name(&u.login) {
         return Ok(Provision::BadName);
     }
+    let kind = source.split(':').next().unwrap_or(source);
     let (user, created, was_disabled) = match meta.user_by_name(&u.login)? {
         Some(existing) => match meta.directory_account(existing.id)? {
-            Some(a) if a.source == SOURCE => (existing.id, false, a.disabled_at.is_some()),
+            Some(a) if a.source == source => {
+                if pin_subject && a.dn != u.dn {
+                    return Ok(Provision::OtherSubject);
+                }
+                (existing.id, false, a.disabled_at.is_some())
+            }
             _ => return Ok(Provision::LocalConflict),
         },
         None => (meta.create_user(&u.login, None, Role::Member)?, true, false),
     };
     meta.upsert_directory_account(
         user,
-        SOURCE,
+        source,
         &u.dn,
         u.display_name.as_deref(),
         u.mail.as_deref(),
@@ -664,16 +697,21 @@ pub fn provision(meta: &MetaStore, u: &DirectoryUser, actor: &str) -> Result<Pro
     if created {
         meta.audit(
             actor,
-            "ldap.account_create",
+            &format!("{kind}.account_create"),
             &u.login,
-            &format!("dn {}; groups {}", u.dn, u.groups.join(",")),
+            &format!(
+                "{} {}; groups {}",
+                if pin_subject { "sub" } else { "dn" },
+                u.dn,
+                u.groups.join(",")
+            ),
             None,
         )?;
     }
     if was_disabled {
         meta.audit(
             actor,
-            "ldap.account_enable",
+            &format!("{kind}.account_enable"),
             &u.login,
             "active in the directory again (its revoked API tokens stay revoked)",
             None,
@@ -682,7 +720,7 @@ pub fn provision(meta: &MetaStore, u: &DirectoryUser, actor: &str) -> Result<Pro
     if !changes.is_empty() && !created {
         meta.audit(
             actor,
-            "ldap.groups",
+            &format!("{kind}.groups"),
             &u.login,
             &describe_changes(&changes),
             None,
@@ -742,6 +780,7 @@ pub async fn login(
             "the directory's {} `{}` is not a valid zhiku user name",
             cfg.login_attribute, user.login
         )),
+        Provision::OtherSubject => refuse("the account belongs to another directory entry"),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod kbs;
 pub mod ldap;
 pub mod metrics;
+pub mod oidc;
 pub mod openai;
 pub mod state;
 pub mod uploads;
@@ -53,6 +54,7 @@ pub use state::AppState;
         auth::login,
         auth::logout,
         auth::whoami,
+        oidc::providers,
         kbs::list,
         kbs::create,
         kbs::rename,
@@ -118,6 +120,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/login", post(auth::login))
         .route("/api/logout", post(auth::logout))
         .route("/api/me", get(auth::whoami))
+        .route("/api/login/sso", get(oidc::providers))
+        .route("/auth/oidc/login", get(oidc::login))
+        .route("/auth/oidc/callback", get(oidc::callback))
         .route("/api/kbs", get(kbs::list).post(kbs::create))
         .route("/api/kbs/{kb}", patch(kbs::rename).delete(kbs::delete))
         .route(

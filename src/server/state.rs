@@ -30,6 +30,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// The WeCom app and group robot, when configured ([`super::wecom`]).
     pub wecom: Option<Arc<crate::wecom::Wecom>>,
+    /// The single sign-on provider, when `[auth.oidc]` is configured ([`crate::oidc`]).
+    pub sso: Option<Arc<crate::oidc::Sso>>,
     generators: Generators,
     ip_limit: DefaultKeyedRateLimiter<std::net::IpAddr>,
     user_limit: DefaultKeyedRateLimiter<i64>,
@@ -70,6 +72,7 @@ impl AppState {
             ingest: zhiku_core::index::queue::Signal::new(),
             metrics: Metrics::new(),
             wecom: crate::wecom::callback::from_config(&engine.config.wecom),
+            sso: crate::oidc::Sso::from_config(&engine.config),
             generators,
             engine: Arc::new(engine),
         };

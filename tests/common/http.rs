@@ -20,6 +20,13 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(engine: Engine, generator: Option<Arc<dyn Generator>>) -> Self {
+        Self::start_at(engine, generator, "127.0.0.1:0")
+    }
+
+    /// [`TestServer::start`] on `addr` (a port chosen beforehand, for a configuration that
+    /// must name the server's own URL, such as an OIDC redirect).
+    pub fn start_at(engine: Engine, generator: Option<Arc<dyn Generator>>, addr: &str) -> Self {
+        let addr = addr.to_string();
         let state = AppState::with_generator(engine, generator);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -31,7 +38,7 @@ impl TestServer {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let listener = tokio::net::TcpListener::bind(addr.as_str()).await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
                 zhiku_server::serve(s, listener, async {
                     let _ = stopped.await;

@@ -107,6 +107,16 @@ pub fn samples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/samples")
 }
 
+/// A tool or model a test needs is missing: `None` (the test is skipped, said on stderr)
+/// outside CI; a failure under `CI`, where `.ci/run` must have installed it.
+pub fn missing<T>(what: &str) -> Option<T> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} (CI must install it: see .ci/run)");
+    }
+    eprintln!("skipped: {what}");
+    None
+}
+
 /// The multilingual e5 model folder, if `scripts/fetch-models.sh` has run. In CI a missing
 /// model is a failure, not a skip.
 pub fn e5_model() -> Option<PathBuf> {

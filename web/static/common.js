@@ -24,6 +24,8 @@ const STRINGS = {
     'login.network': '无法连接服务器，请检查网络后重试。',
     'login.expired': '登录已过期，请重新登录。',
     'login.hint': '账号由管理员创建；忘记密码请联系管理员。',
+    'login.or': '或',
+    'login.sso': '使用单点登录',
     'chat.new': '新对话',
     'chat.history': '历史对话',
     'chat.history.empty': '还没有对话。',
@@ -212,6 +214,8 @@ const STRINGS = {
     'login.network': 'Cannot reach the server; check the network and try again.',
     'login.expired': 'Your session has expired; log in again.',
     'login.hint': 'Accounts are created by an admin; ask one if you forgot your password.',
+    'login.or': 'or',
+    'login.sso': 'Sign in with SSO',
     'chat.new': 'New chat',
     'chat.history': 'Chats',
     'chat.history.empty': 'No chats yet.',
@@ -521,11 +525,15 @@ export async function loadMe() {
 }
 
 export async function logout() {
+  // A single sign-on session also logs out at the identity provider, which sends the
+  // browser back to the login page.
+  let next = '/login';
   try {
-    await api('POST', '/api/logout', undefined, { noRedirect: true });
+    const r = await api('POST', '/api/logout', undefined, { noRedirect: true });
+    if (r && r.end_session_url) next = r.end_session_url;
   } finally {
     setCsrf(null);
-    location.assign('/login');
+    location.assign(next);
   }
 }
 

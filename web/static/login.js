@@ -25,6 +25,21 @@ function showError(key, vars) {
 
 if (params.get('reason') === 'expired') showError('login.expired');
 
+// Single sign-on, when the server has a provider: a button that goes through it.
+api('GET', '/api/login/sso', undefined, { noRedirect: true })
+  .then((r) => {
+    const p = r && r.providers && r.providers[0];
+    if (!p) return;
+    const a = $('#sso-login');
+    a.href = `${p.login_url}?next=${encodeURIComponent(destination())}`;
+    if (p.label) {
+      a.removeAttribute('data-i18n');
+      a.textContent = p.label;
+    }
+    $('#sso').hidden = false;
+  })
+  .catch(() => {});
+
 // Already logged in (a bookmarked /login): go straight on.
 api('GET', '/api/me', undefined, { noRedirect: true })
   .then(() => location.replace(destination()))

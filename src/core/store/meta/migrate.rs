@@ -32,6 +32,11 @@ pub(super) const STEPS: &[Step] = &[Step {
            chunks, jobs, settings, accounts, audit, directory accounts, activity, uploads, \
            WeCom messages with the expired state, chunk edits)",
     run: baseline,
+},
+Step {
+    version: 2,
+    what: "OIDC sign-in: pending logins (state, nonce, PKCE verifier), used nonces, provider sessions",
+    run: oidc,
 }];
 
 /// The schema version this build writes.
@@ -114,6 +119,10 @@ fn baseline(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     }
     super::wecom::upgrade(tx)?;
     super::upgrade_documents(tx)
+}
+
+fn oidc(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(super::oidc::SCHEMA)
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ mod catalog;
 mod directory;
 mod edits;
 mod migrate;
+mod oidc;
 mod stats;
 mod uploads;
 mod wecom;
@@ -40,6 +41,7 @@ pub use catalog::DocumentSummary;
 pub use directory::{DirectoryAccount, GroupChanges};
 pub use edits::{ChunkChange, ChunkEdit, ChunkState, EditReview, EditableChunk, IndexEntry};
 pub use migrate::{LATEST as SCHEMA_VERSION, MigrateError};
+pub use oidc::{OidcLogin, OidcTake};
 pub use uploads::{
     ClaimedFile, FileStatus, JobFile, JobFileCounts, JobKind, JobStatus, NewJobFile, QueueCounts,
     UploadJob,
