@@ -26,18 +26,20 @@ pub(super) struct Step {
 }
 
 /// Every migration, oldest first; `STEPS[i].version == i + 1`.
-pub(super) const STEPS: &[Step] = &[Step {
-    version: 1,
-    what: "the schema when versioning began (knowledge bases, documents with page readings, \
+pub(super) const STEPS: &[Step] = &[
+    Step {
+        version: 1,
+        what: "the schema when versioning began (knowledge bases, documents with page readings, \
            chunks, jobs, settings, accounts, audit, directory accounts, activity, uploads, \
            WeCom messages with the expired state, chunk edits)",
-    run: baseline,
-},
-Step {
-    version: 2,
-    what: "OIDC sign-in: pending logins (state, nonce, PKCE verifier), used nonces, provider sessions",
-    run: oidc,
-}];
+        run: baseline,
+    },
+    Step {
+        version: 2,
+        what: "OIDC sign-in: pending logins (state, nonce, PKCE verifier), used nonces, provider sessions",
+        run: oidc,
+    },
+];
 
 /// The schema version this build writes.
 pub const LATEST: u32 = STEPS.len() as u32;
