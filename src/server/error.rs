@@ -118,7 +118,8 @@ impl From<MetaError> for ApiError {
             MetaError::BadKbName(_)
             | MetaError::BadAccountName { .. }
             | MetaError::BadWecomUser(_)
-            | MetaError::BadEdit(_) => ApiError::BadRequest(e.to_string()),
+            | MetaError::BadEdit(_)
+            | MetaError::BadRule(_) => ApiError::BadRequest(e.to_string()),
             MetaError::Sqlite { .. } => ApiError::Internal(e.to_string()),
         }
     }

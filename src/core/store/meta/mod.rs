@@ -23,6 +23,7 @@ mod audit;
 mod catalog;
 mod directory;
 mod edits;
+mod rules;
 mod stats;
 mod uploads;
 mod wecom;
@@ -38,6 +39,9 @@ pub use audit::AuditEntry;
 pub use catalog::DocumentSummary;
 pub use directory::{DirectoryAccount, GroupChanges};
 pub use edits::{ChunkChange, ChunkEdit, ChunkState, EditReview, EditableChunk, IndexEntry};
+pub use rules::{
+    AccessRule, DocumentAccess, MAX_RULE_GROUPS, RuleChange, RuleKind, normalise_path,
+};
 pub use uploads::{
     ClaimedFile, FileStatus, JobFile, JobFileCounts, JobKind, JobStatus, NewJobFile, QueueCounts,
     UploadJob,
@@ -85,6 +89,8 @@ pub enum MetaError {
     NoSuchChunk(ChunkId),
     #[error("invalid chunk edit: {0}")]
     BadEdit(String),
+    #[error("invalid access rule: {0}")]
+    BadRule(String),
 }
 
 pub type Result<T> = std::result::Result<T, MetaError>;
@@ -111,7 +117,8 @@ CREATE TABLE IF NOT EXISTS documents (
     created_at    INTEGER NOT NULL,
     text_pages    INTEGER,
     ocr_pages     TEXT NOT NULL DEFAULT '[]',
-    failed_pages  TEXT NOT NULL DEFAULT '[]'
+    failed_pages  TEXT NOT NULL DEFAULT '[]',
+    readers       TEXT NOT NULL DEFAULT '["*"]'
 );
 CREATE INDEX IF NOT EXISTS documents_kb_source ON documents(kb_id, source);
 CREATE INDEX IF NOT EXISTS documents_kb_hash ON documents(kb_id, content_hash);
@@ -263,6 +270,29 @@ fn upgrade_documents(conn: &Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// Add the `readers` column (folder and document rules) to a `documents` table made before
+/// it. No rule existed then, so every document is readable by everyone; the derived indexes
+/// lack the readers their filters need, so every document is queued for a readers update
+/// (`index::apply_access_updates`): until it has run, members find nothing in them rather
+/// than too much. Runs after the schemas.
+fn upgrade_readers(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('documents') WHERE name = 'readers'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if has {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(
+        r#"ALTER TABLE documents ADD COLUMN readers TEXT NOT NULL DEFAULT '["*"]';
+           INSERT OR IGNORE INTO pending_access_updates(document_id, generation)
+               SELECT id, 0 FROM documents;"#,
+    )?;
+    tx.commit()
+}
+
 /// A document to insert, with its chunks.
 #[derive(Debug, Clone)]
 pub struct NewDocument<'a> {
@@ -292,6 +322,8 @@ pub struct ChunkRecord {
     pub char_start: u32,
     pub char_end: u32,
     pub text: String,
+    /// Who may read it now (the document's readers in SQLite, the truth).
+    pub readers: Vec<String>,
 }
 
 /// Counters of one ingestion job.
@@ -360,11 +392,13 @@ impl MetaStore {
             uploads::SCHEMA,
             wecom::SCHEMA,
             edits::SCHEMA,
+            rules::SCHEMA,
         ] {
             conn.execute_batch(schema).map_err(err)?;
         }
         wecom::upgrade(&conn).map_err(err)?;
         upgrade_documents(&conn).map_err(err)?;
+        upgrade_readers(&conn).map_err(err)?;
         Ok(Self {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
@@ -612,11 +646,14 @@ impl MetaStore {
     pub fn insert_document(&self, doc: &NewDocument<'_>) -> Result<(DocId, Vec<ChunkId>)> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
+        // A new document inherits the nearest rule (its own, when a replaced version had
+        // one, else the deepest folder's).
+        let readers = rules::readers_for(&tx, doc.kb, doc.source).map_err(|e| self.err(e))?;
         tx.execute(
             "INSERT INTO documents(kb_id, source, title, format, content_hash, size, pages,
                                    status, warnings, masked, created_at, text_pages,
-                                   ocr_pages, failed_pages)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'indexing', ?8, ?9, ?10, ?11, ?12, ?13)",
+                                   ocr_pages, failed_pages, readers)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'indexing', ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 doc.kb,
                 doc.source,
@@ -631,6 +668,7 @@ impl MetaStore {
                 doc.reading.text_pages as i64,
                 serde_json::to_string(&doc.reading.ocr_pages).unwrap_or_else(|_| "[]".into()),
                 serde_json::to_string(&doc.reading.failed_pages).unwrap_or_else(|_| "[]".into()),
+                serde_json::to_string(&readers).unwrap_or_else(|_| "[]".into()),
             ],
         )
         .map_err(|e| self.err(e))?;
@@ -760,7 +798,7 @@ impl MetaStore {
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT c.id, c.kb_id, c.document_id, d.source, d.title, c.page, c.heading_path,
-                        c.char_start, c.char_end, COALESCE(o.text, c.text)
+                        c.char_start, c.char_end, COALESCE(o.text, c.text), d.readers
                  FROM chunks c JOIN documents d ON d.id = c.document_id
                  {}
                  WHERE c.id = ?1 AND d.status = 'ready' AND COALESCE(o.enabled, 1) = 1",
@@ -783,6 +821,7 @@ impl MetaStore {
                         char_start: r.get::<_, i64>(7)? as u32,
                         char_end: r.get::<_, i64>(8)? as u32,
                         text: r.get(9)?,
+                        readers: rules::parse_readers(&r.get::<_, String>(10)?),
                     })
                 })
                 .optional()
