@@ -568,7 +568,7 @@ fn a_changed_rule_errs_on_denial_until_the_indexes_catch_up() {
     zhiku_core::index::ingest_paths(
         &e,
         "hr",
-        &[folder.clone()],
+        std::slice::from_ref(&folder),
         &opts,
         &zhiku_core::progress::Silent,
     )

@@ -601,6 +601,9 @@ fn index_without_readers_field_is_recreated() {
     {
         let (old, _) = schema_of(false);
         let index = Index::create_in_dir(dir.path(), old).unwrap();
+        index
+            .tokenizers()
+            .register(TOKENIZER, ZhTokenizer::new(jieba_for(None).unwrap()));
         let mut w: IndexWriter<TantivyDocument> =
             index.writer_with_num_threads(1, 15_000_000).unwrap();
         let chunk = index.schema().get_field("chunk").unwrap();

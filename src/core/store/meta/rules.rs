@@ -791,7 +791,11 @@ mod tests {
             Reader::Principals(vec!["*".into(), group_principal(b)])
         );
         assert!(s.reader_of(&m).unwrap().allows(&readers(&s, ceo)));
-        assert!(!s.reader_of(&m).unwrap().allows(&readers(&s, new)));
+        assert!(
+            s.reader_of(&m).unwrap().allows(&readers(&s, new)),
+            "the folder is open again"
+        );
+        assert!(!Reader::groups([a]).allows(&[group_principal(b)]));
     }
 
     /// A database made before rules gains the readers column (everything readable, as it

@@ -62,6 +62,13 @@ fn restricted(chunk: ChunkId, kb: KbId, readers: &[&str], vector: Vec<f32>) -> V
     }
 }
 
+/// Close to `e(0, 1.0)` but not the same direction (cosine ≈ 0.95).
+fn near_e0() -> Vec<f32> {
+    let mut v = e(0, 0.9);
+    v[1] = 0.3;
+    v
+}
+
 fn principals(p: &[&str]) -> Reader {
     Reader::Principals(p.iter().map(|r| r.to_string()).collect())
 }
@@ -135,7 +142,7 @@ fn readers_filter(open: Open<'_>) {
     store
         .upsert(&[
             restricted(1, 1, &["g:7"], e(0, 1.0)), // exact match, group 7 only
-            restricted(2, 1, &["g:7", "g:8"], e(0, 0.9)), // groups 7 and 8
+            restricted(2, 1, &["g:7", "g:8"], near_e0()), // groups 7 and 8
             point(3, 1, 3, e(1, 1.0)),             // everyone
             restricted(4, 2, &["g:8"], e(0, 1.0)), // other kb
         ])
