@@ -14,7 +14,8 @@
 //! job instead of `zhiku ingest` before the start; documents list, chunk, download),
 //! `history` (conversations sidebar and feedback), `v1` (`/v1/chat/completions` refuses the
 //! member's token), `tend` (hit testing, as the admin and as the member; a chunk edit found
-//! by the next hit test and kept when the unchanged file is uploaded again).
+//! by the next hit test and kept when the unchanged file is uploaded again), `perms` (the
+//! folder permissions tree: restrict a folder to a group and unrestrict it, search as a user).
 
 mod common;
 
@@ -25,7 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The optional steps run by default.
-const STEPS: &str = "upload,history,v1,tend";
+const STEPS: &str = "upload,history,v1,tend,perms";
 
 const ADMIN_PASSWORD: &str = "browser-admin-pw-1";
 

@@ -139,6 +139,14 @@ pub enum FinetuneCommand {
         /// Use only the first N questions.
         #[arg(long)]
         limit: Option<usize>,
+        /// Build from what this user may read. Without it (or --all-documents) only documents
+        /// readable by everyone who may read the knowledge base are used: a tuned model
+        /// answers everyone, so it must not learn restricted folders' text.
+        #[arg(long, value_name = "USER", conflicts_with = "all_documents")]
+        as_user: Option<String>,
+        /// Use restricted folders and documents too (the model will have read them).
+        #[arg(long)]
+        all_documents: bool,
         /// Print the statistics as JSON.
         #[arg(long)]
         json: bool,
@@ -161,6 +169,8 @@ pub fn data(engine: &Engine, action: FinetuneCommand) -> anyhow::Result<ExitCode
         min_output_chars,
         seed,
         limit,
+        as_user,
+        all_documents,
         json,
     } = action
     else {
@@ -180,6 +190,11 @@ pub fn data(engine: &Engine, action: FinetuneCommand) -> anyhow::Result<ExitCode
         min_output_chars,
         seed,
         limit,
+        reader: match (as_user, all_documents) {
+            (_, true) => zhiku_core::store::Reader::All,
+            (Some(name), false) => engine.meta.reader_of(&engine.meta.require_user(&name)?)?,
+            (None, false) => zhiku_core::store::Reader::everyone(),
+        },
     };
     let data = finetune::data::build(engine, &opts, &terminal::progress_bar())?;
     let held = finetune::data::write(&data, &out)?;

@@ -68,6 +68,10 @@ impl Engine {
         let meta = MetaStore::open(&dir.join("zhiku.sqlite"))?;
         let user_dict = config.user_dict();
         let keyword = KeywordIndex::open(&dir.join("keywords"), user_dict.as_deref())?;
+        if keyword.rebuilt() {
+            // Re-added from SQLite with their readers by `index::apply_access_updates`.
+            meta.queue_all_access_updates()?;
+        }
         Ok(Self {
             config,
             meta,

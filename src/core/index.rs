@@ -153,6 +153,7 @@ pub fn recover(engine: &Engine) -> Result<()> {
         .meta
         .fail_running_jobs("interrupted (the process stopped before the job finished)")?;
     apply_chunk_updates(engine)?;
+    apply_access_updates(engine)?;
     if left.indexing.is_empty() && left.pending_deletes.is_empty() && n == 0 {
         return Ok(());
     }
@@ -996,6 +997,7 @@ fn write_entries(engine: &Engine, entries: &[IndexEntry]) -> Result<usize> {
             chunk: e.chunk,
             kb: e.kb,
             doc: e.doc,
+            readers: e.readers.clone(),
             vector,
         })
         .collect();
@@ -1014,8 +1016,55 @@ fn keyword_docs(entries: &[IndexEntry]) -> Vec<KeywordDoc<'_>> {
             doc: e.doc,
             title: &e.title,
             text: &e.text,
+            readers: &e.readers,
         })
         .collect()
+}
+
+/// Write these chunks' readers to the derived indexes without embedding again: the vector
+/// payload is replaced in place, and the keyword entries are deleted and added again from
+/// the text in SQLite. The other half of [`write_entries`], for changed access rules.
+fn write_readers(engine: &Engine, entries: &[IndexEntry]) -> Result<usize> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let updates: Vec<(ChunkId, Vec<String>)> = entries
+        .iter()
+        .map(|e| (e.chunk, e.readers.clone()))
+        .collect();
+    engine.vector()?.set_readers(&updates)?;
+    engine.keyword.add(&keyword_docs(entries))?;
+    engine.keyword.commit()?;
+    Ok(entries.len())
+}
+
+/// Bring the derived indexes' readers up to date with SQLite for the documents whose rules
+/// changed (or every document, after an upgrade): crash-safe like chunk edits, since the
+/// queue rows (`pending_access_updates`) are cleared only once both indexes hold the new
+/// readers, and a document changed again meanwhile stays queued. Runs in [`recover`], in
+/// the server's worker after every wake, and in `zhiku kb restrict`. Returns the number of
+/// chunks updated.
+pub fn apply_access_updates(engine: &Engine) -> Result<u64> {
+    let pending = engine.meta.pending_access_updates()?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let _span = info_span!("access_updates", docs = pending.len()).entered();
+    let mut total = 0u64;
+    for group in pending.chunks(BATCH_DOCS) {
+        let mut entries = Vec::new();
+        for (doc, _) in group {
+            entries.extend(engine.meta.index_entries(*doc)?);
+        }
+        total += write_readers(engine, &entries)? as u64;
+        engine.meta.clear_pending_access_updates(group)?;
+    }
+    info!(
+        docs = pending.len(),
+        chunks = total,
+        "readers updated in the indexes"
+    );
+    Ok(total)
 }
 
 /// Edit a chunk (see [`crate::store::meta::edits`]) and bring the vector and keyword

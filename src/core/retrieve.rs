@@ -1,5 +1,8 @@
-//! Hybrid retrieval: dense top-N and BM25 top-N, fused, filtered by knowledge base inside
-//! both stores, hydrated from SQLite (only chunks of ready documents).
+//! Hybrid retrieval: dense top-N and BM25 top-N, fused, filtered by knowledge base and by
+//! the reader's rights (folder and document rules) inside both stores, hydrated from SQLite
+//! (only chunks of ready documents that SQLite, the truth, also lets the reader read: while
+//! a changed rule is being written to the stores, a chunk is returned only when both the old
+//! and the new readers allow it).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -9,7 +12,7 @@ use tracing::debug_span;
 
 use crate::config::{Fusion, RetrieveConfig};
 use crate::engine::{Engine, EngineError};
-use crate::store::{ChunkId, KbId, ScoredChunk};
+use crate::store::{ChunkId, KbId, Reader, ScoredChunk};
 
 /// How one result scored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -126,7 +129,9 @@ fn norm(v: f32, lo: f32, hi: f32) -> f32 {
     }
 }
 
-/// Search the given knowledge bases. An empty `kbs` finds nothing.
+/// Search the given knowledge bases with every chunk readable (the operator's command-line
+/// tools; users' searches go through [`search_explained`] with their [`Reader`]). An empty
+/// `kbs` finds nothing.
 pub fn search(
     engine: &Engine,
     query: &str,
@@ -144,7 +149,7 @@ pub fn search_with(
     top_k: usize,
     config: &RetrieveConfig,
 ) -> Result<(Vec<Hit>, SearchTimings), EngineError> {
-    let s = search_explained(engine, query, kbs, top_k, config)?;
+    let s = search_explained(engine, query, kbs, &Reader::All, top_k, config)?;
     Ok((s.hits, s.timings))
 }
 
@@ -157,7 +162,8 @@ pub enum CandidateStatus {
     /// Ranked below the `top_k` hits returned.
     BelowTopK,
     /// Not returned: its document is not ready (being replaced or deleted), the chunk is
-    /// disabled, or it belongs to a knowledge base that was not searched.
+    /// disabled, it belongs to a knowledge base that was not searched, or its readers just
+    /// changed and no longer include the reader.
     Hidden,
 }
 
@@ -180,12 +186,13 @@ pub struct Search {
     pub timings: SearchTimings,
 }
 
-/// [`search_with`], keeping every candidate: the one search the answer path and hit
-/// testing share.
+/// [`search_with`] with `reader`'s rights, keeping every candidate: the one search the
+/// answer path and hit testing share.
 pub fn search_explained(
     engine: &Engine,
     query: &str,
     kbs: &[KbId],
+    reader: &Reader,
     top_k: usize,
     config: &RetrieveConfig,
 ) -> Result<Search, EngineError> {
@@ -203,14 +210,14 @@ pub fn search_explained(
     let (keyword, dense) = std::thread::scope(|s| {
         let kw = s.spawn(|| {
             let t0 = Instant::now();
-            let r = engine.keyword.search(query, kbs, n);
+            let r = engine.keyword.search_as(query, kbs, reader, n);
             (r, t0.elapsed())
         });
         let t0 = Instant::now();
         let dense = embedder.embed_query(query).map(|q| {
             let embed = t0.elapsed();
             let t1 = Instant::now();
-            (vector.search(&q, kbs, n), embed, t1.elapsed())
+            (vector.search_as(&q, kbs, reader, n), embed, t1.elapsed())
         });
         (kw.join().expect("keyword search thread panicked"), dense)
     });
@@ -229,8 +236,11 @@ pub fn search_explained(
     let mut hits = Vec::with_capacity(top_k);
     let mut candidates = Vec::with_capacity(fused.len());
     for (i, (chunk, scores)) in fused.into_iter().enumerate() {
-        // Defence in depth: the stores filter by knowledge base; never return another's.
-        let visible = by_id.get(&chunk).filter(|r| kbs.contains(&r.kb));
+        // The stores filter by knowledge base and readers; SQLite's readers decide too, so a
+        // rule tightened a moment ago holds before the stores have caught up.
+        let visible = by_id
+            .get(&chunk)
+            .filter(|r| kbs.contains(&r.kb) && reader.allows(&r.readers));
         let status = match visible {
             _ if hits.len() == top_k => CandidateStatus::BelowTopK,
             Some(r) => {

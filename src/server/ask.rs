@@ -26,8 +26,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use zhiku_core::rag::guard::ContentFilter;
 use zhiku_core::rag::{self, Answer, Outcome, Prompts, Turn};
-use zhiku_core::store::KbId;
 use zhiku_core::store::meta::{ConversationId, MessageId};
+use zhiku_core::store::{KbId, Reader};
 use zhiku_llm::generate::SamplingParams;
 
 use super::activity::{self, Asker};
@@ -62,15 +62,18 @@ fn yes() -> bool {
     true
 }
 
-/// What one question will be answered from: the caller's knowledge bases (ids and names).
+/// What one question will be answered from: the caller's knowledge bases (ids and names)
+/// and their rights inside them (folder and document rules), which both stores filter on.
 pub struct Scope {
     pub kbs: Vec<KbId>,
     pub names: Vec<String>,
+    pub reader: Reader,
 }
 
 /// The knowledge bases a question by `caller` may use: `kb` if given and readable (a 404
 /// otherwise, the same whether it is missing or forbidden, so names do not leak), else all
-/// the caller may read (403 when that is none).
+/// the caller may read (403 when that is none). Within them, only what the caller's groups
+/// may read ([`Scope::reader`]).
 pub fn scope(state: &AppState, caller: &Caller, kb: Option<&str>) -> Result<Scope, ApiError> {
     let readable = caller.readable_kbs(state)?;
     let all = state.engine.meta.kb_names()?;
@@ -95,6 +98,7 @@ pub fn scope(state: &AppState, caller: &Caller, kb: Option<&str>) -> Result<Scop
     Ok(Scope {
         kbs: chosen.iter().map(|(id, _)| *id).collect(),
         names: chosen.into_iter().map(|(_, n)| n).collect(),
+        reader: state.engine.meta.reader_of(&caller.user)?,
     })
 }
 
@@ -185,6 +189,7 @@ pub async fn answer_in_background(
             &question,
             &history,
             &scope.kbs,
+            &scope.reader,
             &mut |piece| {
                 let passed = stream.push(piece);
                 if !passed.text.is_empty() && tx.blocking_send(Progress::Text(passed.text)).is_err()

@@ -1,9 +1,10 @@
 //! Documents: a knowledge base's list (searchable), delete, re-index, download of the
 //! original, and one passage by id for the citation viewer.
 //!
-//! Readers of a knowledge base may list, download and view passages; admins delete and
-//! re-index. A document or passage of a knowledge base the caller may not read answers 404,
-//! the same as a missing one, so ids reveal nothing. Downloads, deletes and re-indexes are
+//! Readers of a knowledge base may list, download and view passages of the documents their
+//! groups may read (folder and document rules); admins delete and re-index. A document or
+//! passage the caller may not read (its knowledge base, or a restricted folder or document)
+//! answers 404, the same as a missing one, so ids reveal nothing, title included. Downloads, deletes and re-indexes are
 //! written to the audit log.
 
 use std::io::Read;
@@ -21,7 +22,7 @@ use zhiku_core::index::{self, originals};
 use zhiku_core::store::meta::{DocumentRecord, JobKind, NewJobFile};
 use zhiku_core::store::{ChunkId, DocId, KbId};
 
-use super::auth::{Admin, Caller};
+use super::auth::Caller;
 use super::error::ApiError;
 use super::state::AppState;
 
@@ -124,15 +125,21 @@ fn readable_kb(state: &AppState, caller: &Caller, name: &str) -> Result<KbId, Ap
     }
 }
 
-/// Document `id` when the caller may read its knowledge base; 404 otherwise.
+/// Document `id` when the caller may read its knowledge base and the document itself (its
+/// readers in SQLite); 404 otherwise.
 fn readable_document(
     state: &AppState,
     caller: &Caller,
     id: DocId,
 ) -> Result<DocumentRecord, ApiError> {
     let missing = || ApiError::NotFound(format!("no document {id}"));
-    let doc = state.engine.meta.document(id)?.ok_or_else(missing)?;
+    let meta = &state.engine.meta;
+    let doc = meta.document(id)?.ok_or_else(missing)?;
     if !caller.readable_kbs(state)?.contains(&doc.kb) {
+        return Err(missing());
+    }
+    let readers = meta.document_readers(id)?.unwrap_or_default();
+    if !meta.reader_of(&caller.user)?.allows(&readers) {
         return Err(missing());
     }
     Ok(doc)
@@ -163,7 +170,11 @@ pub async fn list(
             "limit must be between 1 and {MAX_LIMIT}"
         )));
     }
-    let (total, docs) = state.engine.meta.document_page(kb, &q.q, q.offset, limit)?;
+    let reader = state.engine.meta.reader_of(&caller.user)?;
+    let (total, docs) = state
+        .engine
+        .meta
+        .readable_document_page(kb, &q.q, &reader, q.offset, limit)?;
     let review = state.engine.meta.documents_to_review(kb)?;
     let documents = docs
         .into_iter()
@@ -194,15 +205,17 @@ pub async fn list(
     Ok(Json(DocumentList { total, documents }))
 }
 
-/// Delete a document from all three stores, with its stored original (admins).
+/// Delete a document from all three stores, with its stored original (admins and editors
+/// of its knowledge base).
 #[utoipa::path(delete, path = "/api/documents/{id}", tag = "documents",
     params(("id" = i64, Path)), responses((status = 204), (status = 403), (status = 404)))]
 pub async fn delete(
     State(state): State<AppState>,
-    Admin(admin): Admin,
+    admin: Caller,
     Path(id): Path<DocId>,
 ) -> Result<StatusCode, ApiError> {
     let doc = readable_document(&state, &admin, id)?;
+    super::rules::require_manager(&state, &admin, doc.kb)?;
     let engine = state.engine.clone();
     let (kb, hash) = (doc.kb, doc.content_hash.clone());
     tokio::task::spawn_blocking(move || {
@@ -223,17 +236,19 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Extract a document again from its stored original, as a job (admins).
+/// Extract a document again from its stored original, as a job (admins and editors of its
+/// knowledge base).
 #[utoipa::path(post, path = "/api/documents/{id}/reindex", tag = "documents",
     params(("id" = i64, Path)),
     responses((status = 202, body = JobRef), (status = 403), (status = 404),
         (status = 409, description = "the original is not stored on the server")))]
 pub async fn reindex(
     State(state): State<AppState>,
-    Admin(admin): Admin,
+    admin: Caller,
     Path(id): Path<DocId>,
 ) -> Result<(StatusCode, Json<JobRef>), ApiError> {
     let doc = readable_document(&state, &admin, id)?;
+    super::rules::require_manager(&state, &admin, doc.kb)?;
     let name = display_name(&doc.source);
     if originals::of_document(state.engine.data_dir(), &doc).is_none() {
         return Err(ApiError::Conflict(format!(
@@ -390,8 +405,12 @@ pub async fn chunk(
     Path(id): Path<ChunkId>,
 ) -> Result<Json<ChunkView>, ApiError> {
     let missing = || ApiError::NotFound(format!("no passage {id}"));
-    let c = state.engine.meta.chunks(&[id])?.pop().ok_or_else(missing)?;
+    let meta = &state.engine.meta;
+    let c = meta.chunks(&[id])?.pop().ok_or_else(missing)?;
     if !caller.readable_kbs(&state)?.contains(&c.kb) {
+        return Err(missing());
+    }
+    if !meta.reader_of(&caller.user)?.allows(&c.readers) {
         return Err(missing());
     }
     Ok(Json(ChunkView {

@@ -119,7 +119,8 @@ impl From<MetaError> for ApiError {
             MetaError::BadKbName(_)
             | MetaError::BadAccountName { .. }
             | MetaError::BadWecomUser(_)
-            | MetaError::BadEdit(_) => ApiError::BadRequest(e.to_string()),
+            | MetaError::BadEdit(_)
+            | MetaError::BadRule(_) => ApiError::BadRequest(e.to_string()),
             MetaError::Sqlite { .. } | MetaError::Schema { .. } => {
                 ApiError::Internal(e.to_string())
             }

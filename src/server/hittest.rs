@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 
 use zhiku_core::rag::inspect::{self, Inspection};
-use zhiku_core::store::ChunkId;
+use zhiku_core::store::{ChunkId, Reader};
 
 use super::ask::{self, check_question};
 use super::auth::{Admin, Caller};
@@ -92,9 +92,9 @@ pub async fn search_test(
         None => admin.clone(),
     };
     // The scope /api/ask would give this user for this knowledge base.
-    let kbs = match ask::scope(&state, &viewer, Some(&kb)) {
-        Ok(scope) => scope.kbs,
-        Err(ApiError::NotFound(_)) => Vec::new(),
+    let (kbs, reader) = match ask::scope(&state, &viewer, Some(&kb)) {
+        Ok(scope) => (scope.kbs, scope.reader),
+        Err(ApiError::NotFound(_)) => (Vec::new(), Reader::everyone()),
         Err(e) => return Err(e),
     };
     let readable = !kbs.is_empty();
@@ -102,9 +102,18 @@ pub async fn search_test(
     let engine = state.engine.clone();
     let (inspection, texts) = tokio::task::spawn_blocking(move || {
         let sampling = &engine.config.generate.sampling;
-        let found = inspect::inspect(&engine, generator.as_deref(), sampling, &question, &kbs)?;
+        let found = inspect::inspect(
+            &engine,
+            generator.as_deref(),
+            sampling,
+            &question,
+            &kbs,
+            &reader,
+        )?;
         let ids: Vec<ChunkId> = found.candidates.iter().map(|c| c.chunk).collect();
-        let records = engine.meta.chunks(&ids)?;
+        // A candidate the viewer may not read (its rule changed a moment ago) shows no text.
+        let mut records = engine.meta.chunks(&ids)?;
+        records.retain(|r| reader.allows(&r.readers));
         Ok::<_, ApiError>((found, records))
     })
     .await

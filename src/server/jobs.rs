@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use zhiku_core::store::meta::UploadJob;
 
-use super::auth::Admin;
+use super::auth::{Admin, Caller};
 use super::error::ApiError;
 use super::state::AppState;
 
@@ -38,19 +38,24 @@ pub async fn list(
     Ok(Json(meta.upload_jobs(kb, LISTED)?))
 }
 
-/// One job with its files (admins).
+/// One job with its files (admins, and editors of its knowledge base).
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "documents",
     params(("id" = i64, Path)),
     responses((status = 200, body = UploadJob), (status = 403), (status = 404)))]
 pub async fn get(
     State(state): State<AppState>,
-    _a: Admin,
+    caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<UploadJob>, ApiError> {
-    state
-        .engine
-        .meta
-        .upload_job(id)?
-        .map(Json)
+    let meta = &state.engine.meta;
+    let job = meta.upload_job(id)?;
+    if !caller.user.is_admin() {
+        let kb = job.as_ref().and_then(|j| meta.kb_id(&j.kb).ok().flatten());
+        match kb {
+            Some(kb) => super::rules::require_manager(&state, &caller, kb)?,
+            None => return Err(ApiError::Forbidden("only admins may do this".into())),
+        }
+    }
+    job.map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
 }

@@ -22,6 +22,7 @@ pub mod ldap;
 pub mod metrics;
 pub mod oidc;
 pub mod openai;
+pub mod rules;
 pub mod state;
 pub mod uploads;
 pub mod web;
@@ -95,6 +96,11 @@ pub use state::AppState;
         chunks::history,
         chunks::review,
         hittest::search_test,
+        rules::list,
+        rules::restrict,
+        rules::unrestrict,
+        rules::add_editor,
+        rules::remove_editor,
         jobs::list,
         jobs::get,
         openai::models,
@@ -195,6 +201,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/documents/{id}/edits", get(chunks::history))
         .route("/api/documents/{id}/review", post(chunks::review))
         .route("/api/kbs/{kb}/search-test", post(hittest::search_test))
+        .route(
+            "/api/kbs/{kb}/rules",
+            get(rules::list)
+                .put(rules::restrict)
+                .delete(rules::unrestrict),
+        )
+        .route(
+            "/api/kbs/{kb}/editors/{user}",
+            put(rules::add_editor).delete(rules::remove_editor),
+        )
         .route("/api/jobs", get(jobs::list))
         .route("/api/jobs/{id}", get(jobs::get))
         .route("/api/openapi.json", get(openapi))

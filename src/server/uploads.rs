@@ -21,7 +21,7 @@ use zhiku_core::index::originals;
 use zhiku_core::store::KbId;
 use zhiku_core::store::meta::{FileStatus, JobKind, NewJobFile};
 
-use super::auth::Admin;
+use super::auth::Caller;
 use super::error::ApiError;
 use super::state::AppState;
 use zhiku_core::unpack::{self, Checked, Limits, Part, UnpackError, Verdict};
@@ -60,7 +60,7 @@ pub struct UploadAccepted {
     pub files: Vec<UploadedFile>,
 }
 
-/// Upload files, a folder or zips into a knowledge base (admins). Each file is typed by
+/// Upload files, a folder or zips into a knowledge base (admins and its editors). Each file is typed by
 /// its content; accepted files are queued for ingestion in one job.
 #[utoipa::path(post, path = "/api/kbs/{kb}/documents", tag = "documents",
     params(("kb" = String, Path)),
@@ -73,7 +73,7 @@ pub struct UploadAccepted {
         (status = 415, description = "no file of a supported type")))]
 pub async fn upload(
     State(state): State<AppState>,
-    Admin(admin): Admin,
+    admin: Caller,
     Path(kb): Path<String>,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
@@ -81,6 +81,7 @@ pub async fn upload(
     let config = &state.engine.config.server;
     let max_bytes = config.max_upload_mb.saturating_mul(1 << 20);
     let kb_id = state.engine.meta.require_kb(&kb)?;
+    super::rules::require_manager(&state, &admin, kb_id)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -53,6 +53,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("login.js", JS),
     asset!("admin.js", JS),
     asset!("tend.js", JS),
+    asset!("perms.js", JS),
     asset!("favicon.svg", "image/svg+xml"),
 ];
 

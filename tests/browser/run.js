@@ -13,6 +13,8 @@
 //                          v1      (/v1/chat/completions refuses the member's token)
 //                          tend    (hit testing, also as the member; a chunk edit found by the next
 //                                   hit test and kept when the unchanged file is uploaded again)
+//                          perms   (folder permissions: the folder tree, restrict a folder to a
+//                                   group and unrestrict it again, search as a user)
 //                          Without `upload` the knowledge base `handbook` must exist (CLI ingest).
 //
 // Exits 0 when every check passed; otherwise prints the failed check, saves failure.png and
@@ -238,6 +240,47 @@ async function tend(page) {
   }
 }
 
+// Folder permissions in the admin page: the tree, restrict and unrestrict, search as a user.
+async function perms(page) {
+  await admin(page, `kb/${KB}`, '#kb-perms');
+  await page.click('#kb-perms');
+  await page.waitForSelector('#perms-tree tr.perm-folder');
+  const folders = await page.$$eval('#perms-tree tr.perm-folder', (rows) => rows.map((r) => r.dataset.path));
+  const sub = folders.find((f) => f.endsWith('/pdf') || f === 'pdf');
+  check(sub, `the folder tree shows the uploaded subfolder (${folders.join(', ')})`);
+  const docsIn = await page.$$eval('#perms-tree tr.perm-doc', (rows, f) => rows.filter((r) => r.dataset.path.startsWith(`${f}/`)).length, sub);
+  check(docsIn > 0, `the subfolder's documents are listed under it (${docsIn})`);
+  await page.selectOption(`#perms-tree select[data-path="${sub}"]`, [MEMBER.group]);
+  const [put] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith(`/api/kbs/${KB}/rules`) && r.request().method() === 'PUT'),
+    page.click(`#perms-tree button[data-restrict="${sub}"]`),
+  ]);
+  check(put.status() === 200, `the folder is restricted from the tree (${put.status()})`);
+  await page.waitForSelector(`#perms-tree button[data-unrestrict="${sub}"]`);
+  const badge = await page.textContent(`#perms-tree tr.perm-folder[data-path="${sub}"] .badge`);
+  check(badge.includes(MEMBER.group), `the folder row says who may read it (${badge})`);
+  const docBadges = await page.$$eval('#perms-tree tr.perm-doc', (rows, f) => rows.filter((r) => r.dataset.path.startsWith(`${f}/`)).map((r) => r.querySelector('.badge').textContent), sub);
+  check(docBadges.every((b) => b.includes(MEMBER.group)), `its documents inherit the rule (${docBadges.join(' / ')})`);
+  await page.selectOption('#perms-as-user', 'admin');
+  await page.fill('#perms-as-question', QUESTION);
+  const [probe] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith(`/api/kbs/${KB}/search-test`), { timeout: 120000 }),
+    page.click('#perms-as button[type=submit]'),
+  ]);
+  check(probe.status() === 200, 'the search as a user runs');
+  await page.waitForSelector('#perms-as-result ol li, #perms-as-result p');
+  await noToasts(page);
+  await shot(page, '04h-folder-permissions', { fullPage: true });
+  const [del] = await Promise.all([
+    page.waitForResponse((r) => r.url().includes(`/api/kbs/${KB}/rules?path=`) && r.request().method() === 'DELETE'),
+    page.click(`#perms-tree button[data-unrestrict="${sub}"]`),
+  ]);
+  check(del.status() === 200, `the folder is unrestricted again (${del.status()})`);
+  await page.waitForSelector(`#perms-tree button[data-restrict="${sub}"]`);
+  const rules = (await apiInPage(page, 'GET', `/api/kbs/${KB}/rules`)).json;
+  check(rules.rules.length === 0, 'no rule is left');
+}
+
 async function run(page) {
   // ---- login ----
   await page.goto(`${BASE}/`);
@@ -357,6 +400,7 @@ async function run(page) {
   check(!users.find((u) => u.name === 'admin').wecom_user, 'the refused link changed nothing');
 
   if (STEPS.has('tend')) await tend(page);
+  if (STEPS.has('perms')) await perms(page);
 
   // ---- chat ----
   await page.goto(`${BASE}/`);

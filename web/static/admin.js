@@ -6,6 +6,7 @@ import {
   csrfToken, toLogin, ApiError, fmtTime, fmtSize, problem, icon,
 } from './common.js';
 import { hitTest, docChunks, t as tt } from './tend.js';
+import { permsView, t as tp } from './perms.js';
 
 const enc = encodeURIComponent;
 const view = $('#view');
@@ -38,10 +39,10 @@ function route() {
   const hash = decodeURIComponent(location.hash.slice(1)) || 'kbs';
   const [name, ...rest] = hash.split('/');
   const arg = rest.join('/');
-  const views = { kbs, kb, test: (a, g) => hitTest(a, g, show), doc: (a, g) => docChunks(a, g, show), users, groups, tokens, dictionary, feedback: logView('feedback'), queries: logView('queries'), audit: logView('audit'), blocked: logView('blocked') };
+  const views = { kbs, kb, perms: (a, g) => permsView(a, g, show), test: (a, g) => hitTest(a, g, show), doc: (a, g) => docChunks(a, g, show), users, groups, tokens, dictionary, feedback: logView('feedback'), queries: logView('queries'), audit: logView('audit'), blocked: logView('blocked') };
   const render = views[name] || kbs;
   for (const a of document.querySelectorAll('#admin-nav a')) {
-    a.classList.toggle('active', a.dataset.view === (['kb', 'test', 'doc'].includes(name) ? 'kbs' : name));
+    a.classList.toggle('active', a.dataset.view === (['kb', 'test', 'doc', 'perms'].includes(name) ? 'kbs' : name));
   }
   view.replaceChildren(h('p', { class: 'muted' }, t('common.loading')));
   const gen = generation;
@@ -189,6 +190,7 @@ async function kb(name, gen) {
       h('span', { class: 'badge' }, `${t('kb.documents')} ${info.documents}`),
       h('span', { class: 'badge' }, `${t('kb.chunks')} ${info.chunks}`),
       h('a', { class: 'btn btn-small', id: 'kb-hit-test', href: `#test/${enc(name)}` }, tt('test.open')),
+      h('a', { class: 'btn btn-small', id: 'kb-perms', href: `#perms/${enc(name)}` }, tp('perms.open')),
       h('button', { class: 'btn btn-small', type: 'button', onclick: () => renameKb(name) }, t('kb.rename')),
       h('button', { class: 'btn btn-small btn-danger', type: 'button', onclick: () => deleteKb(info) }, t('kb.delete'))),
     h('section', { class: 'card' }, h('h2', {}, t('upload.title')), uploader(name, jobsBox), jobsBox),

@@ -676,6 +676,8 @@ const ICONS = {
   down: 'M7 13V4H4v9h3zm0 0l4 7c1.5 0 2.5-1 2-3l-1-3h6c1 0 2-1 1.7-2.2l-1.6-6C17.8 4.8 17.1 4 16 4H7',
   search: 'M11 18a7 7 0 1 1 0-14 7 7 0 0 1 0 14zM16 16l5 5',
   download: 'M12 4v11M7 10l5 5 5-5M5 20h14',
+  lock: 'M6 11h12v9H6zM8 11V8a4 4 0 0 1 8 0v3',
+  file: 'M6 3h8l4 4v14H6zM14 3v4h4',
 };
 
 export function icon(name) {

@@ -160,6 +160,10 @@ fn run(engine: &Engine, signal: &Signal, stop: &AtomicBool, notifier: &dyn Notif
             Ok(false) => {}
             Err(e) => error!(error = %e, "cannot read the ingestion queue"),
         }
+        // Changed access rules: the stores' reader filters follow SQLite's.
+        if let Err(e) = super::apply_access_updates(engine) {
+            error!(error = %e, "cannot update the readers in the indexes; retrying later");
+        }
         signal.wait(IDLE_POLL);
     }
 }

@@ -16,7 +16,7 @@ use super::{Gated, Lang, Prompts, RagError, first_budget, prompt, reserved_token
 use crate::engine::Engine;
 use crate::generate::{Generator, SamplingParams};
 use crate::retrieve::{Candidate, Hit};
-use crate::store::{ChunkId, KbId};
+use crate::store::{ChunkId, KbId, Reader};
 
 /// Why a hit is or is not offered to the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -106,8 +106,8 @@ fn reason(r: &super::Relevance, terms: usize, min_cov: f32, min_dense: f32) -> S
     format!("{cov}; {dense}")
 }
 
-/// Run `question` against `kbs` (the knowledge bases the asker may read: the caller's, or
-/// the user viewed as) through the answer path's retrieval, gate and prompt fitting.
+/// Run `question` against `kbs` with `reader`'s rights (the knowledge bases and rights of
+/// the asker: the caller's, or the user viewed as) through the answer path's retrieval, gate and prompt fitting.
 /// `generator`: the one an answer would use (its context and token count fit the prompt);
 /// `None` where answers are extractive. No history: the question is taken as standalone.
 pub fn inspect(
@@ -116,11 +116,12 @@ pub fn inspect(
     sampling: &SamplingParams,
     question: &str,
     kbs: &[KbId],
+    reader: &Reader,
 ) -> Result<Inspection, RagError> {
     let cfg = &engine.config.rag;
     let lang = Lang::detect(question);
     let t = Instant::now();
-    let gated = Gated::search(engine, question, kbs)?;
+    let gated = Gated::search(engine, question, kbs, reader)?;
     let relevant = gated.relevant(cfg.sources);
     let retrieval_ms = t.elapsed().as_secs_f64() * 1e3;
     let (min_cov, min_dense) = (cfg.min_term_coverage, cfg.min_dense_score);

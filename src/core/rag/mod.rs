@@ -24,7 +24,7 @@ use tracing::info_span;
 use crate::engine::{Engine, EngineError};
 use crate::generate::{GenerateError, GenerationStats, Generator, SamplingParams};
 use crate::retrieve::{self, Hit};
-use crate::store::KbId;
+use crate::store::{KbId, Reader};
 
 pub use cite::Citation;
 pub use lang::Lang;
@@ -270,12 +270,19 @@ pub struct Gated {
 }
 
 impl Gated {
-    /// Retrieve `rag.retrieve_top_k` hits for `question` from `kbs` and judge each.
-    pub fn search(engine: &Engine, question: &str, kbs: &[KbId]) -> Result<Self, EngineError> {
+    /// Retrieve `rag.retrieve_top_k` hits for `question` from `kbs`, with `reader`'s
+    /// rights, and judge each.
+    pub fn search(
+        engine: &Engine,
+        question: &str,
+        kbs: &[KbId],
+        reader: &Reader,
+    ) -> Result<Self, EngineError> {
         let found = retrieve::search_explained(
             engine,
             question,
             kbs,
+            reader,
             engine.config.rag.retrieve_top_k,
             &engine.config.retrieve,
         )?;
@@ -302,7 +309,9 @@ impl Gated {
     }
 }
 
-/// Answer `question` from the knowledge bases `kbs`, streaming the text through `on_text`
+/// Answer `question` from the knowledge bases `kbs` (every chunk readable: the operator's
+/// command line; users' answers go through [`ask_with`] with their [`Reader`]), streaming the
+/// text through `on_text`
 /// (`Break` cancels generation). Without a generator the answer is extractive. The last
 /// `rag.max_history_turns` turns of `history` (oldest first) turn a follow-up into a
 /// standalone question for retrieval, and go into the answer prompt so that the generator
@@ -316,12 +325,23 @@ pub fn ask(
     on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
 ) -> Result<Answer, RagError> {
     let sampling = &engine.config.generate.sampling;
-    ask_with(engine, generator, sampling, question, history, kbs, on_text)
+    ask_with(
+        engine,
+        generator,
+        sampling,
+        question,
+        history,
+        kbs,
+        &Reader::All,
+        on_text,
+    )
 }
 
 /// [`ask`] with the caller's sampling parameters for the answer (an API client's
 /// `max_tokens`, `temperature`, `stop`, `seed`…), so that one server honours each request's
-/// settings; the context budget for passages follows its `max_tokens`.
+/// settings; the context budget for passages follows its `max_tokens`. Only chunks `reader`
+/// may read are retrieved, so neither the answer nor its citations can hold another's.
+#[allow(clippy::too_many_arguments)]
 pub fn ask_with(
     engine: &Engine,
     generator: Option<&dyn Generator>,
@@ -329,6 +349,7 @@ pub fn ask_with(
     question: &str,
     history: &[Turn],
     kbs: &[KbId],
+    reader: &Reader,
     on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
 ) -> Result<Answer, RagError> {
     let start = Instant::now();
@@ -349,7 +370,7 @@ pub fn ask_with(
     }
 
     let t = Instant::now();
-    let gated = Gated::search(engine, &standalone, kbs)?;
+    let gated = Gated::search(engine, &standalone, kbs, reader)?;
     let relevant = gated.relevant(cfg.sources);
     let retrieval_ms = t.elapsed().as_secs_f64() * 1e3;
     tracing::debug!(

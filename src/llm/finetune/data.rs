@@ -51,7 +51,7 @@ use zhiku_core::engine::Engine;
 use zhiku_core::eval::QaSet;
 use zhiku_core::rag::prompt::answer_prompt;
 use zhiku_core::rag::{self, Lang, Prompts};
-use zhiku_core::store::KbId;
+use zhiku_core::store::{KbId, Reader};
 
 /// Longest sentence used as a grounded answer; longer ones give the answer span instead.
 pub const MAX_ANSWER_SENTENCE_CHARS: usize = 150;
@@ -85,6 +85,10 @@ pub struct DataOptions {
     pub seed: u64,
     /// Use at most this many questions (QA files or generated), in file order.
     pub limit: Option<usize>,
+    /// Whose rights retrieval and the generated questions use (folder and document rules):
+    /// by default only what everyone who may read the knowledge base may read, since the
+    /// tuned model answers everyone.
+    pub reader: Reader,
 }
 
 impl DataOptions {
@@ -102,6 +106,7 @@ impl DataOptions {
             min_output_chars: 2,
             seed: 42,
             limit: None,
+            reader: Reader::everyone(),
         }
     }
 
@@ -492,12 +497,13 @@ pub fn rag_example(
     engine: &Engine,
     prompts: &Prompts,
     kb: KbId,
+    reader: &Reader,
     question: &str,
     answers: &[String],
 ) -> Result<std::result::Result<(Record, u64), DropReason>> {
     let cfg = &engine.config.rag;
     let lang = Lang::detect(question);
-    let gated = rag::Gated::search(engine, question, &[kb])
+    let gated = rag::Gated::search(engine, question, &[kb], reader)
         .map_err(|e| FinetuneError::Invalid(format!("searching for {question:?}: {e}")))?;
     let relevant = gated.relevant(cfg.sources);
     if relevant.is_empty() {
@@ -720,6 +726,14 @@ pub fn build(engine: &Engine, opts: &DataOptions, progress: &dyn Progress) -> Re
             .documents(kb)
             .map_err(|e| FinetuneError::Invalid(e.to_string()))?;
         for d in docs {
+            let readers = engine
+                .meta
+                .document_readers(d.id)
+                .map_err(|e| FinetuneError::Invalid(e.to_string()))?
+                .unwrap_or_default();
+            if !opts.reader.allows(&readers) {
+                continue;
+            }
             let chunks = engine
                 .meta
                 .document_chunks(d.id)
@@ -748,7 +762,7 @@ pub fn build(engine: &Engine, opts: &DataOptions, progress: &dyn Progress) -> Re
                 .or_default() += 1;
             continue;
         }
-        match rag_example(engine, &prompts, kb, &question, &answers)? {
+        match rag_example(engine, &prompts, kb, &opts.reader, &question, &answers)? {
             Ok((record, chunk)) => {
                 keys.push(format!("p:{chunk}"));
                 keys.push(format!("q:{}", normalise(&question)));

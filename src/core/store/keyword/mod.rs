@@ -2,8 +2,9 @@
 //! traditional → simplified folding) shared by indexing and querying.
 //!
 //! The index is derived from SQLite: it holds ids and the inverted index of `title` and
-//! `text`, not the text itself. Knowledge-base filtering happens inside the tantivy query,
-//! so chunks outside the caller's knowledge bases are never scored or returned.
+//! `text`, not the text itself. Knowledge-base and reader filtering happen inside the
+//! tantivy query, so chunks outside the caller's knowledge bases, or restricted to groups the
+//! caller is not in, are never scored or returned.
 
 mod tokenizer;
 
@@ -19,7 +20,7 @@ use tantivy::query::{
     BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::{
     Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError,
@@ -27,7 +28,7 @@ use tantivy::{
 };
 
 use self::tokenizer::{ZhTokenizer, jieba_for};
-use super::{ChunkId, DocId, KbId, ScoredChunk};
+use super::{ChunkId, DocId, KbId, Reader, ScoredChunk};
 
 /// Name under which the analyzer is registered in the index's tokenizer manager.
 const TOKENIZER: &str = "zh";
@@ -44,6 +45,8 @@ pub struct KeywordDoc<'a> {
     pub doc: DocId,
     pub title: &'a str,
     pub text: &'a str,
+    /// Who may read the chunk: [`super::EVERYONE`] or group principals.
+    pub readers: &'a [String],
 }
 
 /// Errors of the keyword index; each names the index directory or dictionary file.
@@ -123,9 +126,16 @@ struct Fields {
     doc: Field,
     title: Field,
     text: Field,
+    readers: Field,
 }
 
 fn schema() -> (Schema, Fields) {
+    schema_of(true)
+}
+
+/// The layout, with or without the `readers` field that zhiku versions before folder and
+/// document rules lacked (such an index is rebuilt from SQLite, see [`KeywordIndex::open`]).
+fn schema_of(with_readers: bool) -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let text_options = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
@@ -138,6 +148,11 @@ fn schema() -> (Schema, Fields) {
         doc: builder.add_i64_field("doc", INDEXED),
         title: builder.add_text_field("title", text_options.clone()),
         text: builder.add_text_field("text", text_options),
+        readers: if with_readers {
+            builder.add_text_field("readers", STRING)
+        } else {
+            Field::from_field_id(u32::MAX)
+        },
     };
     (builder.build(), fields)
 }
@@ -155,6 +170,9 @@ pub struct KeywordIndex {
     /// The query-side analyzer; replaced (with the index's registered one) when the user
     /// dictionary changes.
     analyzer: Mutex<ZhTokenizer>,
+    /// The index on disk had the layout before reader filters and was recreated empty: the
+    /// caller re-adds every chunk from SQLite.
+    rebuilt: bool,
 }
 
 impl KeywordIndex {
@@ -176,12 +194,30 @@ impl KeywordIndex {
         let directory = MmapDirectory::open(dir).map_err(|e| open_err(e.into()))?;
         let (schema, fields) = schema();
         let exists = Index::exists(&directory).map_err(|e| open_err(e.into()))?;
+        let mut rebuilt = false;
         let index = if exists {
             let index = Index::open(directory).map_err(open_err)?;
-            if index.schema() != schema {
+            if index.schema() == schema {
+                index
+            } else if index.schema() == schema_of(false).0 {
+                // Derived data of an older zhiku: start again empty; the engine queues every
+                // document, whose chunks are re-added from SQLite with their readers.
+                drop(index);
+                tracing::warn!(
+                    path = %path.display(),
+                    "the keyword index predates reader filters; recreating it (its chunks are \
+                     re-added from SQLite in the background)"
+                );
+                recreate(dir).map_err(|source| KeywordError::CreateDir {
+                    path: path.clone(),
+                    source,
+                })?;
+                rebuilt = true;
+                let directory = MmapDirectory::open(dir).map_err(|e| open_err(e.into()))?;
+                Index::create(directory, schema, IndexSettings::default()).map_err(open_err)?
+            } else {
                 return Err(KeywordError::IncompatibleSchema { path });
             }
-            index
         } else {
             Index::create(directory, schema, IndexSettings::default()).map_err(open_err)?
         };
@@ -199,7 +235,14 @@ impl KeywordIndex {
             writer: Mutex::new(None),
             fields,
             analyzer: Mutex::new(analyzer),
+            rebuilt,
         })
+    }
+
+    /// Whether [`open`](Self::open) found an index of the layout before reader filters and
+    /// recreated it empty (every chunk must be added again).
+    pub fn rebuilt(&self) -> bool {
+        self.rebuilt
     }
 
     fn err(&self, op: &'static str) -> impl FnOnce(TantivyError) -> KeywordError + '_ {
@@ -246,6 +289,9 @@ impl KeywordIndex {
             doc.add_i64(f.doc, d.doc);
             doc.add_text(f.title, d.title);
             doc.add_text(f.text, d.text);
+            for r in d.readers {
+                doc.add_text(f.readers, r);
+            }
             writer
                 .add_document(doc)
                 .map_err(self.err("adding a chunk"))?;
@@ -300,6 +346,18 @@ impl KeywordIndex {
         kbs: &[KbId],
         limit: usize,
     ) -> Result<Vec<ScoredChunk>, KeywordError> {
+        self.search_as(query, kbs, &Reader::All, limit)
+    }
+
+    /// [`search`](Self::search) with `reader`'s rights: only chunks whose readers hold one
+    /// of its principals, filtered inside the tantivy query.
+    pub fn search_as(
+        &self,
+        query: &str,
+        kbs: &[KbId],
+        reader: &Reader,
+        limit: usize,
+    ) -> Result<Vec<ScoredChunk>, KeywordError> {
         if kbs.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
@@ -336,13 +394,25 @@ impl KeywordIndex {
             ));
         }
         let kb_filter = TermSetQuery::new(kbs.iter().map(|&kb| Term::from_field_i64(f.kb, kb)));
-        let query = BooleanQuery::new(vec![
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
             (Occur::Must, Box::new(BooleanQuery::new(should))),
             (
                 Occur::Must,
                 Box::new(ConstScoreQuery::new(Box::new(kb_filter), 0.0)),
             ),
-        ]);
+        ];
+        if let Some(principals) = reader.principals() {
+            let readers = TermSetQuery::new(
+                principals
+                    .iter()
+                    .map(|p| Term::from_field_text(f.readers, p)),
+            );
+            clauses.push((
+                Occur::Must,
+                Box::new(ConstScoreQuery::new(Box::new(readers), 0.0)),
+            ));
+        }
+        let query = BooleanQuery::new(clauses);
 
         let searcher = self.reader.searcher();
         let top = searcher
@@ -421,6 +491,12 @@ impl KeywordIndex {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Empty `dir` (a keyword index of an older layout; derived data).
+fn recreate(dir: &Path) -> std::io::Result<()> {
+    std::fs::remove_dir_all(dir)?;
+    std::fs::create_dir_all(dir)
 }
 
 #[cfg(test)]

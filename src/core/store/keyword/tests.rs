@@ -11,8 +11,12 @@ fn doc<'a>(chunk: ChunkId, kb: KbId, doc: DocId, title: &'a str, text: &'a str) 
         doc,
         title,
         text,
+        readers: &EVERYONE_READERS,
     }
 }
+
+static EVERYONE_READERS: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| vec![crate::store::EVERYONE.to_string()]);
 
 fn chunks(hits: &[ScoredChunk]) -> Vec<ChunkId> {
     hits.iter().map(|h| h.chunk).collect()
@@ -534,4 +538,86 @@ fn english_words_match_by_stem() {
     );
     // Chinese text is untouched by the English stemmer.
     assert_eq!(index.analyze("报销流程"), index.analyze("报销流程 "));
+}
+
+/// Restricted chunks come back only to readers with one of their principals, filtered in
+/// the query: a forbidden chunk that matches best does not crowd out the allowed ones.
+#[test]
+fn readers_filter_inside_the_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open(&dir);
+    let g7 = vec!["g:7".to_string()];
+    let g78 = vec!["g:7".to_string(), "g:8".to_string()];
+    index
+        .add(&[
+            KeywordDoc {
+                readers: &g7,
+                ..doc(1, 1, 10, "薪酬", "高管薪酬方案 高管薪酬 高管薪酬")
+            },
+            KeywordDoc {
+                readers: &g78,
+                ..doc(2, 1, 11, "薪酬", "高管薪酬方案")
+            },
+            doc(3, 1, 12, "制度", "薪酬发放日为每月十日"),
+        ])
+        .unwrap();
+    index.commit().unwrap();
+    let who = |p: &[&str]| Reader::Principals(p.iter().map(|s| s.to_string()).collect());
+    let hits = index.search_as("高管薪酬", &[1], &who(&["*"]), 1).unwrap();
+    assert_eq!(chunks(&hits), vec![3]);
+    let hits = index
+        .search_as("高管薪酬", &[1], &who(&["*", "g:8"]), 10)
+        .unwrap();
+    assert_eq!(chunks(&hits), vec![2, 3]);
+    let hits = index
+        .search_as("高管薪酬", &[1], &who(&["*", "g:7"]), 10)
+        .unwrap();
+    assert_eq!(chunks(&hits), vec![1, 2, 3]);
+    assert!(
+        index
+            .search_as("高管薪酬", &[1], &who(&[]), 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        chunks(&index.search("高管薪酬", &[1], 10).unwrap()),
+        vec![1, 2, 3]
+    );
+    // Re-adding a chunk with other readers replaces the old entry.
+    index
+        .add(&[doc(1, 1, 10, "薪酬", "高管薪酬方案 高管薪酬 高管薪酬")])
+        .unwrap();
+    index.commit().unwrap();
+    let hits = index.search_as("高管薪酬", &[1], &who(&["*"]), 10).unwrap();
+    assert_eq!(chunks(&hits), vec![1, 3]);
+    assert_eq!(index.count().unwrap(), 3);
+}
+
+/// An index written with the layout before reader filters is recreated empty on open (and
+/// says so), instead of refusing to open: its chunks are then re-added from SQLite.
+#[test]
+fn index_without_readers_field_is_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (old, _) = schema_of(false);
+        let index = Index::create_in_dir(dir.path(), old).unwrap();
+        index
+            .tokenizers()
+            .register(TOKENIZER, ZhTokenizer::new(jieba_for(None).unwrap()));
+        let mut w: IndexWriter<TantivyDocument> =
+            index.writer_with_num_threads(1, 15_000_000).unwrap();
+        let chunk = index.schema().get_field("chunk").unwrap();
+        let mut d = TantivyDocument::new();
+        d.add_u64(chunk, 1);
+        w.add_document(d).unwrap();
+        w.commit().unwrap();
+    }
+    let index = open(&dir);
+    assert!(index.rebuilt());
+    assert_eq!(index.count().unwrap(), 0);
+    sample(&index);
+    drop(index);
+    let index = open(&dir);
+    assert!(!index.rebuilt(), "a current index is kept");
+    assert!(index.count().unwrap() > 0);
 }

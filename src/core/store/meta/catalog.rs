@@ -5,6 +5,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{DocId, DocumentRecord, KbId, MetaStore, PageReading, Result, reading_from};
+use crate::store::Reader;
 
 /// A document in a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,13 +48,31 @@ impl MetaStore {
         offset: usize,
         limit: usize,
     ) -> Result<(u64, Vec<DocumentSummary>)> {
+        self.readable_document_page(kb, q, &Reader::All, offset, limit)
+    }
+
+    /// [`document_page`](Self::document_page) of the documents `reader` may read (a
+    /// restricted document's title and name are not shown to others).
+    pub fn readable_document_page(
+        &self,
+        kb: KbId,
+        q: &str,
+        reader: &Reader,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(u64, Vec<DocumentSummary>)> {
         let pattern = like_pattern(q.trim());
+        let principals: Option<String> = reader
+            .principals()
+            .map(|p| serde_json::to_string(p).unwrap_or_else(|_| "[]".into()));
         self.read(|c| {
             const FILTER: &str = "d.kb_id = ?1 AND d.status = 'ready'
-                AND (d.title LIKE ?2 ESCAPE '\\' OR d.source LIKE ?2 ESCAPE '\\')";
+                AND (d.title LIKE ?2 ESCAPE '\\' OR d.source LIKE ?2 ESCAPE '\\')
+                AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(d.readers) r
+                                           WHERE r.value IN (SELECT value FROM json_each(?3))))";
             let total: i64 = c.query_row(
                 &format!("SELECT COUNT(*) FROM documents d WHERE {FILTER}"),
-                params![kb, pattern],
+                params![kb, pattern, principals],
                 |r| r.get(0),
             )?;
             let mut stmt = c.prepare(&format!(
@@ -62,27 +81,30 @@ impl MetaStore {
                         d.size, d.created_at, d.warnings, d.text_pages, d.ocr_pages,
                         d.failed_pages
                  FROM documents d WHERE {FILTER}
-                 ORDER BY d.source, d.id LIMIT ?3 OFFSET ?4"
+                 ORDER BY d.source, d.id LIMIT ?4 OFFSET ?5"
             ))?;
-            let rows = stmt.query_map(params![kb, pattern, limit as i64, offset as i64], |r| {
-                let warnings: String = r.get(8)?;
-                Ok(DocumentSummary {
-                    id: r.get(0)?,
-                    title: r.get(1)?,
-                    source: r.get(2)?,
-                    format: r.get(3)?,
-                    pages: r.get::<_, i64>(4)? as u32,
-                    chunks: r.get::<_, i64>(5)? as u64,
-                    size: r.get::<_, i64>(6)? as u64,
-                    created_at: r.get(7)?,
-                    warnings: serde_json::from_str(&warnings).unwrap_or_default(),
-                    reading: reading_from(
-                        r.get(9)?,
-                        &r.get::<_, String>(10)?,
-                        &r.get::<_, String>(11)?,
-                    ),
-                })
-            })?;
+            let rows = stmt.query_map(
+                params![kb, pattern, principals, limit as i64, offset as i64],
+                |r| {
+                    let warnings: String = r.get(8)?;
+                    Ok(DocumentSummary {
+                        id: r.get(0)?,
+                        title: r.get(1)?,
+                        source: r.get(2)?,
+                        format: r.get(3)?,
+                        pages: r.get::<_, i64>(4)? as u32,
+                        chunks: r.get::<_, i64>(5)? as u64,
+                        size: r.get::<_, i64>(6)? as u64,
+                        created_at: r.get(7)?,
+                        warnings: serde_json::from_str(&warnings).unwrap_or_default(),
+                        reading: reading_from(
+                            r.get(9)?,
+                            &r.get::<_, String>(10)?,
+                            &r.get::<_, String>(11)?,
+                        ),
+                    })
+                },
+            )?;
             Ok((total as u64, rows.collect::<rusqlite::Result<_>>()?))
         })
     }

@@ -138,6 +138,8 @@ pub struct IndexEntry {
     pub title: String,
     /// The text with the keywords and questions, one a line.
     pub text: String,
+    /// The document's readers (who may read the chunk).
+    pub readers: Vec<String>,
 }
 
 /// The override that applies to chunk `c` of document `d` (SQL fragment).
@@ -407,7 +409,7 @@ impl MetaStore {
     fn entries(&self, filter: &str, id: i64) -> Result<Vec<IndexEntry>> {
         let sql = format!(
             "SELECT c.id, c.kb_id, c.document_id, d.title,
-                    c.text, o.text, o.enabled, o.keywords, o.questions
+                    c.text, o.text, o.enabled, o.keywords, o.questions, d.readers
              FROM chunks c JOIN documents d ON d.id = c.document_id
              {OVERRIDE_JOIN}
              WHERE {filter} AND COALESCE(o.enabled, 1) = 1 ORDER BY c.ordinal"
@@ -422,6 +424,7 @@ impl MetaStore {
                     doc: r.get(2)?,
                     title: r.get(3)?,
                     text: state.index_text(),
+                    readers: super::rules::parse_readers(&r.get::<_, String>(9)?),
                 })
             })?;
             rows.collect()

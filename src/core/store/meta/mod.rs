@@ -25,6 +25,7 @@ mod directory;
 mod edits;
 mod migrate;
 mod oidc;
+mod rules;
 mod stats;
 mod uploads;
 mod wecom;
@@ -42,6 +43,9 @@ pub use directory::{DirectoryAccount, GroupChanges};
 pub use edits::{ChunkChange, ChunkEdit, ChunkState, EditReview, EditableChunk, IndexEntry};
 pub use migrate::{LATEST as SCHEMA_VERSION, MigrateError};
 pub use oidc::{OidcLogin, OidcTake};
+pub use rules::{
+    AccessRule, DocumentAccess, MAX_RULE_GROUPS, RuleChange, RuleKind, normalise_path,
+};
 pub use uploads::{
     ClaimedFile, FileStatus, JobFile, JobFileCounts, JobKind, JobStatus, NewJobFile, QueueCounts,
     UploadJob,
@@ -93,6 +97,8 @@ pub enum MetaError {
     Schema { path: PathBuf, source: MigrateError },
     #[error("the last admin cannot be {0}: make another user an admin first")]
     LastAdmin(&'static str),
+    #[error("invalid access rule: {0}")]
+    BadRule(String),
 }
 
 pub type Result<T> = std::result::Result<T, MetaError>;
@@ -271,6 +277,20 @@ fn upgrade_documents(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// Schema step 3 (folder and document rules): the rules' tables, and the `readers` column of
+/// `documents`. No rule existed before, so every document is readable by everyone; the derived
+/// indexes lack the readers their filters need, so every document is queued for a readers
+/// update (`index::apply_access_updates`): until it has run, members find nothing in them
+/// rather than too much.
+fn add_readers(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(rules::SCHEMA)?;
+    conn.execute_batch(
+        r#"ALTER TABLE documents ADD COLUMN readers TEXT NOT NULL DEFAULT '["*"]';
+           INSERT OR IGNORE INTO pending_access_updates(document_id, generation)
+               SELECT id, 0 FROM documents;"#,
+    )
+}
+
 /// A document to insert, with its chunks.
 #[derive(Debug, Clone)]
 pub struct NewDocument<'a> {
@@ -302,6 +322,8 @@ pub struct ChunkRecord {
     pub char_start: u32,
     pub char_end: u32,
     pub text: String,
+    /// Who may read it now (the document's readers in SQLite, the truth).
+    pub readers: Vec<String>,
 }
 
 /// Counters of one ingestion job.
@@ -344,12 +366,12 @@ pub struct MetaStore {
 const IDLE_READERS: usize = 8;
 
 /// A reader connection, back among the idle ones when dropped.
-struct Reader<'a> {
+struct ReadConn<'a> {
     store: &'a MetaStore,
     conn: Option<Connection>,
 }
 
-impl std::ops::Deref for Reader<'_> {
+impl std::ops::Deref for ReadConn<'_> {
     type Target = Connection;
     fn deref(&self) -> &Connection {
         self.conn
@@ -358,7 +380,7 @@ impl std::ops::Deref for Reader<'_> {
     }
 }
 
-impl Drop for Reader<'_> {
+impl Drop for ReadConn<'_> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
             let mut idle = self.store.readers.lock().unwrap_or_else(|p| p.into_inner());
@@ -424,7 +446,7 @@ impl MetaStore {
     }
 
     /// A read-only connection: for methods that only read.
-    fn reader(&self) -> Result<Reader<'_>> {
+    fn reader(&self) -> Result<ReadConn<'_>> {
         let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match idle {
             Some(c) => c,
@@ -440,7 +462,7 @@ impl MetaStore {
                 c
             }
         };
-        Ok(Reader {
+        Ok(ReadConn {
             store: self,
             conn: Some(conn),
         })
@@ -689,11 +711,14 @@ impl MetaStore {
     pub fn insert_document(&self, doc: &NewDocument<'_>) -> Result<(DocId, Vec<ChunkId>)> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
+        // A new document inherits the nearest rule (its own, when a replaced version had
+        // one, else the deepest folder's).
+        let readers = rules::readers_for(&tx, doc.kb, doc.source).map_err(|e| self.err(e))?;
         tx.execute(
             "INSERT INTO documents(kb_id, source, title, format, content_hash, size, pages,
                                    status, warnings, masked, created_at, text_pages,
-                                   ocr_pages, failed_pages)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'indexing', ?8, ?9, ?10, ?11, ?12, ?13)",
+                                   ocr_pages, failed_pages, readers)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'indexing', ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 doc.kb,
                 doc.source,
@@ -708,6 +733,7 @@ impl MetaStore {
                 doc.reading.text_pages as i64,
                 serde_json::to_string(&doc.reading.ocr_pages).unwrap_or_else(|_| "[]".into()),
                 serde_json::to_string(&doc.reading.failed_pages).unwrap_or_else(|_| "[]".into()),
+                serde_json::to_string(&readers).unwrap_or_else(|_| "[]".into()),
             ],
         )
         .map_err(|e| self.err(e))?;
@@ -837,7 +863,8 @@ impl MetaStore {
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT c.id, c.kb_id, c.document_id, d.source, d.title, c.page, c.heading_path,
-                        c.char_start, c.char_end, COALESCE(o.text, c.text), d.format
+                        c.char_start, c.char_end, COALESCE(o.text, c.text), d.format,
+                        d.readers
                  FROM chunks c JOIN documents d ON d.id = c.document_id
                  {}
                  WHERE c.id = ?1 AND d.status = 'ready' AND COALESCE(o.enabled, 1) = 1",
@@ -861,6 +888,7 @@ impl MetaStore {
                         char_end: r.get::<_, i64>(8)? as u32,
                         text: r.get(9)?,
                         format: r.get(10)?,
+                        readers: rules::parse_readers(&r.get::<_, String>(11)?),
                     })
                 })
                 .optional()

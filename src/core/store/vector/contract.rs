@@ -5,7 +5,9 @@
 //! Each check starts from `clear()`, and every store the suite opens is dropped before the
 //! next `open` (the embedded store refuses a second concurrent open of one directory).
 
-use super::{ChunkId, DocId, KbId, Result, ScoredChunk, VectorError, VectorPoint, VectorStore};
+use super::{
+    ChunkId, DocId, KbId, Reader, Result, ScoredChunk, VectorError, VectorPoint, VectorStore,
+};
 
 /// Dimension used by the contract checks.
 pub(crate) const DIM: usize = 8;
@@ -17,6 +19,8 @@ pub(crate) type Open<'a> = &'a dyn Fn(usize) -> Result<Box<dyn VectorStore>>;
 pub(crate) fn run_all(open: Open<'_>) {
     nearest_first_with_cosine_scores(open);
     kb_filter(open);
+    readers_filter(open);
+    set_readers_changes_only_the_filter(open);
     upsert_replaces(open);
     delete_documents_removes_exactly_those(open);
     delete_chunks_removes_exactly_those(open);
@@ -46,8 +50,27 @@ fn point(chunk: ChunkId, kb: KbId, doc: DocId, vector: Vec<f32>) -> VectorPoint 
         chunk,
         kb,
         doc,
+        readers: vec!["*".into()],
         vector,
     }
+}
+
+fn restricted(chunk: ChunkId, kb: KbId, readers: &[&str], vector: Vec<f32>) -> VectorPoint {
+    VectorPoint {
+        readers: readers.iter().map(|r| r.to_string()).collect(),
+        ..point(chunk, kb, chunk as DocId, vector)
+    }
+}
+
+/// Close to `e(0, 1.0)` but not the same direction (cosine ≈ 0.95).
+fn near_e0() -> Vec<f32> {
+    let mut v = e(0, 0.9);
+    v[1] = 0.3;
+    v
+}
+
+fn principals(p: &[&str]) -> Reader {
+    Reader::Principals(p.iter().map(|r| r.to_string()).collect())
 }
 
 fn ids(hits: &[ScoredChunk]) -> Vec<ChunkId> {
@@ -109,6 +132,95 @@ fn kb_filter(open: Open<'_>) {
     assert_eq!(ids(&hits), vec![20]);
     assert!(store.search(&query, &[], 10).unwrap().is_empty());
     assert!(store.search(&query, &[3], 10).unwrap().is_empty());
+}
+
+/// Chunks come back only to readers holding one of their principals, filtered inside the
+/// store (the exact match of a restricted chunk is not in the top hits of others), and the
+/// knowledge-base filter still applies on top.
+fn readers_filter(open: Open<'_>) {
+    let store = fresh(open);
+    store
+        .upsert(&[
+            restricted(1, 1, &["g:7"], e(0, 1.0)), // exact match, group 7 only
+            restricted(2, 1, &["g:7", "g:8"], near_e0()), // groups 7 and 8
+            point(3, 1, 3, e(1, 1.0)),             // everyone
+            restricted(4, 2, &["g:8"], e(0, 1.0)), // other kb
+        ])
+        .unwrap();
+    let query = e(0, 1.0);
+    let hits = store
+        .search_as(&query, &[1], &principals(&["*"]), 10)
+        .unwrap();
+    assert_eq!(ids(&hits), vec![3], "a reader without groups: {hits:?}");
+    let hits = store
+        .search_as(&query, &[1], &principals(&["*", "g:8"]), 1)
+        .unwrap();
+    assert_eq!(ids(&hits), vec![2], "group 8's best match: {hits:?}");
+    let hits = store
+        .search_as(&query, &[1], &principals(&["*", "g:7"]), 10)
+        .unwrap();
+    assert_eq!(ids(&hits), vec![1, 2, 3]);
+    let hits = store
+        .search_as(&query, &[1, 2], &principals(&["*", "g:8"]), 10)
+        .unwrap();
+    assert_eq!(ids(&hits).len(), 3);
+    assert!(!ids(&hits).contains(&1), "{hits:?}");
+    // No `*`: only the restricted chunks of that group.
+    let hits = store
+        .search_as(&query, &[1], &principals(&["g:7"]), 10)
+        .unwrap();
+    assert_eq!(ids(&hits), vec![1, 2]);
+    let hits = store.search_as(&query, &[1], &principals(&[]), 10).unwrap();
+    assert!(hits.is_empty(), "no principal reads nothing: {hits:?}");
+    let hits = store.search_as(&query, &[1], &Reader::All, 10).unwrap();
+    assert_eq!(ids(&hits), vec![1, 2, 3]);
+    assert_eq!(ids(&store.search(&query, &[1], 10).unwrap()), vec![1, 2, 3]);
+}
+
+/// `set_readers` moves chunks between readers without touching their vectors, ignores
+/// unknown ids, and lasts across a reopen.
+fn set_readers_changes_only_the_filter(open: Open<'_>) {
+    let store = fresh(open);
+    store
+        .upsert(&[point(1, 1, 1, e(0, 1.0)), point(2, 1, 1, e(1, 1.0))])
+        .unwrap();
+    let everyone = principals(&["*"]);
+    let query = e(0, 1.0);
+    assert_eq!(
+        ids(&store.search_as(&query, &[1], &everyone, 10).unwrap()),
+        vec![1, 2]
+    );
+    store
+        .set_readers(&[(1, vec!["g:5".into()]), (999, vec!["g:5".into()])])
+        .unwrap();
+    store.set_readers(&[]).unwrap();
+    assert_eq!(store.count().unwrap(), 2, "an unknown id adds no point");
+    assert_eq!(
+        ids(&store.search_as(&query, &[1], &everyone, 10).unwrap()),
+        vec![2]
+    );
+    let hits = store
+        .search_as(&query, &[1], &principals(&["*", "g:5"]), 10)
+        .unwrap();
+    assert_eq!(ids(&hits), vec![1, 2]);
+    assert!(
+        (hits[0].score - 1.0).abs() < EPS,
+        "the vector is kept: {hits:?}"
+    );
+    drop(store);
+    let store = open(DIM).expect("reopen");
+    assert_eq!(
+        ids(&store.search_as(&query, &[1], &everyone, 10).unwrap()),
+        vec![2]
+    );
+    store.set_readers(&[(1, vec!["*".into()])]).unwrap();
+    assert_eq!(
+        ids(&store.search_as(&query, &[1], &everyone, 10).unwrap()),
+        vec![1, 2]
+    );
+    // The kb and doc payload survive: deleting the document removes the point.
+    store.delete_documents(&[1]).unwrap();
+    assert_eq!(store.count().unwrap(), 0);
 }
 
 fn upsert_replaces(open: Open<'_>) {

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! One unnamed dense vector (cosine) per point; point id = chunk id; payload `kb` and `doc`
-//! (integers) with payload indexes, so the knowledge-base filter runs inside the engine.
+//! (integers) and `readers` (keywords: `*` or `g:<group id>`) with payload indexes, so the
+//! knowledge-base and reader filters run inside the engine.
 //!
 //! Facts about qdrant-edge 0.7.2 this module works around (see the notes at each use):
 //! - Nothing runs in the background: no flusher, no optimizer. [`VectorStore::optimize`] runs the
@@ -30,17 +31,21 @@ use std::sync::RwLock;
 use qdrant_edge::{
     Condition, CountRequest, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfig, EdgeShard,
     EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match,
-    OperationError, PayloadFieldSchema, PayloadSchemaType, PointId, PointInsertOperations,
-    PointOperations, PointStruct, PointStructPersisted, QueryEnum, QueryRequest, ScoringQuery,
-    SearchParams, UpdateOperation, WithPayloadInterface, WithVector,
+    OperationError, PayloadFieldSchema, PayloadOps, PayloadSchemaType, PointId,
+    PointInsertOperations, PointOperations, PointStruct, PointStructPersisted, QueryEnum,
+    QueryRequest, ScoringQuery, SearchParams, SetPayloadOp, UpdateOperation, WithPayloadInterface,
+    WithVector,
 };
 
-use super::{ChunkId, DocId, KbId, Result, ScoredChunk, VectorError, VectorPoint, VectorStore};
+use super::{
+    ChunkId, DocId, KbId, Reader, Result, ScoredChunk, VectorError, VectorPoint, VectorStore,
+};
 
 const SHARD_DIR: &str = "shard";
 const LOCK_FILE: &str = "LOCK";
 const KB_FIELD: &str = "kb";
 const DOC_FIELD: &str = "doc";
+const READERS_FIELD: &str = "readers";
 /// HNSW beam width at search time (the engine's default is `ef_construct` = 100).
 const HNSW_EF: usize = 256;
 /// Points per engine update operation (each one is a WAL record).
@@ -173,7 +178,11 @@ impl VectorStore for EdgeVectorStore {
                         PointStruct::new(
                             PointId::NumId(p.chunk),
                             p.vector.clone(),
-                            serde_json::json!({ KB_FIELD: p.kb, DOC_FIELD: p.doc }),
+                            serde_json::json!({
+                                KB_FIELD: p.kb,
+                                DOC_FIELD: p.doc,
+                                READERS_FIELD: p.readers,
+                            }),
                         )
                         .into()
                     })
@@ -215,15 +224,57 @@ impl VectorStore for EdgeVectorStore {
         })
     }
 
-    fn search(&self, vector: &[f32], kbs: &[KbId], limit: usize) -> Result<Vec<ScoredChunk>> {
+    fn set_readers(&self, updates: &[(ChunkId, Vec<String>)]) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.write(|shard| {
+            for (readers, chunks) in by_readers(updates) {
+                // A filter on ids (not a list of points) skips ids the shard does not hold.
+                let filter = Filter::new().with_point_ids(chunks.into_iter().map(PointId::NumId));
+                let payload = serde_json::json!({ READERS_FIELD: readers });
+                let serde_json::Value::Object(map) = payload else {
+                    unreachable!("a JSON object literal")
+                };
+                let op = UpdateOperation::PayloadOperation(PayloadOps::SetPayload(SetPayloadOp {
+                    payload: qdrant_edge::Payload(map),
+                    points: None,
+                    filter: Some(filter),
+                    key: None,
+                }));
+                shard
+                    .update(op)
+                    .map_err(|e| engine(&self.dir, "set readers", e))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn search_as(
+        &self,
+        vector: &[f32],
+        kbs: &[KbId],
+        reader: &Reader,
+        limit: usize,
+    ) -> Result<Vec<ScoredChunk>> {
         self.check_dim(vector.len())?;
         if kbs.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
+        let mut must = vec![kb_condition(KB_FIELD, kbs.to_vec())];
+        if let Some(principals) = reader.principals() {
+            must.push(Condition::Field(FieldCondition::new_match(
+                json_path(READERS_FIELD),
+                Match::from(principals.to_vec()),
+            )));
+        }
         let request = QueryRequest {
             prefetches: Vec::new(),
             query: Some(ScoringQuery::Vector(QueryEnum::from(vector.to_vec()))),
-            filter: Some(match_any(KB_FIELD, kbs.to_vec())),
+            filter: Some(Filter {
+                must: Some(must),
+                ..Filter::new()
+            }),
             score_threshold: None,
             limit,
             offset: 0,
@@ -360,11 +411,15 @@ fn stored_dim(shard: &EdgeShard) -> Option<usize> {
 }
 
 fn ensure_payload_indexes(dir: &Path, shard: &EdgeShard) -> Result<()> {
-    for field in [KB_FIELD, DOC_FIELD] {
+    for (field, kind) in [
+        (KB_FIELD, PayloadSchemaType::Integer),
+        (DOC_FIELD, PayloadSchemaType::Integer),
+        (READERS_FIELD, PayloadSchemaType::Keyword),
+    ] {
         let op =
             UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
                 field_name: json_path(field),
-                field_schema: Some(PayloadFieldSchema::FieldType(PayloadSchemaType::Integer)),
+                field_schema: Some(PayloadFieldSchema::FieldType(kind)),
             }));
         shard
             .update(op)
@@ -391,11 +446,28 @@ fn json_path(field: &str) -> JsonPath {
         .unwrap_or_else(|()| unreachable!("`{field}` is a valid JSON path"))
 }
 
-fn match_any(field: &str, values: Vec<i64>) -> Filter {
-    Filter::new_must(Condition::Field(FieldCondition::new_match(
+fn kb_condition(field: &str, values: Vec<i64>) -> Condition {
+    Condition::Field(FieldCondition::new_match(
         json_path(field),
         Match::from(values),
-    )))
+    ))
+}
+
+fn match_any(field: &str, values: Vec<i64>) -> Filter {
+    Filter::new_must(kb_condition(field, values))
+}
+
+/// Updates grouped by their readers list (a document's chunks usually share one), so that
+/// each distinct list is one engine operation.
+pub(super) fn by_readers(updates: &[(ChunkId, Vec<String>)]) -> Vec<(Vec<String>, Vec<ChunkId>)> {
+    let mut groups: Vec<(Vec<String>, Vec<ChunkId>)> = Vec::new();
+    for (chunk, readers) in updates {
+        match groups.iter_mut().find(|(r, _)| r == readers) {
+            Some((_, chunks)) => chunks.push(*chunk),
+            None => groups.push((readers.clone(), vec![*chunk])),
+        }
+    }
+    groups
 }
 
 #[cfg(test)]
@@ -443,6 +515,7 @@ mod tests {
                 chunk: i,
                 kb: 1,
                 doc: (i / 10) as i64,
+                readers: vec!["*".into()],
                 vector: rng.unit_vector(8),
             })
             .collect();
@@ -487,6 +560,7 @@ mod tests {
                 chunk: i,
                 kb: (i % 3) as i64 + 1,
                 doc: (i / 20) as i64,
+                readers: vec!["*".into()],
                 vector: rng.unit_vector(DIM),
             })
             .collect();

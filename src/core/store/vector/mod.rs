@@ -1,10 +1,11 @@
-//! Vector store seam: dense vectors of chunks, filtered by knowledge base inside the store.
+//! Vector store seam: dense vectors of chunks, filtered by knowledge base and by the
+//! chunk's readers inside the store.
 //!
 //! Two implementations pass one contract suite ([`contract`]): the embedded engine
 //! ([`edge`], Qdrant's in-process `qdrant-edge`, the default) and a Qdrant server or cluster
 //! ([`server`], via `qdrant-client`, when `[vector] url` is configured).
 
-use super::{ChunkId, DocId, KbId, ScoredChunk};
+use super::{ChunkId, DocId, KbId, Reader, ScoredChunk};
 
 pub mod edge;
 pub mod server;
@@ -18,6 +19,8 @@ pub struct VectorPoint {
     pub chunk: ChunkId,
     pub kb: KbId,
     pub doc: DocId,
+    /// Who may read the chunk: [`super::EVERYONE`] or group principals (payload `readers`).
+    pub readers: Vec<String>,
     pub vector: Vec<f32>,
 }
 
@@ -46,8 +49,22 @@ pub trait VectorStore: Send + Sync {
     /// Remove every point of these documents.
     fn delete_documents(&self, docs: &[DocId]) -> Result<()>;
     /// Top `limit` chunks by cosine similarity, only from the given knowledge bases
-    /// (an empty slice matches nothing). Best first.
-    fn search(&self, vector: &[f32], kbs: &[KbId], limit: usize) -> Result<Vec<ScoredChunk>>;
+    /// (an empty slice matches nothing), whatever their readers. Best first.
+    fn search(&self, vector: &[f32], kbs: &[KbId], limit: usize) -> Result<Vec<ScoredChunk>> {
+        self.search_as(vector, kbs, &Reader::All, limit)
+    }
+    /// [`search`](Self::search) with `reader`'s rights: only chunks whose `readers` payload
+    /// holds one of its principals, filtered inside the store's query.
+    fn search_as(
+        &self,
+        vector: &[f32],
+        kbs: &[KbId],
+        reader: &Reader,
+        limit: usize,
+    ) -> Result<Vec<ScoredChunk>>;
+    /// Replace the readers of these chunks without touching their vectors (a changed access
+    /// rule; unknown ids are ignored). Durable when it returns.
+    fn set_readers(&self, updates: &[(ChunkId, Vec<String>)]) -> Result<()>;
     /// Number of points stored.
     fn count(&self) -> Result<usize>;
     /// Remove every point (used by `zhiku reindex`).

@@ -8,7 +8,7 @@
 //! code.
 //!
 //! One collection per store: one unnamed dense vector (cosine), point id = chunk id, payload
-//! `kb` and `doc` (integers) with payload indexes. Writes use `wait=true`, so they are applied
+//! `kb` and `doc` (integers) and `readers` (keywords) with payload indexes. Writes use `wait=true`, so they are applied
 //! (and, per Qdrant, written to its WAL) when a call returns.
 
 use std::time::Duration;
@@ -16,16 +16,19 @@ use std::time::Duration;
 use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
     DeletePointsBuilder, Distance, FieldType, Filter, PointStruct, PointsIdsList,
-    QueryPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder, point_id::PointIdOptions,
-    vectors_config,
+    QueryPointsBuilder, SetPayloadPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
+    point_id::PointIdOptions, vectors_config,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use tokio::runtime::Runtime;
 
-use super::{ChunkId, DocId, KbId, Result, ScoredChunk, VectorError, VectorPoint, VectorStore};
+use super::{
+    ChunkId, DocId, KbId, Reader, Result, ScoredChunk, VectorError, VectorPoint, VectorStore,
+};
 
 const KB_FIELD: &str = "kb";
 const DOC_FIELD: &str = "doc";
+const READERS_FIELD: &str = "readers";
 /// Points per upsert request (keeps each gRPC message well under the 32 MiB default limit
 /// for 1024-d vectors).
 const UPSERT_BATCH: usize = 256;
@@ -186,17 +189,18 @@ impl ServerVectorStore {
                 Distance::try_from(params.distance).unwrap_or(Distance::UnknownDistance)
             )));
         }
-        for field in [KB_FIELD, DOC_FIELD] {
+        for (field, kind) in [
+            (KB_FIELD, FieldType::Integer),
+            (DOC_FIELD, FieldType::Integer),
+            (READERS_FIELD, FieldType::Keyword),
+        ] {
             if info.payload_schema.contains_key(field) {
                 continue;
             }
             self.runtime
-                .block_on(
-                    self.client.create_field_index(
-                        CreateFieldIndexCollectionBuilder::new(name, field, FieldType::Integer)
-                            .wait(true),
-                    ),
-                )
+                .block_on(self.client.create_field_index(
+                    CreateFieldIndexCollectionBuilder::new(name, field, kind).wait(true),
+                ))
                 .map_err(|e| self.qdrant_err(&format!("create payload index on `{field}`"), e))?;
         }
         Ok(())
@@ -240,9 +244,10 @@ impl VectorStore for ServerVectorStore {
             let structs: Vec<PointStruct> = batch
                 .iter()
                 .map(|p| {
-                    let mut payload = Payload::with_capacity(2);
+                    let mut payload = Payload::with_capacity(3);
                     payload.insert(KB_FIELD, p.kb);
                     payload.insert(DOC_FIELD, p.doc);
+                    payload.insert(READERS_FIELD, readers_value(&p.readers));
                     PointStruct::new(p.chunk, p.vector.clone(), payload)
                 })
                 .collect();
@@ -284,10 +289,39 @@ impl VectorStore for ServerVectorStore {
         )
     }
 
-    fn search(&self, vector: &[f32], kbs: &[KbId], limit: usize) -> Result<Vec<ScoredChunk>> {
+    fn set_readers(&self, updates: &[(ChunkId, Vec<String>)]) -> Result<()> {
+        for (readers, chunks) in super::edge::by_readers(updates) {
+            let mut payload = Payload::with_capacity(1);
+            payload.insert(READERS_FIELD, readers_value(&readers));
+            // A filter on ids (not a list of points) skips ids the collection lacks.
+            let filter = Filter::must([Condition::has_id(chunks)]);
+            self.runtime
+                .block_on(
+                    self.client.set_payload(
+                        SetPayloadPointsBuilder::new(self.collection.as_str(), payload)
+                            .points_selector(filter)
+                            .wait(true),
+                    ),
+                )
+                .map_err(|e| self.qdrant_err("set readers", e))?;
+        }
+        Ok(())
+    }
+
+    fn search_as(
+        &self,
+        vector: &[f32],
+        kbs: &[KbId],
+        reader: &Reader,
+        limit: usize,
+    ) -> Result<Vec<ScoredChunk>> {
         self.check_dim(vector.len())?;
         if kbs.is_empty() || limit == 0 {
             return Ok(Vec::new());
+        }
+        let mut must = vec![Condition::matches(KB_FIELD, kbs.to_vec())];
+        if let Some(principals) = reader.principals() {
+            must.push(Condition::matches(READERS_FIELD, principals.to_vec()));
         }
         let response = self
             .runtime
@@ -295,7 +329,7 @@ impl VectorStore for ServerVectorStore {
                 self.client.query(
                     QueryPointsBuilder::new(self.collection.as_str())
                         .query(vector.to_vec())
-                        .filter(Filter::must([Condition::matches(KB_FIELD, kbs.to_vec())]))
+                        .filter(Filter::must(must))
                         .limit(limit as u64)
                         .with_payload(false)
                         .with_vectors(false),
@@ -338,6 +372,10 @@ impl VectorStore for ServerVectorStore {
     fn optimize(&self) -> Result<()> {
         Ok(())
     }
+}
+
+fn readers_value(readers: &[String]) -> qdrant_client::qdrant::Value {
+    serde_json::Value::from(readers.to_vec()).into()
 }
 
 fn location(url: &str, collection: &str) -> String {
