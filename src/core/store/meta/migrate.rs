@@ -39,6 +39,12 @@ pub(super) const STEPS: &[Step] = &[
         what: "OIDC sign-in: pending logins (state, nonce, PKCE verifier), used nonces, provider sessions",
         run: oidc,
     },
+    Step {
+        version: 3,
+        what: "folder and document rules: access rules and their groups, KB editors, \
+               documents' readers, pending access updates",
+        run: super::add_readers,
+    },
 ];
 
 /// The schema version this build writes.
