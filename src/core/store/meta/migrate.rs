@@ -43,7 +43,7 @@ pub(super) const STEPS: &[Step] = &[
         version: 3,
         what: "folder and document rules: access rules and their groups, KB editors, \
                documents' readers, pending access updates",
-        run: super::add_readers,
+        run: readers,
     },
 ];
 
@@ -131,6 +131,10 @@ fn baseline(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 
 fn oidc(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(super::oidc::SCHEMA)
+}
+
+fn readers(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    super::add_readers(tx)
 }
 
 #[cfg(test)]
