@@ -817,7 +817,9 @@ mod tests {
                 "ALTER TABLE documents DROP COLUMN readers;
                  DROP TABLE pending_access_updates;
                  DROP TABLE access_rule_groups;
-                 DROP TABLE access_rules;",
+                 DROP TABLE access_rules;
+                 DROP TABLE kb_editors;
+                 PRAGMA user_version = 2;",
             )
             .unwrap();
         }
