@@ -181,18 +181,11 @@ fn chat_admin_and_permissions_in_a_browser() {
         .spawn()
         .expect("run node");
     // The script bounds itself at 10 minutes; this is the backstop.
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = script.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(11 * 60) {
-            let _ = script.kill();
-            let _ = script.wait();
-            panic!("the browser test ran past 11 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = common::wait_bounded(
+        &mut script,
+        Duration::from_secs(11 * 60),
+        "the browser test",
+    );
     assert!(
         status.success(),
         "the browser test failed ({status}); its output is above, screenshots in {}",

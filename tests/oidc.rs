@@ -25,7 +25,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zhiku_core::config::OidcConfig;
 use zhiku_core::engine::Engine;
@@ -418,18 +418,11 @@ fn login_in_a_browser() {
         .spawn()
         .expect("run node");
     // The script bounds itself at 5 minutes; this is the backstop.
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = script.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(6 * 60) {
-            let _ = script.kill();
-            let _ = script.wait();
-            panic!("the OIDC browser test ran past 6 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = common::wait_bounded(
+        &mut script,
+        Duration::from_secs(6 * 60),
+        "the OIDC browser test",
+    );
     assert!(
         status.success(),
         "the OIDC browser test failed ({status}); its output is above, screenshots in {}",

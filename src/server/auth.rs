@@ -69,14 +69,15 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
+/// The value of the request's cookie `name`.
+pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == SESSION_COOKIE)
+        .find(|c| c.name() == name)
         .map(|c| c.value().to_string())
 }
 
@@ -110,7 +111,7 @@ impl FromRequestParts<AppState> for Caller {
                 )),
             };
         }
-        let Some(id) = session_cookie(&parts.headers) else {
+        let Some(id) = cookie_value(&parts.headers, SESSION_COOKIE) else {
             return Err(ApiError::Unauthorized(
                 "log in first, or send an API token as `Authorization: Bearer …`".into(),
             ));

@@ -655,17 +655,6 @@ fn audit(
     }
 }
 
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == name)
-        .map(|c| c.value().to_string())
-}
-
 /// A path on this site to go to after logging in (anything else becomes `/`).
 fn safe_next(next: Option<&str>) -> String {
     match next {
@@ -721,7 +710,7 @@ pub async fn login(
     }
     let (url, csrf, nonce) = request.url();
     // One binding per browser: a second tab's login reuses it rather than breaking the first.
-    let browser = match cookie_value(&headers, BROWSER_COOKIE).filter(|b| b.len() == 64) {
+    let browser = match auth::cookie_value(&headers, BROWSER_COOKIE).filter(|b| b.len() == 64) {
         Some(b) => b,
         None => match new_secret("") {
             Ok(b) => b,
@@ -853,7 +842,7 @@ async fn finish(
             ));
         }
     };
-    let browser_ok = cookie_value(headers, BROWSER_COOKIE)
+    let browser_ok = auth::cookie_value(headers, BROWSER_COOKIE)
         .is_some_and(|b| zhiku_core::access::secrets_equal(&hash_secret(&b), &login.browser_hash));
     if !browser_ok {
         return Err(Refused::new(

@@ -243,3 +243,24 @@ pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     }
     buf.into_inner()
 }
+
+/// Wait for `child` (a browser script that bounds itself), killing it and failing the test
+/// when it runs past `limit`: the backstop, so a hung script cannot hang the test run.
+pub fn wait_bounded(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} ran past {} minutes", limit.as_secs() / 60);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
