@@ -862,25 +862,34 @@ impl LdapConfig {
         if !self.user_filter.contains("{login}") {
             return bad("user_filter must contain {login}".into());
         }
-        if self.group_rule == LdapGroupRule::AllowList && self.allowed_groups.is_empty() {
-            return bad(
-                "allowed_groups is empty: group_rule = \"allow_list\" would map no group".into(),
-            );
-        }
-        if self.group_rule == LdapGroupRule::Map && self.group_map.is_empty() {
-            return bad("group_map is empty: group_rule = \"map\" would map no group".into());
-        }
-        let names = self.group_map.values().chain(&self.allowed_groups);
-        if let Some(n) = names
-            .into_iter()
-            .find(|n| !crate::store::meta::valid_account_name(n))
-        {
-            return bad(format!(
-                "`{n}` cannot be a zhiku group name (1–64 letters, digits, CJK, `-`, `_`, `.`, `@`); map it to one in group_map"
-            ));
-        }
-        Ok(())
+        check_group_mapping(self.group_rule, &self.allowed_groups, &self.group_map)
+            .map_or(Ok(()), bad)
     }
+}
+
+/// The group-mapping rules `[auth.ldap]` and `[auth.oidc]` share: a rule that maps no group
+/// is a mistake, and every zhiku group named must be a valid group name. The message has no
+/// section prefix.
+fn check_group_mapping(
+    rule: LdapGroupRule,
+    allowed_groups: &[String],
+    group_map: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    if rule == LdapGroupRule::AllowList && allowed_groups.is_empty() {
+        return Some(
+            "allowed_groups is empty: group_rule = \"allow_list\" would map no group".into(),
+        );
+    }
+    if rule == LdapGroupRule::Map && group_map.is_empty() {
+        return Some("group_map is empty: group_rule = \"map\" would map no group".into());
+    }
+    group_map
+        .values()
+        .chain(allowed_groups)
+        .find(|n| !crate::store::meta::valid_account_name(n))
+        .map(|n| format!(
+            "`{n}` cannot be a zhiku group name (1–64 letters, digits, CJK, `-`, `_`, `.`, `@`); map it to one in group_map"
+        ))
 }
 
 /// `[auth.oidc]`: single sign-on with an OpenID Connect provider (Keycloak, Authing, Azure
@@ -1039,24 +1048,8 @@ impl OidcConfig {
         if self.required_claim.is_some() != self.required_value.is_some() {
             return bad("required_claim and required_value go together".into());
         }
-        if self.group_rule == LdapGroupRule::AllowList && self.allowed_groups.is_empty() {
-            return bad(
-                "allowed_groups is empty: group_rule = \"allow_list\" would map no group".into(),
-            );
-        }
-        if self.group_rule == LdapGroupRule::Map && self.group_map.is_empty() {
-            return bad("group_map is empty: group_rule = \"map\" would map no group".into());
-        }
-        let names = self.group_map.values().chain(&self.allowed_groups);
-        if let Some(n) = names
-            .into_iter()
-            .find(|n| !crate::store::meta::valid_account_name(n))
-        {
-            return bad(format!(
-                "`{n}` cannot be a zhiku group name (1–64 letters, digits, CJK, `-`, `_`, `.`, `@`); map it to one in group_map"
-            ));
-        }
-        Ok(())
+        check_group_mapping(self.group_rule, &self.allowed_groups, &self.group_map)
+            .map_or(Ok(()), bad)
     }
 }
 
