@@ -382,6 +382,19 @@ fn every_interface_denies_what_the_rules_deny() {
 
     for user in USERS {
         let client = c.login(user, "password-1");
+        // The knowledge-base list counts only the documents (and their chunks) this user
+        // may read.
+        let kbs = client.get("/api/kbs").json();
+        let hr = kbs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == "hr")
+            .unwrap();
+        let readable: Vec<&&Doc> = DOCS.iter().filter(|d| allowed(user, d)).collect();
+        let readable_chunks: usize = readable.iter().map(|d| chunks[d.name].len()).sum();
+        assert_eq!(hr["documents"], readable.len() as u64, "{user}: {kbs}");
+        assert_eq!(hr["chunks"], readable_chunks as u64, "{user}: {kbs}");
         let mut denials = 0;
         for d in DOCS {
             let may = allowed(user, d);
@@ -668,10 +681,25 @@ fn a_kb_editor_manages_only_their_knowledge_base() {
     );
 
     upload(&carol, &[&OPEN, &FOLDER]);
+    // Another knowledge base carol may not read: the same 404 as for one that does not
+    // exist, so its name is not confirmed to her.
+    let hidden = carol.post_multipart("/api/kbs/it/documents", form());
+    let missing = carol.post_multipart("/api/kbs/nosuch/documents", form());
     assert_eq!(
-        carol.post_multipart("/api/kbs/it/documents", form()).status,
-        403,
-        "an editor of hr only"
+        hidden.status,
+        404,
+        "an editor of hr only: {}",
+        hidden.text()
+    );
+    assert_eq!(
+        hidden.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("`it`", "`?`"),
+        missing.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("`nosuch`", "`?`"),
     );
     assert_eq!(
         alice.post_multipart("/api/kbs/hr/documents", form()).status,
@@ -684,7 +712,8 @@ fn a_kb_editor_manages_only_their_knowledge_base() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(carol.get("/api/kbs/hr/rules").status, 200);
-    assert_eq!(carol.get("/api/kbs/it/rules").status, 403);
+    assert_eq!(carol.get("/api/kbs/it/rules").status, 404);
+    assert_eq!(carol.get("/api/kbs/nosuch/rules").status, 404);
     let r = alice.send_json(
         "PUT",
         "/api/kbs/hr/rules",

@@ -25,7 +25,8 @@ pub struct KbName {
     pub name: String,
 }
 
-/// The knowledge bases the caller may read (admins: all, with their groups).
+/// The knowledge bases the caller may read, with the number of documents and chunks in each
+/// that they may read (admins: all, with their groups).
 #[utoipa::path(get, path = "/api/kbs", tag = "knowledge bases",
     responses((status = 200, body = [KbInfo]), (status = 401)))]
 pub async fn list(
@@ -35,11 +36,18 @@ pub async fn list(
     let meta = &state.engine.meta;
     let readable = caller.readable_kbs(&state)?;
     let admin = caller.user.is_admin();
+    let reader = meta.reader_of(&caller.user)?;
     let mut out = Vec::new();
     for k in meta.list_kbs()? {
         if !readable.contains(&k.id) {
             continue;
         }
+        // A member is not told how many documents they may not read exist.
+        let (documents, chunks) = if admin {
+            (k.documents, k.chunks)
+        } else {
+            meta.readable_counts(k.id, &reader)?
+        };
         out.push(KbInfo {
             groups: if admin {
                 Some(meta.kb_groups(k.id)?)
@@ -47,8 +55,8 @@ pub async fn list(
                 None
             },
             name: k.name,
-            documents: k.documents,
-            chunks: k.chunks,
+            documents,
+            chunks,
         });
     }
     Ok(Json(out))

@@ -42,6 +42,24 @@ fn kb_id(state: &AppState, kb: &str) -> Result<i64, ApiError> {
     Ok(state.engine.meta.require_kb(kb)?)
 }
 
+/// The knowledge base `name` when `caller` may manage it (an admin or its editor). A caller
+/// who may not even read it gets the same 404 as for a knowledge base that does not exist, so
+/// its name is never confirmed to outsiders; a reader who may not manage it gets 403.
+pub(crate) fn managed_kb(state: &AppState, caller: &Caller, name: &str) -> Result<i64, ApiError> {
+    let hidden = || ApiError::NotFound(format!("no knowledge base `{name}` that you may read"));
+    let meta = &state.engine.meta;
+    let Some(id) = meta.kb_id(name)? else {
+        return Err(hidden());
+    };
+    if meta.may_manage(&caller.user, id)? {
+        return Ok(id);
+    }
+    if caller.readable_kbs(state)?.contains(&id) {
+        require_manager(state, caller, id)?;
+    }
+    Err(hidden())
+}
+
 /// 403 unless `caller` is an admin or an editor of `kb`.
 pub(crate) fn require_manager(state: &AppState, caller: &Caller, kb: i64) -> Result<(), ApiError> {
     if state.engine.meta.may_manage(&caller.user, kb)? {
@@ -62,8 +80,7 @@ pub async fn list(
     caller: Caller,
     Path(kb): Path<String>,
 ) -> Result<Json<Rules>, ApiError> {
-    let id = kb_id(&state, &kb)?;
-    require_manager(&state, &caller, id)?;
+    let id = managed_kb(&state, &caller, &kb)?;
     let meta = &state.engine.meta;
     Ok(Json(Rules {
         rules: meta.rules(id)?,
@@ -123,8 +140,7 @@ fn change(
     path: &str,
     groups: &[String],
 ) -> Result<Json<RuleChange>, ApiError> {
-    let id = kb_id(state, kb)?;
-    require_manager(state, admin, id)?;
+    let id = managed_kb(state, admin, kb)?;
     let ip = admin.ip.map(|i| i.to_string());
     let change = state
         .engine

@@ -80,8 +80,7 @@ pub async fn upload(
 ) -> Result<(StatusCode, Json<UploadAccepted>), ApiError> {
     let config = &state.engine.config.server;
     let max_bytes = config.max_upload_mb.saturating_mul(1 << 20);
-    let kb_id = state.engine.meta.require_kb(&kb)?;
-    super::rules::require_manager(&state, &admin, kb_id)?;
+    let kb_id = super::rules::managed_kb(&state, &admin, &kb)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -38,7 +38,43 @@ fn like_pattern(q: &str) -> String {
     p
 }
 
+/// The reader's principals as a JSON array for [`readable_by`]; `None` reads everything.
+fn principals_json(reader: &Reader) -> Option<String> {
+    reader
+        .principals()
+        .map(|p| serde_json::to_string(p).unwrap_or_else(|_| "[]".into()))
+}
+
+/// SQL true for a document `d` whose readers include one of the principals bound to
+/// `param` (a JSON array, or NULL for a reader of everything).
+fn readable_by(param: &str) -> String {
+    format!(
+        "({param} IS NULL OR EXISTS (SELECT 1 FROM json_each(d.readers) r
+                                    WHERE r.value IN (SELECT value FROM json_each({param}))))"
+    )
+}
+
 impl MetaStore {
+    /// How many ready documents of `kb` `reader` may read, and how many chunks they have: what
+    /// a knowledge-base list shows its reader (a restricted document is not counted for
+    /// those who may not read it, nor its chunks).
+    pub fn readable_counts(&self, kb: KbId, reader: &Reader) -> Result<(u64, u64)> {
+        let principals = principals_json(reader);
+        self.read(|c| {
+            c.query_row(
+                &format!(
+                    "SELECT COUNT(*),
+                            COALESCE(SUM((SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id)), 0)
+                     FROM documents d
+                     WHERE d.kb_id = ?1 AND d.status = 'ready' AND {}",
+                    readable_by("?2")
+                ),
+                params![kb, principals],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+        })
+    }
+
     /// Ready documents of `kb` whose title or source contains `q` (all when empty), by
     /// source, `limit` from `offset`; with the number that match.
     pub fn document_page(
@@ -62,16 +98,17 @@ impl MetaStore {
         limit: usize,
     ) -> Result<(u64, Vec<DocumentSummary>)> {
         let pattern = like_pattern(q.trim());
-        let principals: Option<String> = reader
-            .principals()
-            .map(|p| serde_json::to_string(p).unwrap_or_else(|_| "[]".into()));
+        let principals = principals_json(reader);
         self.read(|c| {
-            const FILTER: &str = "d.kb_id = ?1 AND d.status = 'ready'
-                AND (d.title LIKE ?2 ESCAPE '\\' OR d.source LIKE ?2 ESCAPE '\\')
-                AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(d.readers) r
-                                           WHERE r.value IN (SELECT value FROM json_each(?3))))";
+            let filter = format!(
+                "d.kb_id = ?1 AND d.status = 'ready'
+                 AND (d.title LIKE ?2 ESCAPE '\\' OR d.source LIKE ?2 ESCAPE '\\')
+                 AND {}",
+                readable_by("?3")
+            );
+            let filter = filter.as_str();
             let total: i64 = c.query_row(
-                &format!("SELECT COUNT(*) FROM documents d WHERE {FILTER}"),
+                &format!("SELECT COUNT(*) FROM documents d WHERE {filter}"),
                 params![kb, pattern, principals],
                 |r| r.get(0),
             )?;
@@ -80,7 +117,7 @@ impl MetaStore {
                         (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id),
                         d.size, d.created_at, d.warnings, d.text_pages, d.ocr_pages,
                         d.failed_pages
-                 FROM documents d WHERE {FILTER}
+                 FROM documents d WHERE {filter}
                  ORDER BY d.source, d.id LIMIT ?4 OFFSET ?5"
             ))?;
             let rows = stmt.query_map(
