@@ -20,6 +20,7 @@
 //! may be called from any thread, including `spawn_blocking` threads of another runtime.
 
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
@@ -431,35 +432,84 @@ impl Generator for OpenAiGenerator {
         let body = self.request_body(messages, params);
         let prompt_estimate = self.count_prompt_tokens(messages)?;
         let start = Instant::now();
-        self.rt().block_on(async {
-            let mut attempt = 0;
-            loop {
-                let mut emitted = false;
-                match self
-                    .attempt(&body, prompt_estimate, params, start, on_text, &mut emitted)
-                    .await
-                {
-                    Ok(stats) => return Ok(stats),
-                    Err(f) if f.retryable && !emitted && attempt < self.max_retries => {
-                        let delay = f
-                            .retry_after
-                            .unwrap_or(self.backoff * 2u32.saturating_pow(attempt));
-                        tracing::warn!(
-                            "{}; retry {} of {} in {:?}",
-                            f.error,
-                            attempt + 1,
-                            self.max_retries,
-                            delay
-                        );
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
+        // The request runs on the private runtime in a scoped thread, and its text comes back
+        // over a channel: `on_text` runs here, on the caller's thread, outside any runtime.
+        // A caller may block in it (the server hands each piece to its async side with
+        // `blocking_send`), which inside `block_on` panics.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let stop = &stop;
+            let body = &body;
+            let worker = s.spawn(move || {
+                let mut forward = |piece: &str| {
+                    if stop.load(Ordering::Relaxed) || tx.send(piece.to_string()).is_err() {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
                     }
-                    Err(f) => {
-                        return Err(self.as_context_overflow(f.error, messages, params));
-                    }
+                };
+                self.rt().block_on(self.attempts(
+                    body,
+                    prompt_estimate,
+                    params,
+                    start,
+                    messages,
+                    &mut forward,
+                ))
+            });
+            for piece in &rx {
+                if on_text(&piece).is_break() {
+                    stop.store(true, Ordering::Relaxed);
+                    break;
                 }
             }
+            drop(rx);
+            worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
+    }
+}
+
+impl OpenAiGenerator {
+    /// Attempts of one request, with retries while no text was emitted.
+    async fn attempts(
+        &self,
+        body: &[u8],
+        prompt_estimate: usize,
+        params: &SamplingParams,
+        start: Instant,
+        messages: &[ChatMessage],
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<GenerationStats> {
+        let mut attempt = 0;
+        loop {
+            let mut emitted = false;
+            match self
+                .attempt(body, prompt_estimate, params, start, on_text, &mut emitted)
+                .await
+            {
+                Ok(stats) => return Ok(stats),
+                Err(f) if f.retryable && !emitted && attempt < self.max_retries => {
+                    let delay = f
+                        .retry_after
+                        .unwrap_or(self.backoff * 2u32.saturating_pow(attempt));
+                    tracing::warn!(
+                        "{}; retry {} of {} in {:?}",
+                        f.error,
+                        attempt + 1,
+                        self.max_retries,
+                        delay
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(f) => {
+                    return Err(self.as_context_overflow(f.error, messages, params));
+                }
+            }
+        }
     }
 }
 

@@ -200,6 +200,41 @@ fn streams_an_answer() {
     assert_eq!(body["messages"][0]["role"], "user");
 }
 
+/// The server hands each piece to its async side with a tokio `blocking_send`, which panics
+/// when called inside a runtime: `on_text` must run outside the client's own runtime.
+#[test]
+fn the_text_callback_may_block_on_a_tokio_channel() {
+    let m = mock(vec![
+        models(),
+        Reply::Sse(vec![
+            (0, delta("年假")),
+            (5, delta("5天[1]")),
+            (0, finish("stop")),
+            (0, "[DONE]".into()),
+        ]),
+    ]);
+    let g = OpenAiGenerator::connect(&config(&m.url, None)).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
+    let reader = thread::spawn(move || {
+        let mut all = String::new();
+        while let Some(p) = rx.blocking_recv() {
+            all.push_str(&p);
+        }
+        all
+    });
+    let r = g.generate(
+        &[ChatMessage::user("年假几天？")],
+        &SamplingParams::default(),
+        &mut |p| match tx.blocking_send(p.to_string()) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
+        },
+    );
+    drop(tx);
+    assert_eq!(r.unwrap().finish, FinishReason::Stop);
+    assert_eq!(reader.join().unwrap(), "年假5天[1]");
+}
+
 #[test]
 fn retries_after_a_503() {
     let m = mock(vec![
