@@ -451,6 +451,52 @@ fn extractive_answer_quotes_and_cites() {
     assert!(a.answer.contains("**年休假**"), "{}", a.answer);
     assert!(a.citations[0].document.ends_with("员工手册-休假制度.txt"));
     check_quotes(&a.answer, &a.citations);
+    // Quotes are backed by what they quote.
+    assert_eq!(a.check.claims.len(), a.answer.lines().count(), "{a:?}");
+    assert_eq!(a.check.unsupported(), 0, "{:?}", a.check);
+    assert!(a.check.unsourced_numbers.is_empty(), "{:?}", a.check);
+}
+
+#[test]
+fn a_generated_sentence_its_passage_does_not_back_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = handbook(&dir.path().join("data"));
+    let g = Scripted::new(
+        &[
+            "已满10年不满20年的员工，年休假10天[1]。已满20年的，年休假30天[1]。食堂每周五供应免费的水果和咖啡[1]。此外，2019年起另有补贴。",
+        ],
+        32_000,
+    );
+    let (a, _) = ask(&engine, Some(&g), "年休假有几天？", &[]);
+    assert_eq!(a.outcome, Outcome::Generated);
+    assert!(
+        a.citations[0].text.contains("年休假10天"),
+        "{:?}",
+        a.citations
+    );
+    let verdicts: Vec<(&str, bool)> = a
+        .check
+        .claims
+        .iter()
+        .map(|c| (c.sentence.as_str(), c.supported))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("已满10年不满20年的员工，年休假10天", true),
+            ("已满20年的，年休假30天", false),
+            ("食堂每周五供应免费的水果和咖啡", false),
+        ],
+        "{:?}",
+        a.check
+    );
+    assert_eq!(a.check.claims[1].missing_numbers, ["30"]);
+    assert!(a.check.claims[2].missing_numbers.is_empty());
+    // The uncited sentence's year is flagged too.
+    assert_eq!(a.check.unsourced_numbers, ["30", "2019"]);
+    let json = serde_json::to_value(&a).unwrap();
+    assert_eq!(json["claims"][1]["supported"], false, "{json}");
+    assert_eq!(json["unsourced_numbers"][1], "2019", "{json}");
 }
 
 /// Every `- sentence [n]` line of an extractive answer is a sentence of citation n's passage.
@@ -528,10 +574,18 @@ fn ask_json_without_generator() {
                     },
                     location: c["location"].as_str().unwrap().into(),
                     text: c["text"].as_str().unwrap().into(),
+                    kb: 0,
                 }
             })
             .collect();
         check_quotes(v["answer"].as_str().unwrap(), &citations);
+        // The citation check finds every quoted sentence backed by its passage.
+        let claims = v["claims"].as_array().expect("claims");
+        assert!(!claims.is_empty(), "{q}: {v}");
+        for c in claims {
+            assert_eq!(c["supported"], true, "{q}: {c}");
+        }
+        assert_eq!(v["unsourced_numbers"], serde_json::json!([]), "{q}: {v}");
         assert!(citations[0].document.ends_with(doc), "{q}: {v}");
     }
     for q in [

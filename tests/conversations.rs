@@ -304,6 +304,10 @@ fn asking_in_a_conversation_stores_turns_and_uses_them_as_history() {
     assert_eq!(turns[0]["citations"], d1["citations"]);
     assert!(!turns[0]["citations"].as_array().unwrap().is_empty());
     assert_eq!(turns[0]["outcome"], "extractive");
+    // The citation check, made again from the stored turn, is the one the answer came with.
+    assert!(!d1["claims"].as_array().unwrap().is_empty(), "{d1}");
+    assert_eq!(turns[0]["claims"], d1["claims"]);
+    assert_eq!(turns[0]["unsourced_numbers"], d1["unsourced_numbers"]);
     assert!(turns[0]["notice"].is_string());
     assert_eq!(turns[0]["feedback"], Value::Null);
     assert_eq!(turns[1]["question"], "病假呢？");

@@ -668,6 +668,8 @@ fn metrics_expose_requests_answers_queue_and_ingestion_after_a_question() {
         r#"zhiku_http_request_duration_seconds_count{method="GET",route="unmatched",status="404"} 1"#,
         r#"zhiku_rate_limited_total{route="/v1/chat/completions"} 1"#,
         r#"zhiku_answers_total{outcome="generated"} 2"#,
+        // The scripted reply is backed by its passage: counted, never unsupported.
+        r#"zhiku_cited_sentences_total{kb="hr"} 2"#,
         "zhiku_answer_retrieval_seconds_count 2",
         "zhiku_answer_ttft_seconds_count 2",
         r#"zhiku_answer_duration_seconds_count{outcome="generated"} 2"#,
@@ -683,6 +685,10 @@ fn metrics_expose_requests_answers_queue_and_ingestion_after_a_question() {
         assert!(text.contains(series), "missing {series}:\n{text}");
     }
     assert!(!text.contains("12345"), "raw paths are not labels");
+    assert!(
+        !text.contains("zhiku_unsupported_sentences_total{"),
+        "{text}"
+    );
     let chunks = metric_line(&text, r#"zhiku_chunks{kb="hr"}"#).expect("chunks of hr");
     let n: u64 = chunks.rsplit(' ').next().unwrap().parse().unwrap();
     assert_eq!(n, f.server.state.engine.meta.list_kbs().unwrap()[0].chunks);

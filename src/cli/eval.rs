@@ -54,6 +54,14 @@ pub enum EvalCommand {
         /// (.jsonl), to show forgetting.
         #[arg(long, value_name = "FILE", requires = "adapter")]
         general: Option<PathBuf>,
+        /// Write every cited sentence with its passages and the citation check's verdict
+        /// (JSONL): the raw material of a labelled sample.
+        #[arg(long, value_name = "FILE.jsonl")]
+        claims_out: Option<PathBuf>,
+        /// Also measure the citation check against this labelled sample (JSONL records of
+        /// `sentence`, `passages`, `supported`), e.g. bench/claims/cmrc-trial-labelled.jsonl.
+        #[arg(long, value_name = "FILE.jsonl")]
+        labelled: Option<PathBuf>,
     },
 }
 
@@ -74,7 +82,17 @@ pub fn run(engine: &Engine, what: EvalCommand) -> anyhow::Result<ExitCode> {
             heldout,
             adapter,
             general,
-        } => answers(engine, qa, kb, json, limit, heldout, adapter, general),
+            claims_out,
+            labelled,
+        } => {
+            let claims = ClaimFiles {
+                out: claims_out,
+                labelled,
+            };
+            answers(
+                engine, qa, kb, json, limit, heldout, adapter, general, claims,
+            )
+        }
     }
 }
 
@@ -131,6 +149,12 @@ fn retrieval(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--claims-out` and `--labelled` of `zhiku eval answers`.
+struct ClaimFiles {
+    out: Option<PathBuf>,
+    labelled: Option<PathBuf>,
+}
+
 #[allow(clippy::too_many_arguments)] // one per flag of `zhiku eval answers`
 fn answers(
     engine: &Engine,
@@ -141,6 +165,7 @@ fn answers(
     heldout: Option<PathBuf>,
     adapter: Option<PathBuf>,
     general: Option<PathBuf>,
+    claims: ClaimFiles,
 ) -> anyhow::Result<ExitCode> {
     let kbs = super::kb_ids(engine, &kb)?;
     let mut set = eval::QaSet::load(&qa).with_context(|| format!("QA file {}", qa.display()))?;
@@ -163,7 +188,24 @@ fn answers(
         return compare_adapter(engine, &set, &kbs, limit, &adapter, general, json);
     }
     let generator = load_generator(engine, &kb)?;
-    let r = eval::eval_answers(engine, generator.as_deref(), &set, &kbs, limit)?;
+    let mut samples = Vec::new();
+    let out = claims.out.is_some().then_some(&mut samples);
+    let mut r = eval::eval_answers(engine, generator.as_deref(), &set, &kbs, limit, out)?;
+    if let Some(path) = &claims.out {
+        let mut text = String::new();
+        for s in &samples {
+            text.push_str(&serde_json::to_string(s)?);
+            text.push('\n');
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &claims.labelled {
+        let min = engine.config.rag.claim_min_coverage;
+        r.claim_check = Some(
+            eval::eval_claim_check(&engine.keyword, path, min)
+                .with_context(|| format!("labelled sample {}", path.display()))?,
+        );
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
@@ -197,6 +239,23 @@ fn answers(
                 .map(|v| format!("{v:.1}"))
                 .unwrap_or_else(|| "–".into()),
         );
+        println!(
+            "citation check: {} cited sentences, {:.1} % unsupported; {:.1} % of answers hold a number no cited passage holds",
+            r.cited_sentences,
+            r.unsupported_rate * 100.0,
+            r.answers_with_unsourced_numbers * 100.0
+        );
+        if let Some(c) = &r.claim_check {
+            println!(
+                "citation check on the labelled sample: {} sentences ({} labelled unsupported), {} flagged; precision {:.1} %, recall {:.1} %, agreement {:.1} %",
+                c.sentences,
+                c.labelled_unsupported,
+                c.flagged,
+                c.precision * 100.0,
+                c.recall * 100.0,
+                c.agreement * 100.0
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -231,7 +290,7 @@ fn compare_adapter(
         let g = generate::from_config(cfg, None)
             .with_context(|| format!("loading the {name} model"))?
             .context("no generator")?;
-        let report = eval::eval_answers(engine, Some(g.as_ref()), set, kbs, limit)?;
+        let report = eval::eval_answers(engine, Some(g.as_ref()), set, kbs, limit, None)?;
         drop(g);
         let ppl = match &general {
             Some(path) => Some(finetune::perplexity::of_file(

@@ -417,6 +417,10 @@ pub struct RagConfig {
     /// Tokens kept free in the generator's context besides `generate.sampling.max_tokens`
     /// (a margin for the estimate of remote servers). Default 64.
     pub context_margin_tokens: usize,
+    /// Citation check: a cited sentence is supported when its cited passages hold at least
+    /// this share (0–1) of its key terms, and every number in it (README "Citation check").
+    /// Default 0.5.
+    pub claim_min_coverage: f32,
 }
 
 impl Default for RagConfig {
@@ -431,6 +435,7 @@ impl Default for RagConfig {
             condense_with_generator: true,
             extractive_sentences: 3,
             context_margin_tokens: 64,
+            claim_min_coverage: 0.5,
         }
     }
 }
@@ -1241,6 +1246,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "rag.min_term_coverage must be between 0 and 1, got {}",
                 g.min_term_coverage
+            )));
+        }
+        if !(0.0..=1.0).contains(&g.claim_min_coverage) {
+            return Err(ConfigError::Invalid(format!(
+                "rag.claim_min_coverage must be between 0 and 1, got {}",
+                g.claim_min_coverage
             )));
         }
         if g.sources == 0 || g.retrieve_top_k == 0 || g.extractive_sentences == 0 {

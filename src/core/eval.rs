@@ -237,6 +237,85 @@ pub struct AnswerReport {
     /// Decode speed, mean over answers (generator runs only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_per_s: Option<f64>,
+    /// Cited sentences in all answers (the citation check's claims).
+    pub cited_sentences: usize,
+    /// Share of cited sentences the citation check found unsupported by their passages.
+    pub unsupported_rate: f64,
+    /// Share of answers (not "not found") holding a number no cited passage holds.
+    pub answers_with_unsourced_numbers: f64,
+    /// The citation check against a labelled sample (`--labelled`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claim_check: Option<ClaimCheckReport>,
+}
+
+/// One cited sentence with the passages it cites: what `eval answers --claims-out` writes
+/// (with the check's verdict) and what a labelled sample holds (with a person's verdict).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimSample {
+    #[serde(default)]
+    pub question_id: String,
+    /// `generated` or `extractive`.
+    #[serde(default)]
+    pub mode: String,
+    pub sentence: String,
+    pub passages: Vec<String>,
+    /// Supported by its passages: the check's verdict, or the label.
+    pub supported: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The citation check measured on a labelled sample. "Positive" = unsupported.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClaimCheckReport {
+    pub sentences: usize,
+    /// Sentences labelled unsupported.
+    pub labelled_unsupported: usize,
+    /// Sentences the check flagged unsupported.
+    pub flagged: usize,
+    /// Of the flagged, the share labelled unsupported.
+    pub precision: f64,
+    /// Of the labelled unsupported, the share flagged.
+    pub recall: f64,
+    /// Share of sentences where the check and the label agree.
+    pub agreement: f64,
+}
+
+/// Run the citation check over a labelled sample (JSONL of [`ClaimSample`]) and compare.
+pub fn eval_claim_check(
+    keyword: &crate::store::keyword::KeywordIndex,
+    path: &Path,
+    min_coverage: f32,
+) -> Result<ClaimCheckReport, QaError> {
+    let text = std::fs::read_to_string(path)?;
+    let mut samples = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        samples.push(serde_json::from_str::<ClaimSample>(line)?);
+    }
+    if samples.is_empty() {
+        return Err(QaError::Empty);
+    }
+    let (mut flagged, mut labelled, mut both, mut agree) = (0, 0, 0, 0);
+    for s in &samples {
+        let passages: Vec<&str> = s.passages.iter().map(String::as_str).collect();
+        let verdict =
+            crate::rag::claims::judge_sentence(keyword, &s.sentence, &passages, min_coverage);
+        let flag = !verdict.supported;
+        let bad = !s.supported;
+        flagged += usize::from(flag);
+        labelled += usize::from(bad);
+        both += usize::from(flag && bad);
+        agree += usize::from(flag == bad);
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    Ok(ClaimCheckReport {
+        sentences: samples.len(),
+        labelled_unsupported: labelled,
+        flagged,
+        precision: ratio(both, flagged),
+        recall: ratio(both, labelled),
+        agreement: ratio(agree, samples.len()),
+    })
 }
 
 /// Ask the first `limit` questions of `set` through the answer pipeline and score them.
@@ -246,6 +325,7 @@ pub fn eval_answers(
     set: &QaSet,
     kbs: &[KbId],
     limit: Option<usize>,
+    mut claims_out: Option<&mut Vec<ClaimSample>>,
 ) -> Result<AnswerReport, crate::rag::RagError> {
     use crate::rag::{self, Outcome};
     let questions: Vec<&Question> = set
@@ -257,6 +337,7 @@ pub fn eval_answers(
     let (mut cites, mut good_cites) = (0usize, 0usize);
     let (mut lat, mut ttft, mut tps) = (Vec::new(), Vec::new(), Vec::new());
     let (mut generated, mut extractive) = (0usize, 0usize);
+    let (mut claims, mut unsupported, mut unsourced) = (0usize, 0usize, 0usize);
     for q in &questions {
         let a = rag::ask(engine, generator, &q.question, &[], kbs, &mut |_| {
             std::ops::ControlFlow::Continue(())
@@ -268,6 +349,38 @@ pub fn eval_answers(
             Outcome::NotFound | Outcome::Blocked => not_found += 1,
             Outcome::Generated => generated += 1,
             Outcome::Extractive => extractive += 1,
+        }
+        claims += a.check.claims.len();
+        unsupported += a.check.unsupported();
+        unsourced += usize::from(!a.check.unsourced_numbers.is_empty());
+        if let Some(out) = claims_out.as_deref_mut() {
+            let mode = if a.outcome == Outcome::Generated {
+                "generated"
+            } else {
+                "extractive"
+            };
+            for c in &a.check.claims {
+                out.push(ClaimSample {
+                    question_id: q.id.clone(),
+                    mode: mode.into(),
+                    sentence: c.sentence.clone(),
+                    passages: a
+                        .citations
+                        .iter()
+                        .filter(|x| c.cites.contains(&x.index))
+                        .map(|x| x.text.clone())
+                        .collect(),
+                    supported: c.supported,
+                    note: (!c.supported).then(|| {
+                        format!(
+                            "missing numbers {:?}, terms {:?}, coverage {:.2}",
+                            c.missing_numbers,
+                            c.missing_terms,
+                            c.coverage.unwrap_or(1.0)
+                        )
+                    }),
+                });
+            }
         }
         let text = if a.outcome == Outcome::NotFound {
             String::new()
@@ -320,6 +433,21 @@ pub fn eval_answers(
         ttft_ms_p50: p(&mut ttft, 0.5),
         ttft_ms_p95: p(&mut ttft, 0.95),
         tokens_per_s: (!tps.is_empty()).then(|| tps.iter().sum::<f64>() / tps.len() as f64),
+        cited_sentences: claims,
+        unsupported_rate: if claims == 0 {
+            0.0
+        } else {
+            unsupported as f64 / claims as f64
+        },
+        answers_with_unsourced_numbers: {
+            let answered = questions.len() - not_found;
+            if answered == 0 {
+                0.0
+            } else {
+                unsourced as f64 / answered as f64
+            }
+        },
+        claim_check: None,
     })
 }
 

@@ -126,6 +126,7 @@ pub fn withhold(
     answer.answer = refusal;
     answer.outcome = Outcome::Blocked;
     answer.citations.clear();
+    answer.check = Default::default();
     answer.notice = None;
 }
 

@@ -222,7 +222,11 @@ pub async fn answer_in_background(
                         }
                     }
                 }
-                state.metrics.observe_answer(Some(&answer));
+                let kb_name = |id| {
+                    let at = scope.kbs.iter().position(|&k| k == id)?;
+                    scope.names.get(at).cloned()
+                };
+                state.metrics.observe_answer(Some(&answer), &kb_name);
                 activity::log_query(meta, &asker, &scope.names, &question, Ok(&answer));
                 let message_id = asker
                     .conversation
@@ -235,7 +239,7 @@ pub async fn answer_in_background(
             }
             Err(e) => {
                 let e = ApiError::from(e);
-                state.metrics.observe_answer(None);
+                state.metrics.observe_answer(None, &|_| None);
                 activity::log_query(meta, &asker, &scope.names, &question, Err(&e));
                 Progress::Failed(e)
             }

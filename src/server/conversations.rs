@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use zhiku_core::rag::Turn;
+use zhiku_core::rag::claims::{self, Cited, ClaimCheck};
 use zhiku_core::store::meta::{Conversation, ConversationId, Feedback, Message, MessageId};
 
 use super::ask;
@@ -191,7 +192,9 @@ pub async fn delete(
     }
 }
 
-/// The turns of one of your conversations, oldest first, with your feedback on each.
+/// The turns of one of your conversations, oldest first, with your feedback on each, and
+/// each answer's citation check (`claims`, `unsourced_numbers`, as in `/api/ask`'s `done`;
+/// made again from the stored answer and passages, with today's `rag.claim_min_coverage`).
 #[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "conversations",
     params(("id" = i64, Path)),
     responses((status = 200, body = [Message]), (status = 404)))]
@@ -199,10 +202,41 @@ pub async fn messages(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<ConversationId>, PathRejection>,
-) -> Result<Json<Vec<Message>>, ApiError> {
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     let id = id(path)?;
     let c = owned(&state, &caller, id)?;
-    Ok(Json(state.engine.meta.messages(c.id, None)?))
+    let engine = &state.engine;
+    let min = engine.config.rag.claim_min_coverage;
+    let mut out = Vec::new();
+    for m in engine.meta.messages(c.id, None)? {
+        let check = if m.outcome == "generated" || m.outcome == "extractive" {
+            let cited: Vec<Cited> = m
+                .citations
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| {
+                    Some(Cited {
+                        index: usize::try_from(c.get("index")?.as_u64()?).ok()?,
+                        text: c.get("text")?.as_str()?,
+                        kb: 0,
+                    })
+                })
+                .collect();
+            claims::check_cited(&engine.keyword, &m.answer, &cited, min)
+        } else {
+            ClaimCheck::default()
+        };
+        let mut v = serde_json::to_value(&m).map_err(ApiError::internal)?;
+        if let (Some(obj), serde_json::Value::Object(extra)) = (
+            v.as_object_mut(),
+            serde_json::to_value(&check).map_err(ApiError::internal)?,
+        ) {
+            obj.extend(extra);
+        }
+        out.push(v);
+    }
+    Ok(Json(out))
 }
 
 /// Rate one of your answers (posting again replaces your earlier rating).

@@ -11,6 +11,9 @@
 //!   (`/api/ask`, `/v1/chat/completions`, and whatever else runs [`super::ask`]).
 //! - `answers_total{outcome}`: `generated`, `extractive`, `not_found`, or `error`;
 //!   `answers_cancelled_total`: generations stopped because the client went away.
+//! - `cited_sentences_total{kb}`, `unsupported_sentences_total{kb}`: cited answer sentences
+//!   and those the citation check found unsupported by their passages (`rag::claims`), by
+//!   the knowledge base of the cited passages; their ratio is each KB's unsupported rate.
 //! - `generation_queue_depth`: questions waiting for a generation slot now.
 //! - `documents{kb}`, `chunks{kb}` (ready ones), `documents_by_status{status}`,
 //!   `ingest_jobs{status}`: read from SQLite at each scrape.
@@ -35,6 +38,7 @@ use prometheus::{
 
 use zhiku_core::access::secrets_equal;
 use zhiku_core::rag::{Answer, Outcome};
+use zhiku_core::store::KbId;
 
 use super::auth::{Caller, bearer};
 use super::error::ApiError;
@@ -55,6 +59,8 @@ pub struct Metrics {
     answer: HistogramVec,
     tokens_per_s: Histogram,
     answers: IntCounterVec,
+    cited_sentences: IntCounterVec,
+    unsupported_sentences: IntCounterVec,
     cancelled: IntCounter,
     queue_depth: IntGauge,
     documents: IntGaugeVec,
@@ -169,6 +175,16 @@ impl Metrics {
                 "Questions answered, by outcome (generated, extractive, not_found, error)",
                 &["outcome"],
             ),
+            cited_sentences: counter(
+                "cited_sentences_total",
+                "Cited answer sentences, by knowledge base of the cited passages",
+                &["kb"],
+            ),
+            unsupported_sentences: counter(
+                "unsupported_sentences_total",
+                "Cited answer sentences the citation check found unsupported, by knowledge base",
+                &["kb"],
+            ),
             documents: gauge("documents", "Ready documents per knowledge base", &["kb"]),
             chunks: gauge("chunks", "Ready chunks per knowledge base", &["kb"]),
             documents_by_status: gauge(
@@ -205,7 +221,13 @@ impl Metrics {
     }
 
     /// Count one answered question (`None`: it failed).
-    pub fn observe_answer(&self, answer: Option<&Answer>) {
+    /// Count one answer (`None`: it failed). `kb_name`: the name of a knowledge base id of
+    /// the question's scope (for the citation check's per-KB series).
+    pub fn observe_answer(
+        &self,
+        answer: Option<&Answer>,
+        kb_name: &dyn Fn(KbId) -> Option<String>,
+    ) {
         let Some(a) = answer else {
             self.answers.with_label_values(&["error"]).inc();
             return;
@@ -223,6 +245,18 @@ impl Metrics {
             .observe(a.total_ms / 1e3);
         if let Some(ms) = a.ttft_ms {
             self.ttft.observe(ms / 1e3);
+        }
+        for claim in &a.check.claims {
+            for name in claim.kbs.iter().filter_map(|&kb| kb_name(kb)) {
+                self.cited_sentences
+                    .with_label_values(&[name.as_str()])
+                    .inc();
+                if !claim.supported {
+                    self.unsupported_sentences
+                        .with_label_values(&[name.as_str()])
+                        .inc();
+                }
+            }
         }
         if let Some(g) = &a.generation {
             if g.finish == zhiku_llm::generate::FinishReason::Cancelled {

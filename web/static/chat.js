@@ -202,6 +202,8 @@ async function openConversation(id) {
     Object.assign(msg, {
       text: m.answer || '',
       citations: m.citations || [],
+      claims: m.claims || [],
+      unsourced: m.unsourced_numbers || [],
       outcome: m.outcome,
       notice: m.notice,
       messageId: m.id,
@@ -235,6 +237,8 @@ function botMessage() {
   const msg = {
     text: '',
     citations: [],
+    claims: [], // the citation check: each cited sentence, supported or not
+    unsourced: [], // numbers of the answer that no cited passage holds
     outcome: null,
     notice: null,
     messageId: null,
@@ -248,11 +252,12 @@ function botMessage() {
   msg.noticeEl = h('div', { class: 'answer-notice', hidden: true });
   msg.answerEl = h('div', { class: 'answer md' });
   msg.statusEl = h('div', { class: 'answer-status', hidden: true });
+  msg.checkEl = h('div', { class: 'answer-check note note-warn', hidden: true });
   msg.sourcesEl = h('div', { class: 'answer-sources', hidden: true });
   msg.actionsEl = h('div', { class: 'answer-actions', hidden: true });
   msg.el = h('div', { class: 'msg msg-bot' },
     h('div', { class: 'avatar', 'aria-hidden': 'true' }),
-    h('div', { class: 'bot-body' }, msg.noticeEl, msg.answerEl, msg.statusEl, msg.sourcesEl, msg.actionsEl));
+    h('div', { class: 'bot-body' }, msg.noticeEl, msg.answerEl, msg.checkEl, msg.statusEl, msg.sourcesEl, msg.actionsEl));
   msg.el._msg = msg;
   state.messages.push(msg);
   return msg;
@@ -260,6 +265,18 @@ function botMessage() {
 
 function citationOf(msg, n) {
   return msg.citations.find((c) => c.index === n);
+}
+
+// Letters and digits only: the server's claim sentences and the page's carrier sentences
+// are cut by the same rule, but may differ in spaces and punctuation.
+const bare = (s) => String(s ?? '').replace(/[^\p{L}\p{N}]+/gu, '');
+
+/** The citation check's verdict on the sentence `sentence` citing `n`, if the server made one. */
+function claimOf(msg, n, sentence) {
+  const want = bare(sentence);
+  if (!want) return null;
+  return msg.claims.find((c) => c.cites.includes(n) && (bare(c.sentence) === want
+    || bare(c.sentence).endsWith(want) || want.endsWith(bare(c.sentence)))) || null;
 }
 
 /** Draw `msg` as it stands (called for every streamed piece and at the end). */
@@ -277,11 +294,13 @@ function renderBot(msg) {
     if (!msg.sentences.has(n)) msg.sentences.set(n, []);
     msg.sentences.get(n).push(sentence);
     const cite = citationOf(msg, n);
+    const doubt = msg.done && claimOf(msg, n, sentence)?.supported === false;
     return h('button', {
-      class: 'cite',
+      class: doubt ? 'cite cite-unsupported' : 'cite',
       type: 'button',
       disabled: !cite,
-      title: cite ? cite.title : null,
+      title: cite ? (doubt ? `${cite.title} · ${t('chat.unsupported')}` : cite.title) : null,
+      'aria-description': doubt ? t('chat.unsupported') : null,
       dataset: { n },
       onclick: (e) => cite && openSource(msg, cite, [sentence], e.currentTarget),
     }, String(n));
@@ -294,6 +313,10 @@ function renderBot(msg) {
     msg.answerEl.replaceChildren(renderMarkdown(msg.text, { chip }));
     if (!msg.done) msg.answerEl.append(h('span', { class: 'caret', 'aria-hidden': 'true' }));
   }
+
+  const unsourced = msg.done && msg.outcome !== 'not_found' ? msg.unsourced : [];
+  msg.checkEl.hidden = !unsourced.length;
+  msg.checkEl.textContent = unsourced.length ? t('chat.unsourced', { nums: unsourced.join('、') }) : '';
 
   const status = msg.error ? t('chat.error', { msg: msg.error }) : msg.stopped ? t('chat.stopped') : '';
   msg.statusEl.hidden = !status;
@@ -501,6 +524,8 @@ async function ask(question) {
         Object.assign(msg, {
           text: data.answer ?? msg.text,
           citations: data.citations || [],
+          claims: data.claims || [],
+          unsourced: data.unsourced_numbers || [],
           outcome: data.outcome,
           notice: data.notice || null,
           messageId: data.message_id ?? null,

@@ -28,6 +28,9 @@ pub struct Citation {
     pub location: String,
     /// The passage text.
     pub text: String,
+    /// Its knowledge base (for the per-KB rates of the citation check).
+    #[serde(skip)]
+    pub kb: crate::store::KbId,
 }
 
 impl Citation {
@@ -42,6 +45,7 @@ impl Citation {
             place: h.place.clone(),
             location: h.location.clone(),
             text: h.text.clone(),
+            kb: h.kb,
         }
     }
 }

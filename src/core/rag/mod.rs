@@ -2,10 +2,12 @@
 //!
 //! One module per step: [`condense`] (follow-ups → standalone questions), [`terms`] (key terms
 //! and coverage: the lexical relevance gate), [`prompt`] (templates, numbered sources, context
-//! fitting), [`cite`] (markers → passages), [`extract`] (the answer without a generator).
+//! fitting), [`cite`] (markers → passages), [`extract`] (the answer without a generator),
+//! [`claims`] (each cited sentence checked against its passages).
 //! [`ask`] runs them in order for one question.
 
 pub mod cite;
+pub mod claims;
 pub mod condense;
 pub mod extract;
 pub mod guard;
@@ -98,6 +100,10 @@ pub struct Answer {
     pub notice: Option<String>,
     /// The cited passages, by marker number.
     pub citations: Vec<Citation>,
+    /// Each cited sentence checked against the passages it cites, and the numbers no cited
+    /// passage holds ([`claims::check`]; empty for "not found").
+    #[serde(flatten)]
+    pub check: claims::ClaimCheck,
     /// Passages that passed the relevance gate and were offered (to the prompt or the
     /// extractor), best first.
     pub sources: usize,
@@ -388,6 +394,7 @@ pub fn ask_with(
         answer: String::new(),
         notice: None,
         citations: Vec::new(),
+        check: claims::ClaimCheck::default(),
         sources: relevant.len(),
         retrieval_ms,
         ttft_ms: None,
@@ -435,10 +442,21 @@ pub fn ask_with(
         answer.citations = e.citations;
         let _ = on_text(&answer.answer);
     }
+    if answer.outcome != Outcome::NotFound {
+        answer.check = claims::check(
+            &engine.keyword,
+            &answer.answer,
+            &answer.citations,
+            cfg.claim_min_coverage,
+        );
+    }
     answer.total_ms = start.elapsed().as_secs_f64() * 1e3;
     tracing::info!(
         outcome = ?answer.outcome,
         citations = answer.citations.len(),
+        cited_sentences = answer.check.claims.len(),
+        unsupported = answer.check.unsupported(),
+        unsourced_numbers = ?answer.check.unsourced_numbers,
         ms = answer.total_ms,
         "answered"
     );
