@@ -499,6 +499,38 @@ fn questions_are_validated_and_rate_limited() {
 }
 
 #[test]
+fn failed_logins_hold_up_the_account_then_the_address() {
+    let (_d, s) = server(|c| {
+        c.server.login_failures_per_name = 3;
+        c.server.login_failures_per_ip = 5;
+    });
+    let anon = s.client();
+    let login = |name: &str, password: &str| {
+        anon.post_json("/api/login", &json!({"name": name, "password": password}))
+    };
+    // A success in between clears the name's count.
+    assert_eq!(login("alice", "wrong-one").status, 401);
+    anon.login("alice", "password-1");
+    for _ in 0..3 {
+        assert_eq!(login("alice", "wrong-one").status, 401);
+    }
+    // The fourth attempt is refused before its password is checked, even the right one.
+    let r = login("Alice", "password-1");
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "rate_limited");
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((800..=900).contains(&wait), "the 15-minute window: {wait}");
+    assert!(r.text().contains("this account"), "{}", r.text());
+    // Another account from the same address still logs in: 4 failures so far.
+    anon.login("bob", "password-1");
+    assert_eq!(login("nobody", "guess-guess").status, 401);
+    // Five failures from this address: every name is held up now.
+    let r = login("bob", "password-1");
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("this address"), "{}", r.text());
+}
+
+#[test]
 fn answers_stream_as_server_sent_events() {
     let (_d, s) = server(|_| {});
     let alice = s.client().login("alice", "password-1");

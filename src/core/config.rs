@@ -459,6 +459,15 @@ pub struct ServerConfig {
     pub ip_questions_per_s: u32,
     /// The same, per logged-in user or API token owner. Default 5.
     pub user_questions_per_s: u32,
+    /// Failed password logins allowed per account name within `login_lockout_minutes`;
+    /// more attempts for that name get 429 with Retry-After until the window has passed
+    /// (only failures count; a successful login clears the name's count). 0 = no limit.
+    /// Default 10.
+    pub login_failures_per_name: u32,
+    /// The same per client address (whatever names it tries). 0 = no limit. Default 50.
+    pub login_failures_per_ip: u32,
+    /// The window of the two limits above, in minutes. Default 15.
+    pub login_lockout_minutes: u64,
     /// Answers being generated at once (more wait in the queue). Default 1: one in-process
     /// model answers one question at a time; raise it for an LLM server.
     pub generation_slots: usize,
@@ -495,6 +504,9 @@ impl Default for ServerConfig {
             session_hours: 168,
             ip_questions_per_s: 10,
             user_questions_per_s: 5,
+            login_failures_per_name: 10,
+            login_failures_per_ip: 50,
+            login_lockout_minutes: 15,
             generation_slots: 1,
             generation_queue: 32,
             request_timeout_secs: 300,

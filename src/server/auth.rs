@@ -220,6 +220,21 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     let Json(login) = body?;
     let meta = &state.engine.meta;
+    if let Err(r) = state.login_limit.check(&login.name, client.0) {
+        tracing::warn!(name = %login.name, ip = ?client.0, "login refused: too many failed attempts");
+        let who = if r.by_name {
+            "for this account"
+        } else {
+            "from this address"
+        };
+        return Err(ApiError::TooManyRequests {
+            retry_after: r.retry_after,
+            message: format!(
+                "too many failed logins {who}; try again in {} minutes",
+                r.retry_after.div_ceil(60)
+            ),
+        });
+    }
     let found = meta.password_hash(login.name.trim())?;
     let local = found.is_some();
     // Verify on a blocking thread: argon2 takes tens of milliseconds by design.
@@ -254,8 +269,10 @@ pub async fn login(
     }
     let Some(user_id) = ok else {
         tracing::info!(name = %login.name, "failed login");
+        state.login_limit.failed(&login.name, client.0);
         return Err(ApiError::Unauthorized("wrong name or password".into()));
     };
+    state.login_limit.succeeded(&login.name);
     let started = start_session(&state, &headers, user_id)?;
     Ok(([(header::SET_COOKIE, started.cookie)], Json(started.me)).into_response())
 }

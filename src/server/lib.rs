@@ -19,6 +19,7 @@ pub mod hittest;
 pub mod jobs;
 pub mod kbs;
 pub mod ldap;
+pub mod login_limit;
 pub mod metrics;
 pub mod oidc;
 pub mod openai;

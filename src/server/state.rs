@@ -33,6 +33,8 @@ pub struct Inner {
     /// The single sign-on provider, when `[auth.oidc]` is configured ([`crate::oidc`]).
     pub sso: Option<Arc<crate::oidc::Sso>>,
     generators: Generators,
+    /// Failed logins per account name and client address ([`crate::login_limit`]).
+    pub login_limit: crate::login_limit::LoginLimit,
     ip_limit: DefaultKeyedRateLimiter<std::net::IpAddr>,
     user_limit: DefaultKeyedRateLimiter<i64>,
     slots: Arc<Semaphore>,
@@ -65,6 +67,11 @@ impl AppState {
     fn with_generators(engine: Engine, generators: Generators) -> Self {
         let s = &engine.config.server;
         let inner = Inner {
+            login_limit: crate::login_limit::LoginLimit::new(
+                s.login_failures_per_name,
+                s.login_failures_per_ip,
+                Duration::from_secs(s.login_lockout_minutes.max(1) * 60),
+            ),
             ip_limit: governor::RateLimiter::keyed(quota(s.ip_questions_per_s)),
             user_limit: governor::RateLimiter::keyed(quota(s.user_questions_per_s)),
             slots: Arc::new(Semaphore::new(s.generation_slots.max(1))),
@@ -113,7 +120,7 @@ impl Inner {
             Some(app) => app.forget_idle_rate_keys(),
             None => 0,
         };
-        self.ip_limit.len() + self.user_limit.len() + wecom
+        self.ip_limit.len() + self.user_limit.len() + wecom + self.login_limit.forget_idle()
     }
 
     /// Count a question against the per-IP and per-user limits; 429 with the wait when over.
