@@ -161,15 +161,9 @@ mod tests {
         l.failed("alice", None);
         assert!(l.check("alice", None).is_err());
         let ip = Some(IpAddr::from([10, 0, 0, 3]));
-        for _ in 0..100 {
-            l.failed(&format!("u{}", rand_name()), ip);
+        for i in 0..100 {
+            l.failed(&format!("u{i}"), ip);
         }
         assert!(l.check("zed", ip).is_ok(), "no per-address limit");
-    }
-
-    fn rand_name() -> u32 {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        N.fetch_add(1, Ordering::Relaxed)
     }
 }

@@ -220,9 +220,8 @@ impl Metrics {
         }
     }
 
-    /// Count one answered question (`None`: it failed).
-    /// Count one answer (`None`: it failed). `kb_name`: the name of a knowledge base id of
-    /// the question's scope (for the citation check's per-KB series).
+    /// Count one answered question (`None`: it failed). `kb_name`: the name of a knowledge
+    /// base id of the question's scope (for the citation check's per-KB series).
     pub fn observe_answer(
         &self,
         answer: Option<&Answer>,

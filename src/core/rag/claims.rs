@@ -65,10 +65,6 @@ impl ClaimCheck {
     pub fn unsupported(&self) -> usize {
         self.claims.iter().filter(|c| !c.supported).count()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.claims.is_empty() && self.unsourced_numbers.is_empty()
-    }
 }
 
 /// A cited passage as the check sees it: its marker number, text and knowledge base.
@@ -441,11 +437,6 @@ fn numbers_of_passages(passages: &[&str]) -> HashSet<String> {
         .collect()
 }
 
-/// Numbers of `text` as an answer's are read (for tests and the bench).
-pub fn answer_numbers(text: &str) -> Vec<String> {
-    numbers(text, Side::Answer)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,6 +446,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let kw = KeywordIndex::open(dir.path(), None).unwrap();
         (dir, kw)
+    }
+
+    /// Numbers of `text` as an answer's are read.
+    fn answer_numbers(text: &str) -> Vec<String> {
+        numbers(text, Side::Answer)
     }
 
     fn citation(index: usize, text: &str) -> Citation {

@@ -511,9 +511,7 @@ impl OpenAiGenerator {
             }
         }
     }
-}
 
-impl OpenAiGenerator {
     /// A server's "prompt too long" answer (vLLM, llama.cpp server, OpenAI's
     /// `context_length_exceeded`) as [`GenerateError::ContextOverflow`], with the server's
     /// numbers when its message has them, so callers can fit fewer sources and retry.
